@@ -1,0 +1,168 @@
+package pki
+
+import (
+	"crypto/x509"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/util/cert"
+)
+
+func TestEnsureCreatesThenReuses(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	b, err := Ensure(Request{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Generated) != 10 {
+		t.Fatalf("first run generated %v, want all 10 files", b.Generated)
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("pki dir mode = %v, %v; want 0700", st.Mode().Perm(), err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		info, _ := e.Info()
+		if info.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode = %v, want 0600", e.Name(), info.Mode().Perm())
+		}
+	}
+	if len(entries) != 10 {
+		t.Errorf("pki dir has %d entries (temp files left?), want 10", len(entries))
+	}
+
+	before := readAll(t, dir)
+	b2, err := Ensure(Request{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b2.Generated) != 0 {
+		t.Fatalf("second run regenerated %v, want nothing", b2.Generated)
+	}
+	if after := readAll(t, dir); !maps.Equal(before, after) {
+		t.Fatal("second run changed files on disk")
+	}
+}
+
+func TestServingCertificate(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Ensure(Request{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	c := loadCert(t, Paths{dir}.ServingCert())
+	for _, ip := range []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")} {
+		if !slices.ContainsFunc(c.IPAddresses, ip.Equal) {
+			t.Errorf("serving cert lacks IP SAN %s", ip)
+		}
+	}
+	if !slices.Contains(c.DNSNames, "localhost") {
+		t.Error("serving cert lacks DNS SAN localhost")
+	}
+	if err := c.CheckSignatureFrom(loadCert(t, Paths{dir}.CACert())); err != nil {
+		t.Errorf("serving cert not signed by the CA: %v", err)
+	}
+	admin := loadCert(t, Paths{dir}.AdminCert())
+	if !slices.Contains(admin.Subject.Organization, "system:masters") || admin.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
+		t.Errorf("admin cert subject %v usage %v", admin.Subject, admin.ExtKeyUsage)
+	}
+}
+
+func TestRegeneratesOnlyWhatIsMissingOrWrong(t *testing.T) {
+	dir := t.TempDir()
+	p := Paths{dir}
+	if _, err := Ensure(Request{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p.AdminKey()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Ensure(Request{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(b.Generated, []string{"admin.key", "admin.crt"}) {
+		t.Fatalf("after removing admin.key regenerated %v, want admin pair only", b.Generated)
+	}
+
+	b, err = Ensure(Request{Dir: dir, IPs: []net.IP{net.ParseIP("192.0.2.7")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(b.Generated, []string{"apiserver.key", "apiserver.crt"}) {
+		t.Fatalf("a new SAN regenerated %v, want the serving pair only", b.Generated)
+	}
+}
+
+func TestRegeneratesExpiring(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Ensure(Request{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	later := func() time.Time { return time.Now().Add(LeafValidity - RenewBefore + time.Hour) }
+	b, err := Ensure(Request{Dir: dir, Now: later})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Generated) != 6 || slices.Contains(b.Generated, "ca.crt") {
+		t.Fatalf("leaves close to expiry: regenerated %v, want the three leaf pairs and not the CA", b.Generated)
+	}
+
+	muchLater := func() time.Time { return time.Now().Add(10 * 365 * 24 * time.Hour) }
+	b, err = Ensure(Request{Dir: dir, Now: muchLater})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(b.Generated, "ca.crt") || !slices.Contains(b.Generated, "admin.crt") {
+		t.Fatalf("CA close to expiry: regenerated %v, want the CA and every leaf", b.Generated)
+	}
+}
+
+func TestCorruptFileIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	p := Paths{dir}
+	if _, err := Ensure(Request{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.ServiceAccountPub(), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Ensure(Request{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(b.Generated, []string{"sa.key", "sa.pub"}) {
+		t.Fatalf("corrupt sa.pub: regenerated %v, want the service-account pair", b.Generated)
+	}
+}
+
+func loadCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	certs, err := cert.CertsFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
+}
+
+func readAll(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = string(b)
+	}
+	return out
+}

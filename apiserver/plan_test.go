@@ -1,0 +1,132 @@
+package apiserver
+
+import (
+	"flag"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/utils/ptr"
+
+	"github.com/wasmkube/wasmkube/profiles"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func load(t *testing.T, name string) *profiles.Loaded {
+	t.Helper()
+	p, err := profiles.NewFinder("").Resolve(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPlanGolden pins the flags wasmkube gives kube-apiserver and kube-controller-manager for
+// the built-in profiles.
+func TestPlanGolden(t *testing.T) {
+	for _, name := range profiles.BuiltinNames() {
+		t.Run(name, func(t *testing.T) {
+			plan, err := NewPlan(PlanInput{Profile: load(t, name), DataDir: "/data"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := "# kube-apiserver\n" + strings.Join(plan.APIServerArgs, "\n") + "\n"
+			if plan.ControllerManagerArgs != nil {
+				got += "# kube-controller-manager\n" + strings.Join(plan.ControllerManagerArgs, "\n") + "\n"
+			}
+			golden := "testdata/plan-" + name + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./apiserver -run TestPlanGolden -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("plan differs from %s (-update rewrites it):\n%s", golden, got)
+			}
+		})
+	}
+}
+
+func TestPlanExtraArgsOverride(t *testing.T) {
+	p := load(t, "demo")
+	p.APIServer.ExtraArgs = []string{"--authorization-mode=RBAC", "v=2", "feature-gates=A=true"}
+	plan, err := NewPlan(PlanInput{
+		Profile: p, DataDir: "/d", Port: ptr.To[int32](0),
+		ExtraAPIServerArgs: []string{"v=4", "feature-gates=B=true", "feature-gates=C=false"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := plan.APIServerArgs
+	if slices.Contains(args, "--authorization-mode=Node,RBAC") || !slices.Contains(args, "--authorization-mode=RBAC") {
+		t.Errorf("profile extraArgs did not replace the default authorization mode: %v", args)
+	}
+	if slices.Contains(args, "--v=2") || !slices.Contains(args, "--v=4") {
+		t.Errorf("--apiserver-arg did not replace the profile's v: %v", args)
+	}
+	if slices.Contains(args, "--feature-gates=A=true") || !slices.Contains(args, "--feature-gates=B=true") || !slices.Contains(args, "--feature-gates=C=false") {
+		t.Errorf("a flag repeated in one layer must be kept twice and replace earlier layers: %v", args)
+	}
+	if !slices.Contains(args, "--secure-port=0") {
+		t.Errorf("port override missing: %v", args)
+	}
+}
+
+func TestPlanRejectsOwnedFlags(t *testing.T) {
+	_, err := NewPlan(PlanInput{Profile: load(t, "demo"), DataDir: "/d", ExtraAPIServerArgs: []string{"secure-port=1"}})
+	if err == nil || !strings.Contains(err.Error(), "--port") {
+		t.Fatalf("got %v, want an error pointing at --port", err)
+	}
+}
+
+func TestPlanWithEtcdAndPort(t *testing.T) {
+	plan, err := NewPlan(PlanInput{Profile: load(t, "minimal"), DataDir: "/d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.ControllerManagerArgs != nil {
+		t.Error("minimal runs no controllers, but the plan has their flags")
+	}
+	running := plan.WithPort(40000).WithEtcd([]string{"http://127.0.0.1:1234"})
+	if !slices.Contains(running.APIServerArgs, "--etcd-servers=http://127.0.0.1:1234") || !slices.Contains(running.APIServerArgs, "--secure-port=40000") {
+		t.Errorf("running plan: %v", running.APIServerArgs)
+	}
+	if running.Server() != "https://127.0.0.1:40000" {
+		t.Errorf("server = %s", running.Server())
+	}
+	if !slices.Contains(plan.APIServerArgs, "--etcd-servers="+EtcdPlaceholder) {
+		t.Error("WithEtcd changed the original plan")
+	}
+}
+
+func TestPlanExternalEtcd(t *testing.T) {
+	p, err := profiles.Parse([]byte(`apiVersion: wasmkube.dev/v1alpha1
+kind: Profile
+name: ext
+etcd:
+  external:
+    servers: [https://127.0.0.1:2379]
+    caFile: ca.crt
+    certFile: /abs/etcd.crt
+    keyFile: /abs/etcd.key
+    prefix: /ext
+`), "/profiles/ext.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := NewPlan(PlanInput{Profile: p, DataDir: "/d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--etcd-servers=https://127.0.0.1:2379", "--etcd-cafile=/profiles/ca.crt", "--etcd-certfile=/abs/etcd.crt", "--etcd-prefix=/ext"} {
+		if !slices.Contains(plan.APIServerArgs, want) {
+			t.Errorf("missing %s in %v", want, plan.APIServerArgs)
+		}
+	}
+}

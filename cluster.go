@@ -1,0 +1,168 @@
+package wasmkube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/gofrs/flock"
+
+	"github.com/wasmkube/wasmkube/apiserver"
+	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
+	"github.com/wasmkube/wasmkube/apiserver/pki"
+)
+
+// ErrAlreadyRunning is returned by Up when another cluster holds the data directory's lock.
+var ErrAlreadyRunning = errors.New("already running")
+
+// Stop stops the controllers, then the kube-apiserver, then etcd, and releases the data
+// directory. It is safe to call more than once and from several goroutines; ctx bounds the wait.
+func (c *Cluster) Stop(ctx context.Context) error {
+	c.stopOnce.Do(func() {
+		close(c.stopping)
+		go func() {
+			err := c.runStops()
+			if c.err == nil {
+				c.err = err
+			}
+			close(c.done)
+		}()
+	})
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return fmt.Errorf("stop cluster %s: %w", c.Name, ctx.Err())
+	}
+}
+
+// Wait blocks until the cluster has stopped, by Stop or because a component failed, and returns
+// the cause of a failure.
+func (c *Cluster) Wait() error {
+	<-c.done
+	return c.err
+}
+
+// Done is closed once the cluster has stopped.
+func (c *Cluster) Done() <-chan struct{} { return c.done }
+
+// onStop registers fn to run on Stop (or on a failed Up), in reverse order of registration.
+func (c *Cluster) onStop(fn func() error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopFns = append(c.stopFns, fn)
+}
+
+// runStops runs the registered stop functions newest first and returns their errors joined.
+func (c *Cluster) runStops() error {
+	c.mu.Lock()
+	fns := c.stopFns
+	c.stopFns = nil
+	c.mu.Unlock()
+	var errs []error
+	for i := len(fns) - 1; i >= 0; i-- {
+		if err := fns[i](); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// watch stops the cluster when a component stops on its own.
+func (c *Cluster) watch(api *apiserver.APIServer, cm *apiserver.ControllerManager) {
+	var cmDone <-chan struct{}
+	if cm != nil {
+		cmDone = cm.Done()
+	}
+	var cause error
+	select {
+	case <-c.stopping:
+		return
+	case <-api.Done():
+		cause = fmt.Errorf("kube-apiserver stopped: %v", api.Err())
+	case <-cmDone:
+		cause = fmt.Errorf("kube-controller-manager stopped: %v", cm.Err())
+	case err := <-c.etcdErr:
+		cause = fmt.Errorf("etcd failed: %w", err)
+	}
+	select {
+	case <-c.stopping:
+		return // the component stopped because Stop was called
+	default:
+	}
+	c.err = cause
+	_ = c.Stop(context.Background())
+}
+
+// lock takes the data directory's lock for the life of the cluster.
+func (c *Cluster) lock(layout apiserver.Layout, name string) error {
+	if err := os.MkdirAll(layout.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	lk := flock.New(layout.Lock(), flock.SetPermissions(0o600))
+	ok, err := lk.TryLock()
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", layout.Lock(), err)
+	}
+	pidFile := filepath.Join(layout.DataDir, "wasmkube.pid")
+	if !ok {
+		holder := ""
+		if b, err := os.ReadFile(pidFile); err == nil {
+			holder = "process " + strings.TrimSpace(string(b)) + ", "
+		}
+		return fmt.Errorf("profile %s is %w (%slock %s): stop that cluster first (Ctrl-C where `wasmkube up` runs), or start another profile or --data-dir",
+			name, ErrAlreadyRunning, holder, layout.Lock())
+	}
+	if err := pki.WriteFileAtomic(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		_ = lk.Unlock()
+		return err
+	}
+	c.onStop(func() error {
+		_ = os.Remove(pidFile)
+		return lk.Unlock()
+	})
+	return nil
+}
+
+// logOutput returns where the Kubernetes logs go: w, or DATADIR/logs/kube.log.
+func (c *Cluster) logOutput(layout apiserver.Layout, w io.Writer) (io.Writer, error) {
+	if w != nil {
+		return w, nil
+	}
+	if err := os.MkdirAll(layout.Logs(), 0o700); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(layout.Logs(), "kube.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	// The file stays open: klog keeps writing to it for the life of the process.
+	return f, nil
+}
+
+func writeControllerManagerKubeconfig(plan *apiserver.Plan, b *pki.Bundle) error {
+	certPEM, err := os.ReadFile(b.ControllerManagerCert())
+	if err != nil {
+		return err
+	}
+	keyPEM, err := os.ReadFile(b.ControllerManagerKey())
+	if err != nil {
+		return err
+	}
+	cfg := kubeconfig.Build(kubeconfig.Credentials{
+		Name: "kube-controller-manager", Server: plan.Server(), CAPEM: b.CACertPEM, ClientCert: certPEM, ClientKey: keyPEM,
+	})
+	return kubeconfig.Write(plan.Layout.ControllerManagerKubeconfig(), cfg)
+}
+
+func pkiDetail(b *pki.Bundle) string {
+	if len(b.Generated) == 0 {
+		return "reused"
+	}
+	return fmt.Sprintf("generated %d files", len(b.Generated))
+}

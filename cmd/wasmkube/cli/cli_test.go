@@ -1,0 +1,345 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// The test binary doubles as the wasmkube binary: with this variable set, TestMain runs the CLI.
+const runCLIEnv = "WASMKUBE_TEST_RUN_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runCLIEnv) == "1" {
+		os.Exit(Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// env is an isolated user environment: its own HOME, XDG dirs and KUBECONFIG.
+type env struct {
+	t    *testing.T
+	root string
+	vars []string
+}
+
+func newEnv(t *testing.T) *env {
+	root := t.TempDir()
+	e := &env{t: t, root: root}
+	e.vars = append(os.Environ(),
+		runCLIEnv+"=1",
+		"HOME="+filepath.Join(root, "home"),
+		"XDG_DATA_HOME="+filepath.Join(root, "data"),
+		"XDG_CONFIG_HOME="+filepath.Join(root, "config"),
+		"XDG_CACHE_HOME="+filepath.Join(root, "cache"),
+		"KUBECONFIG="+filepath.Join(root, "home", ".kube", "config"),
+		ProfileEnv+"=",
+	)
+	return e
+}
+
+func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = e.vars
+	return cmd
+}
+
+// run runs wasmkube to completion and returns its exit code, stdout and stderr.
+func (e *env) run(args ...string) (int, string, string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := e.command(ctx, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.String(), errOut.String()
+	case errors.As(err, &exit):
+		return exit.ExitCode(), out.String(), errOut.String()
+	}
+	e.t.Fatalf("run %v: %v", args, err)
+	return -1, "", ""
+}
+
+// upProcess is a running `wasmkube up`.
+type upProcess struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	output bytes.Buffer
+	lines  chan string
+}
+
+func (e *env) startUp(args ...string) *upProcess {
+	e.t.Helper()
+	cmd := e.command(context.Background(), append([]string{"up"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := &upProcess{cmd: cmd, lines: make(chan string, 100)}
+	cmd.Stderr = &lockedWriter{p: p}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.output.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	e.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return p
+}
+
+type lockedWriter struct{ p *upProcess }
+
+func (w *lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.output.Write(b)
+}
+
+func (p *upProcess) text() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.output.String()
+}
+
+// waitReady waits for the line that says the cluster is ready.
+func (p *upProcess) waitReady(t *testing.T) {
+	t.Helper()
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("wasmkube up exited before ready:\n%s", p.text())
+			}
+			if strings.HasPrefix(line, "Press Ctrl-C") {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("wasmkube up not ready after 2m:\n%s", p.text())
+		}
+	}
+}
+
+// interrupt sends SIGINT and returns the exit code.
+func (p *upProcess) interrupt(t *testing.T) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for range p.lines {
+		}
+		done <- p.cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(StopTimeout + 10*time.Second):
+		t.Fatalf("wasmkube up did not exit after SIGINT:\n%s", p.text())
+		return -1
+	}
+}
+
+func TestUpKubectlInterruptRestart(t *testing.T) {
+	e := newEnv(t)
+	up := e.startUp("--profile", "demo", "--port", "0", "--merge-kubeconfig")
+	up.waitReady(t)
+	for _, want := range []string{"✓ pki ready", "✓ etcd ready", "✓ kube-apiserver ready", "✓ controllers started", "context wasmkube-demo"} {
+		if !strings.Contains(up.text(), want) {
+			t.Errorf("up output lacks %q:\n%s", want, up.text())
+		}
+	}
+
+	code, out, stderr := e.run("kubectl", "get", "ns", "default", "-o", "name")
+	if code != 0 || strings.TrimSpace(out) != "namespace/default" {
+		t.Fatalf("built-in kubectl get ns: %d %q %s", code, out, stderr)
+	}
+	code, out, stderr = e.run("kubectl", "--profile", "demo", "create", "configmap", "kept", "--from-literal=k=v")
+	if code != 0 {
+		t.Fatalf("kubectl create configmap: %d %s %s", code, out, stderr)
+	}
+	code, out, _ = e.run("kubectl", "version")
+	if code != 0 || !strings.Contains(out, "Server Version: v1.37.2") || !strings.Contains(out, "Client Version: v1.37.2") {
+		t.Errorf("kubectl version: %d %s", code, out)
+	}
+	code, _, stderr = e.run("kubectl", "get", "nosuchkind")
+	if code == 0 || !strings.Contains(stderr, "nosuchkind") {
+		t.Errorf("kubectl error: exit %d, stderr %q; want non-zero and the message", code, stderr)
+	}
+
+	code, kcPath, _ := e.run("kubeconfig", "--path")
+	kcPath = strings.TrimSpace(kcPath)
+	if code != 0 || !strings.HasSuffix(kcPath, filepath.Join("wasmkube", "demo", "kubeconfig")) {
+		t.Fatalf("kubeconfig --path: %d %q", code, kcPath)
+	}
+	if kubectl, err := exec.LookPath("kubectl"); err == nil {
+		cmd := exec.Command(kubectl, "--kubeconfig", kcPath, "--cache-dir", filepath.Join(e.root, "kcache"), "get", "configmap", "kept", "-o", "jsonpath={.data.k}")
+		out, err := cmd.CombinedOutput()
+		if err != nil || string(out) != "v" {
+			t.Errorf("installed kubectl: %v %s", err, out)
+		}
+	} else {
+		t.Log("no kubectl installed; the built-in one was used")
+	}
+
+	merged, err := clientcmd.LoadFromFile(filepath.Join(e.root, "home", ".kube", "config"))
+	if err != nil || merged.CurrentContext != "wasmkube-demo" || merged.Contexts["wasmkube-demo"] == nil {
+		t.Errorf("--merge-kubeconfig: %v %+v", err, merged)
+	}
+
+	code, _, stderr = e.run("up", "--profile", "demo", "--port", "0")
+	if code == 0 || !strings.Contains(stderr, "already running") {
+		t.Errorf("second up: exit %d, stderr %q; want non-zero and 'already running'", code, stderr)
+	}
+	code, _, stderr = e.run("reset", "--yes")
+	if code == 0 || !strings.Contains(stderr, "is running") {
+		t.Errorf("reset while running: exit %d, stderr %q", code, stderr)
+	}
+
+	if code := up.interrupt(t); code != 0 {
+		t.Fatalf("exit code after SIGINT = %d, want 0:\n%s", code, up.text())
+	}
+	if !strings.Contains(up.text(), "✓ stopped") {
+		t.Errorf("no stop line:\n%s", up.text())
+	}
+
+	up = e.startUp("--profile", "demo", "--port", "0")
+	up.waitReady(t)
+	code, out, stderr = e.run("kubectl", "get", "configmap", "kept", "-o", "jsonpath={.data.k}")
+	if code != 0 || out != "v" {
+		t.Fatalf("after restart the ConfigMap is gone: %d %q %s", code, out, stderr)
+	}
+	if !strings.Contains(up.text(), "pki ready") || !strings.Contains(up.text(), "reused") {
+		t.Errorf("restart did not reuse the PKI:\n%s", up.text())
+	}
+	if code := up.interrupt(t); code != 0 {
+		t.Fatalf("exit code after SIGINT = %d, want 0", code)
+	}
+
+	code, out, stderr = e.run("reset", "--yes")
+	if code != 0 || !strings.Contains(out, "removed context wasmkube-demo") || !strings.Contains(out, "deleted") {
+		t.Fatalf("reset: %d %s %s", code, out, stderr)
+	}
+	merged, _ = clientcmd.LoadFromFile(filepath.Join(e.root, "home", ".kube", "config"))
+	if merged.Contexts["wasmkube-demo"] != nil {
+		t.Error("reset left the context in the kubeconfig")
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "data", "wasmkube", "demo")); !os.IsNotExist(err) {
+		t.Errorf("reset --yes left the data dir: %v", err)
+	}
+}
+
+func TestUpErrors(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().(*net.TCPAddr).Port
+
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"bad profile", []string{"up", "--profile", "testdata/typo.yaml"}, []string{"typo.yaml:4", `unknown field "controlers"`}},
+		{"missing profile", []string{"up", "--profile", "nosuch"}, []string{`"nosuch"`, "profiles list"}},
+		{"busy port", []string{"up", "--profile", "minimal", "--port", fmt.Sprint(busy)}, []string{fmt.Sprintf("port %d", busy), "already in use", "--port"}},
+		{"unreachable external etcd", []string{"up", "--profile", "testdata/external-etcd.yaml"}, []string{"http://127.0.0.1:1", "etcd.external.servers"}},
+		{"owned flag", []string{"up", "--apiserver-arg", "secure-port=1"}, []string{"--port"}},
+		{"kubeconfig before up", []string{"kubeconfig", "--profile", "minimal"}, []string{"no kubeconfig yet", "wasmkube up --profile minimal"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr := e.run(c.args...)
+			if code == 0 {
+				t.Fatalf("exit 0, want non-zero; stderr %q", stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+	// A failed start leaves no lock behind and does not corrupt the data dir.
+	if _, err := os.Stat(filepath.Join(e.root, "data", "wasmkube", "minimal", "wasmkube.pid")); !os.IsNotExist(err) {
+		t.Errorf("pid file left after a failed start: %v", err)
+	}
+}
+
+func TestDryRunPrintsPlan(t *testing.T) {
+	e := newEnv(t)
+	code, out, stderr := e.run("up", "--profile", "demo", "--dry-run", "--apiserver-arg", "v=3")
+	if code != 0 {
+		t.Fatalf("dry run: %d %s", code, stderr)
+	}
+	for _, want := range []string{"--bind-address=127.0.0.1", "--secure-port=6443", "--v=3", "--leader-elect=false", "<embedded etcd>"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "data", "wasmkube", "demo")); !os.IsNotExist(err) {
+		t.Errorf("--dry-run created the data dir: %v", err)
+	}
+}
+
+func TestProfilesAndVersion(t *testing.T) {
+	e := newEnv(t)
+	userDir := filepath.Join(e.root, "config", "wasmkube", "profiles")
+	if err := os.MkdirAll(userDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(userDir, "broken.yaml"), []byte("apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := e.run("profiles", "list")
+	if code != 0 || !strings.Contains(out, "demo") || !strings.Contains(out, "minimal") || !strings.Contains(out, "broken") || !strings.Contains(out, "invalid") {
+		t.Errorf("profiles list: %d\n%s", code, out)
+	}
+	code, out, _ = e.run("profiles", "show", "minimal")
+	if code != 0 || !strings.Contains(out, "name: minimal") || !strings.Contains(out, "# source: builtin:minimal") {
+		t.Errorf("profiles show: %d\n%s", code, out)
+	}
+	code, out, _ = e.run("version")
+	if code != 0 || !strings.Contains(out, "kubernetes: v1.37.2") {
+		t.Errorf("version: %d\n%s", code, out)
+	}
+	code, out, _ = e.run("completion", "bash")
+	if code != 0 || !strings.Contains(out, "wasmkube") {
+		t.Errorf("completion bash: %d", code)
+	}
+}

@@ -1,0 +1,171 @@
+// Package etcd runs the cluster's storage: an etcd server embedded in the wasmkube process, with
+// its data under the profile's data directory and its client URL on loopback only, or a check
+// that external etcd servers named by a profile answer.
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// DefaultReadyTimeout bounds how long Start waits for the embedded etcd to serve.
+const DefaultReadyTimeout = 30 * time.Second
+
+// Config describes an embedded etcd server.
+type Config struct {
+	// DataDir holds the member's data (created 0700).
+	DataDir string
+	// LogFile receives etcd's own log at warning level and above. Empty: discarded.
+	LogFile string
+	// ReadyTimeout bounds start-up; DefaultReadyTimeout when zero.
+	ReadyTimeout time.Duration
+}
+
+// Server is a running embedded etcd.
+type Server struct {
+	etcd      *embed.Etcd
+	endpoints []string
+	logger    *zap.Logger
+	closeLog  func()
+}
+
+// Start starts an embedded etcd whose client and peer URLs are on 127.0.0.1 at ports the kernel
+// picks, and waits until it serves or ctx, the timeout or a start-up failure ends the wait.
+//
+// # Notes
+//
+//   - Only one server may use a data directory: a second one blocks on bbolt's file lock
+//     forever. Callers hold their own lock first (wasmkube.Up locks the profile's data dir).
+//   - On failure everything started is closed before Start returns.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create etcd data dir: %w", err)
+	}
+	logger, closeLog, err := newLogger(cfg.LogFile)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			closeLog()
+		}
+	}()
+
+	ec := embed.NewConfig()
+	ec.Name = "wasmkube"
+	ec.Dir = cfg.DataDir
+	loopback := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	ec.ListenClientUrls = []url.URL{loopback}
+	ec.AdvertiseClientUrls = []url.URL{loopback}
+	ec.ListenPeerUrls = []url.URL{loopback}
+	ec.AdvertisePeerUrls = []url.URL{loopback}
+	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logger)
+	// The apiserver compacts etcd itself every 5 minutes; no gateway or metrics listener is needed.
+	ec.EnableGRPCGateway = false
+
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
+	}
+	timer := time.NewTimer(cfg.ReadyTimeout)
+	defer timer.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd failed while starting: %w", err)
+	case <-e.Server.StopNotify():
+		e.Close()
+		return nil, errors.New("embedded etcd stopped while starting; see its log for the cause")
+	case <-timer.C:
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd not ready after %s (data dir %s)", cfg.ReadyTimeout, cfg.DataDir)
+	case <-ctx.Done():
+		e.Close()
+		return nil, fmt.Errorf("start embedded etcd: %w", ctx.Err())
+	}
+	endpoints := make([]string, 0, len(e.Clients))
+	for _, l := range e.Clients {
+		endpoints = append(endpoints, "http://"+l.Addr().String())
+	}
+	return &Server{etcd: e, endpoints: endpoints, logger: logger, closeLog: closeLog}, nil
+}
+
+// Endpoints are the client URLs of the server.
+func (s *Server) Endpoints() []string { return s.endpoints }
+
+// Err reports a fatal error of the running server.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Close stops the server and waits until its data is flushed.
+func (s *Server) Close() {
+	s.etcd.Close()
+	s.closeLog()
+}
+
+func newLogger(path string) (*zap.Logger, func(), error) {
+	if path == "" {
+		return zap.NewNop(), func() {}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create etcd log dir: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open etcd log: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), zapcore.WarnLevel)
+	return zap.New(core), func() { _ = f.Close() }, nil
+}
+
+// External describes etcd servers that wasmkube does not run.
+type External struct {
+	Servers []string
+	// TLS secures the connection; nil for plain http.
+	TLS *tls.Config
+}
+
+// CheckReachable asks each external server for its status within timeout and returns an error
+// that names the servers and what to check when none answers.
+func CheckReachable(ctx context.Context, ext External, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   ext.Servers,
+		TLS:         ext.TLS,
+		DialTimeout: timeout,
+		Logger:      zap.NewNop(),
+		Context:     ctx,
+	})
+	if err != nil {
+		return fmt.Errorf("connect to external etcd %v: %w", ext.Servers, err)
+	}
+	defer cli.Close()
+	var errs []error
+	for _, ep := range ext.Servers {
+		if _, err := cli.Status(ctx, ep); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+			continue
+		}
+		return nil
+	}
+	return fmt.Errorf("no external etcd server answered within %s (%w); check that etcd runs and that etcd.external.servers, caFile, certFile and keyFile in the profile are right, or remove etcd.external to use the embedded etcd",
+		timeout, errors.Join(errs...))
+}

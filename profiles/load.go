@@ -1,0 +1,273 @@
+package profiles
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	yamlv3 "go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// Loaded is a decoded, defaulted and validated profile together with where it came from.
+type Loaded struct {
+	*Profile
+	// Source is the file the profile was read from, or "builtin:NAME".
+	Source string
+	// Raw is the document as read.
+	Raw []byte
+}
+
+// IsBuiltin reports whether the profile is one of the profiles embedded in the binary.
+func (l *Loaded) IsBuiltin() bool { return strings.HasPrefix(l.Source, BuiltinPrefix) }
+
+// ResolvePath makes a path from the profile absolute: relative paths are relative to the profile
+// file's directory (for built-in profiles, to the working directory).
+func (l *Loaded) ResolvePath(p string) string {
+	if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, BuiltinPrefix) {
+		return p
+	}
+	if l.IsBuiltin() {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return p
+		}
+		return abs
+	}
+	return filepath.Join(filepath.Dir(l.Source), p)
+}
+
+// LoadFile reads, decodes strictly, defaults and validates the profile at path.
+func LoadFile(path string) (*Loaded, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read profile: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return Parse(data, abs)
+}
+
+// Parse decodes data strictly, applies defaults and validates. source names the document in
+// errors (a file path or builtin:NAME).
+//
+// # Notes
+//
+//   - Unknown and duplicated fields are errors, as are wrong types; each error names the source,
+//     the line when it can be found and the field path.
+//   - Only apiVersion wasmkube.dev/v1alpha1, kind Profile is accepted.
+func Parse(data []byte, source string) (*Loaded, error) {
+	lines, err := newLineIndex(data)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: not valid YAML: %w", source, err)
+	}
+	if err := checkTypeMeta(data, source, lines); err != nil {
+		return nil, err
+	}
+	jsonData, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: not valid YAML: %w", source, err)
+	}
+	p := &Profile{}
+	strictErrs, err := kjson.UnmarshalStrict(jsonData, p)
+	if err != nil {
+		return nil, decodeError(source, lines, err)
+	}
+	if len(strictErrs) > 0 {
+		return nil, strictError(source, lines, strictErrs)
+	}
+	if errs := Validate(p); len(errs) > 0 {
+		return nil, validationError(source, lines, errs)
+	}
+	return &Loaded{Profile: p, Source: source, Raw: data}, nil
+}
+
+// checkTypeMeta sniffs apiVersion and kind before decoding the rest, so a document of another
+// kind or version gets an error about that rather than about its fields.
+func checkTypeMeta(data []byte, source string, lines *lineIndex) error {
+	var tm struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
+	if err := yaml.Unmarshal(data, &tm); err != nil {
+		return fmt.Errorf("profile %s: not valid YAML: %w", source, err)
+	}
+	switch {
+	case tm.APIVersion == "" || tm.Kind == "":
+		return fmt.Errorf("profile %s: missing apiVersion or kind; a profile starts with\n  apiVersion: %s\n  kind: %s", source, APIVersion, Kind)
+	case tm.APIVersion != APIVersion:
+		return fmt.Errorf("profile %s%s: apiVersion %q is not supported; use %q", source, lines.at("apiVersion"), tm.APIVersion, APIVersion)
+	case tm.Kind != Kind:
+		return fmt.Errorf("profile %s%s: kind %q is not a profile; use %q", source, lines.at("kind"), tm.Kind, Kind)
+	}
+	return nil
+}
+
+var strictFieldRE = regexp.MustCompile(`(unknown|duplicate) field "([^"]*)"`)
+
+func strictError(source string, lines *lineIndex, errs []error) error {
+	msgs := make([]string, 0, len(errs))
+	for _, e := range errs {
+		m := strictFieldRE.FindStringSubmatch(e.Error())
+		if m == nil {
+			msgs = append(msgs, fmt.Sprintf("%s: %v", source, e))
+			continue
+		}
+		path := m[2]
+		hint := "remove it or fix its spelling (docs/profiles.md lists the fields)"
+		if m[1] == "duplicate" {
+			hint = "keep only one"
+		}
+		msgs = append(msgs, fmt.Sprintf("%s%s: %s field %q: %s", source, lines.at(path), m[1], path, hint))
+	}
+	return fmt.Errorf("profile %s is invalid:\n  %s", source, strings.Join(msgs, "\n  "))
+}
+
+var typeErrRE = regexp.MustCompile(`cannot unmarshal (.+) into Go struct field [A-Za-z0-9_]+\.(\S+) of type (\S+)`)
+
+// decodeError turns a JSON decoding error into one that names the field and line. The JSON
+// decoder's type error is internal to sigs.k8s.io/json, so its message is parsed.
+func decodeError(source string, lines *lineIndex, err error) error {
+	if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("profile %s%s: field %q: got %s, want %s", source, lines.at(m[2]), m[2], m[1], goTypeName(m[3]))
+	}
+	return fmt.Errorf("profile %s: %w", source, err)
+}
+
+func goTypeName(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["), strings.Contains(t, "."):
+		return "an object"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
+		return "an integer"
+	case t == "bool":
+		return "true or false"
+	case t == "string":
+		return "a string"
+	}
+	return t
+}
+
+func validationError(source string, lines *lineIndex, errs field.ErrorList) error {
+	msgs := make([]string, 0, len(errs))
+	for _, e := range errs {
+		msgs = append(msgs, fmt.Sprintf("%s%s: %s", source, lines.at(e.Field), e.Error()))
+	}
+	return fmt.Errorf("profile %s is invalid:\n  %s", source, strings.Join(msgs, "\n  "))
+}
+
+// lineIndex finds the line of a field path such as "admission.modules[0].rules" in a YAML document.
+type lineIndex struct{ root *yamlv3.Node }
+
+// newLineIndex parses data as YAML; it also catches what the YAML-to-JSON conversion would hide,
+// such as a key given twice in one mapping.
+func newLineIndex(data []byte) (*lineIndex, error) {
+	var generic any
+	if err := yamlv3.Unmarshal(data, &generic); err != nil {
+		return nil, err
+	}
+	var doc yamlv3.Node
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &lineIndex{}, nil
+		}
+		return nil, err
+	}
+	if len(doc.Content) == 0 {
+		return &lineIndex{}, nil
+	}
+	return &lineIndex{root: doc.Content[0]}, nil
+}
+
+// at returns ":LINE" for the field path, or "" when the path cannot be found.
+func (li *lineIndex) at(path string) string {
+	if n := li.find(path); n > 0 {
+		return ":" + strconv.Itoa(n)
+	}
+	return ""
+}
+
+func (li *lineIndex) find(path string) int {
+	node := li.root
+	if node == nil {
+		return 0
+	}
+	line := 0
+	for _, step := range splitPath(path) {
+		switch {
+		case step.index >= 0:
+			if node.Kind != yamlv3.SequenceNode || step.index >= len(node.Content) {
+				return line
+			}
+			node = node.Content[step.index]
+		default:
+			if node.Kind != yamlv3.MappingNode {
+				return line
+			}
+			var next *yamlv3.Node
+			// The last occurrence: for a duplicated key, that is the one to point at.
+			for i := 0; i+1 < len(node.Content); i += 2 {
+				if node.Content[i].Value == step.key {
+					next = node.Content[i+1]
+					line = node.Content[i].Line
+				}
+			}
+			if next == nil {
+				return line
+			}
+			node = next
+			continue
+		}
+		line = node.Line
+	}
+	return line
+}
+
+type pathStep struct {
+	key   string
+	index int
+}
+
+// splitPath splits "a.b[2].c" into steps; -1 marks a key step.
+func splitPath(path string) []pathStep {
+	var steps []pathStep
+	for _, part := range strings.Split(path, ".") {
+		for part != "" {
+			open := strings.IndexByte(part, '[')
+			if open < 0 {
+				steps = append(steps, pathStep{key: part, index: -1})
+				break
+			}
+			if open > 0 {
+				steps = append(steps, pathStep{key: part[:open], index: -1})
+			}
+			closing := strings.IndexByte(part[open:], ']')
+			if closing < 0 {
+				break
+			}
+			i, err := strconv.Atoi(part[open+1 : open+closing])
+			if err != nil {
+				break
+			}
+			steps = append(steps, pathStep{index: i})
+			part = part[open+closing+1:]
+		}
+	}
+	return steps
+}
+
+// ErrNotFound is returned by Resolve when no profile of that name exists.
+var ErrNotFound = errors.New("profile not found")

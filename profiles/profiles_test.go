@@ -1,0 +1,207 @@
+package profiles
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestValidProfiles(t *testing.T) {
+	files, _ := filepath.Glob("testdata/valid/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no valid testdata")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := LoadFile(f); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestFullProfileDecodes(t *testing.T) {
+	p, err := LoadFile("testdata/valid/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.EffectivePort() != 0 || p.ControllersEnabled() || p.Etcd.External.Prefix != "/full" {
+		t.Errorf("port %d controllers %v etcd %+v", p.EffectivePort(), p.ControllersEnabled(), p.Etcd.External)
+	}
+	if got := p.Authentication.Modules[0].Name; got != "magic-authn" {
+		t.Errorf("defaulted module name = %q, want magic-authn", got)
+	}
+	m := p.Admission.Modules[0]
+	if !m.Mutating || m.Rules[0].Resources[0] != "configmaps" || m.Timeout.Duration.Seconds() != 2 || *m.PoolSize != 4 {
+		t.Errorf("admission module decoded as %+v", m)
+	}
+	if want := filepath.Join(filepath.Dir(p.Source), "data"); p.ResolvePath(p.DataDir) != want {
+		t.Errorf("dataDir resolves to %s, want %s", p.ResolvePath(p.DataDir), want)
+	}
+}
+
+func TestSmallestProfileDefaults(t *testing.T) {
+	p, err := LoadFile("testdata/valid/smallest.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.EffectiveAddress() != "127.0.0.1" || p.EffectivePort() != 6443 || !p.ControllersEnabled() || p.ContextName() != "wasmkube-smallest" {
+		t.Errorf("defaults: %s %d %v %s", p.EffectiveAddress(), p.EffectivePort(), p.ControllersEnabled(), p.ContextName())
+	}
+}
+
+func TestInvalidProfiles(t *testing.T) {
+	// Each error must name the file, and where it can, the line and the field.
+	cases := map[string][]string{
+		"unknown-field.yaml":   {"unknown-field.yaml:5", `unknown field "apiserver.extraArg"`},
+		"wrong-type.yaml":      {"wrong-type.yaml:4", `field "port"`, "want an integer"},
+		"wrong-kind.yaml":      {"wrong-kind.yaml:2", `kind "Cluster"`},
+		"wrong-version.yaml":   {"wrong-version.yaml:1", `"wasmkube.dev/v1alpha1"`},
+		"bad-values.yaml":      {"bad-values.yaml:3: name", "bad-values.yaml:4: address", "bad-values.yaml:5: port"},
+		"duplicate-field.yaml": {"duplicate-field.yaml", "line 5", `"port" already defined`},
+		"owned-flag.yaml":      {"owned-flag.yaml:5", "apiserver.extraArgs[0]", "profile field port"},
+		"bad-modules.yaml": {
+			"authorization.chain", "add WASM",
+			"authorization.modules[0].failurePolicy", `"Maybe"`,
+			"admission.modules[0].timeout", "admission.modules[0].isolation", "admission.modules[0].rules[0].operations[0]",
+			`admission.modules[1].name: Duplicate value: "a"`,
+		},
+		"external-etcd-empty.yaml": {"etcd.external.servers: Required value"},
+		"not-yaml.yaml":            {"not-yaml.yaml", "not valid YAML"},
+	}
+	files, _ := filepath.Glob("testdata/invalid/*.yaml")
+	if len(files) != len(cases) {
+		t.Fatalf("%d invalid testdata files, %d cases: keep them in step", len(files), len(cases))
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			want, ok := cases[name]
+			if !ok {
+				t.Fatalf("no expectation for %s", name)
+			}
+			_, err := LoadFile(f)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveOrder(t *testing.T) {
+	userDir := t.TempDir()
+	f := NewFinder(userDir)
+
+	p, err := f.Resolve("demo")
+	if err != nil || p.Source != "builtin:demo" {
+		t.Fatalf("builtin demo: %v %v", p, err)
+	}
+	user := "apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\nname: demo\nport: 7443\n"
+	if err := os.WriteFile(filepath.Join(userDir, "demo.yaml"), []byte(user), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err = f.Resolve("demo")
+	if err != nil || p.Source != filepath.Join(userDir, "demo.yaml") || p.EffectivePort() != 7443 {
+		t.Fatalf("user profile should shadow the builtin: %+v %v", p, err)
+	}
+	p, err = f.Resolve("testdata/valid/smallest.yaml")
+	if err != nil || p.Name != "smallest" {
+		t.Fatalf("by path: %v %v", p, err)
+	}
+	_, err = f.Resolve("nope")
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "demo, minimal") {
+		t.Fatalf("missing profile: %v", err)
+	}
+	entries := f.List()
+	var shadowed bool
+	for _, e := range entries {
+		if e.Name == "demo" && e.Source == "builtin:demo" {
+			shadowed = e.Shadowed
+		}
+	}
+	if !shadowed {
+		t.Errorf("List did not mark builtin demo as shadowed: %+v", entries)
+	}
+}
+
+func TestBuiltinProfilesLoad(t *testing.T) {
+	names := BuiltinNames()
+	if len(names) < 2 {
+		t.Fatalf("builtin profiles: %v", names)
+	}
+	for _, n := range names {
+		if _, err := NewFinder("").Resolve(n); err != nil {
+			t.Errorf("builtin %s: %v", n, err)
+		}
+	}
+}
+
+// TestShippedProfilesLoad loads every profile file in the repository outside testdata.
+func TestShippedProfilesLoad(t *testing.T) {
+	count := 0
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || d.Name() == ".git") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(data), "kind: Profile") {
+			return nil
+		}
+		count++
+		if _, err := Parse(data, path); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if count < 2 {
+		t.Fatalf("found %d profile files, want at least the built-in ones", count)
+	}
+}
+
+var yamlBlockRE = regexp.MustCompile("(?s)```yaml\n(.*?)```")
+
+// TestDocsExamplesLoad parses every profile example in the docs, so the docs cannot drift.
+func TestDocsExamplesLoad(t *testing.T) {
+	docs, _ := filepath.Glob("../docs/*.md")
+	docs = append(docs, "../README.md")
+	count := 0
+	for _, doc := range docs {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range yamlBlockRE.FindAllStringSubmatch(string(data), -1) {
+			if !strings.Contains(m[1], "kind: Profile") {
+				continue
+			}
+			count++
+			if _, err := Parse([]byte(m[1]), doc+" example "+string(rune('1'+i))); err != nil {
+				t.Errorf("%s example %d: %v", doc, i+1, err)
+			}
+		}
+	}
+	if count == 0 {
+		t.Fatal("no profile examples found in docs/*.md")
+	}
+}

@@ -1,0 +1,248 @@
+package profiles
+
+import (
+	"net"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// BuiltinPrefix marks a module or profile that is built into the binary.
+const BuiltinPrefix = "builtin:"
+
+// MaxModuleTimeout bounds a module's timeout, as for admission webhooks.
+const MaxModuleTimeout = 30 * time.Second
+
+// apiserverOwnedFlags are kube-apiserver flags that wasmkube derives from profile fields; setting
+// them through extraArgs would disagree with the listener wasmkube opens.
+var apiserverOwnedFlags = map[string]string{
+	"bind-address": "address",
+	"secure-port":  "port",
+}
+
+var (
+	authorizationChainNames = sets.New("Node", "RBAC", "ABAC", "AlwaysAllow", "AlwaysDeny", "WASM")
+	isolations              = sets.New("", "pooled", "fresh")
+	authzFailurePolicies    = sets.New("", "NoOpinion", "Deny")
+	admissionFailurePolices = sets.New("", "Fail", "Ignore")
+	admissionTypes          = sets.New("", "wasi", "kubewarden")
+	executionModes          = sets.New("", "kubewarden-wapc", "wasi", "opa", "gatekeeper")
+	operations              = sets.New("*", "CREATE", "UPDATE", "DELETE", "CONNECT")
+)
+
+// Validate checks a decoded profile and fills in module names that were left out (the module
+// file's base name). It returns every problem found, each with its field path.
+func Validate(p *Profile) field.ErrorList {
+	var errs field.ErrorList
+	fp := func(name string) *field.Path { return field.NewPath(name) }
+
+	if p.Name == "" {
+		errs = append(errs, field.Required(fp("name"), "every profile has a name, e.g. name: demo"))
+	} else if msgs := validation.IsDNS1123Label(p.Name); len(msgs) > 0 {
+		errs = append(errs, field.Invalid(fp("name"), p.Name, strings.Join(msgs, "; ")))
+	}
+	if p.Address != "" && net.ParseIP(p.Address) == nil {
+		errs = append(errs, field.Invalid(fp("address"), p.Address, "must be an IP address such as 127.0.0.1"))
+	}
+	if p.Port != nil && (*p.Port < 0 || *p.Port > 65535) {
+		errs = append(errs, field.Invalid(fp("port"), *p.Port, "must be 0 (pick a free port) or 1-65535"))
+	}
+	errs = append(errs, validateEtcd(&p.Etcd, fp("etcd"))...)
+	errs = append(errs, validateExtraArgs(p.APIServer.ExtraArgs, fp("apiserver").Child("extraArgs"), apiserverOwnedFlags)...)
+	errs = append(errs, validateExtraArgs(p.Controllers.ExtraArgs, fp("controllers").Child("extraArgs"), nil)...)
+	if a := p.Authentication; a != nil {
+		errs = append(errs, validateAuthentication(a, fp("authentication"))...)
+	}
+	if a := p.Authorization; a != nil {
+		errs = append(errs, validateAuthorization(a, fp("authorization"))...)
+	}
+	if a := p.Admission; a != nil {
+		errs = append(errs, validateAdmission(a, fp("admission"))...)
+	}
+	return errs
+}
+
+func validateEtcd(e *Etcd, fld *field.Path) field.ErrorList {
+	if e.External == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	fld = fld.Child("external")
+	if len(e.External.Servers) == 0 {
+		errs = append(errs, field.Required(fld.Child("servers"), "name at least one etcd client URL, or remove etcd.external to use the embedded etcd"))
+	}
+	for i, s := range e.External.Servers {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix") || (u.Scheme != "unix" && u.Host == "") {
+			errs = append(errs, field.Invalid(fld.Child("servers").Index(i), s, "must be a URL such as https://127.0.0.1:2379"))
+		}
+	}
+	if (e.External.CertFile == "") != (e.External.KeyFile == "") {
+		errs = append(errs, field.Required(fld.Child("keyFile"), "certFile and keyFile go together"))
+	}
+	if e.External.Prefix != "" && !strings.HasPrefix(e.External.Prefix, "/") {
+		errs = append(errs, field.Invalid(fld.Child("prefix"), e.External.Prefix, "must start with /"))
+	}
+	return errs
+}
+
+// SplitArg splits an extra argument "--name=value", "name=value" or "name" into its name and
+// value; hasValue is false for a bare name.
+func SplitArg(arg string) (name, value string, hasValue bool) {
+	arg = strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+	name, value, hasValue = strings.Cut(arg, "=")
+	return name, value, hasValue
+}
+
+func validateExtraArgs(args []string, fld *field.Path, owned map[string]string) field.ErrorList {
+	var errs field.ErrorList
+	for i, a := range args {
+		name, _, _ := SplitArg(a)
+		switch {
+		case name == "" || strings.ContainsAny(name, " \t"):
+			errs = append(errs, field.Invalid(fld.Index(i), a, `must be "name=value", e.g. "v=2"`))
+		case owned[name] != "":
+			errs = append(errs, field.Forbidden(fld.Index(i), "--"+name+" is set by the profile field "+owned[name]+" (or the up flag --"+owned[name]+"); set it there"))
+		}
+	}
+	return errs
+}
+
+func validateAuthentication(a *Authentication, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if a.CacheTTL != nil && a.CacheTTL.Duration < 0 {
+		errs = append(errs, field.Invalid(fld.Child("cacheTTL"), a.CacheTTL.Duration.String(), "must not be negative"))
+	}
+	names := sets.New[string]()
+	for i := range a.Modules {
+		errs = append(errs, validateModule(&a.Modules[i], fld.Child("modules").Index(i), names)...)
+	}
+	return errs
+}
+
+func validateAuthorization(a *Authorization, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	seen := sets.New[string]()
+	for i, c := range a.Chain {
+		switch {
+		case !authorizationChainNames.Has(c):
+			errs = append(errs, field.NotSupported(fld.Child("chain").Index(i), c, sets.List(authorizationChainNames)))
+		case seen.Has(c):
+			errs = append(errs, field.Duplicate(fld.Child("chain").Index(i), c))
+		}
+		seen.Insert(c)
+	}
+	if len(a.Chain) > 0 && len(a.Modules) > 0 && !seen.Has("WASM") {
+		errs = append(errs, field.Invalid(fld.Child("chain"), a.Chain, "modules are listed but the chain has no WASM entry to place them; add WASM"))
+	}
+	names := sets.New[string]()
+	for i := range a.Modules {
+		m := &a.Modules[i]
+		p := fld.Child("modules").Index(i)
+		errs = append(errs, validateModule(&m.Module, p, names)...)
+		if !authzFailurePolicies.Has(m.FailurePolicy) {
+			errs = append(errs, field.NotSupported(p.Child("failurePolicy"), m.FailurePolicy, []string{"NoOpinion", "Deny"}))
+		}
+	}
+	return errs
+}
+
+func validateAdmission(a *Admission, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	names := sets.New[string]()
+	for i := range a.Modules {
+		m := &a.Modules[i]
+		p := fld.Child("modules").Index(i)
+		errs = append(errs, validateModule(&m.Module, p, names)...)
+		if !admissionFailurePolices.Has(m.FailurePolicy) {
+			errs = append(errs, field.NotSupported(p.Child("failurePolicy"), m.FailurePolicy, []string{"Fail", "Ignore"}))
+		}
+		if !admissionTypes.Has(m.Type) {
+			errs = append(errs, field.NotSupported(p.Child("type"), m.Type, []string{"wasi", "kubewarden"}))
+		}
+		if !executionModes.Has(m.ExecutionMode) {
+			errs = append(errs, field.NotSupported(p.Child("executionMode"), m.ExecutionMode, sets.List(executionModes.Clone().Delete(""))))
+		} else if m.ExecutionMode != "" && m.Type != "kubewarden" {
+			errs = append(errs, field.Invalid(p.Child("executionMode"), m.ExecutionMode, "applies to type: kubewarden only"))
+		}
+		errs = append(errs, validateRules(m.Rules, p.Child("rules"))...)
+		for j, mc := range m.MatchConditions {
+			if mc.Name == "" || mc.Expression == "" {
+				errs = append(errs, field.Required(p.Child("matchConditions").Index(j), "each match condition has a name and a CEL expression"))
+			}
+		}
+	}
+	return errs
+}
+
+func validateRules(rules []admissionregistrationv1.RuleWithOperations, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, r := range rules {
+		p := fld.Index(i)
+		if len(r.Operations) == 0 {
+			errs = append(errs, field.Required(p.Child("operations"), "e.g. [CREATE, UPDATE]"))
+		}
+		for j, op := range r.Operations {
+			if !operations.Has(string(op)) {
+				errs = append(errs, field.NotSupported(p.Child("operations").Index(j), op, sets.List(operations)))
+			}
+		}
+		for name, list := range map[string][]string{"apiGroups": r.APIGroups, "apiVersions": r.APIVersions, "resources": r.Resources} {
+			if len(list) == 0 {
+				errs = append(errs, field.Required(p.Child(name), `use ["*"] for all`))
+			}
+		}
+		if r.Scope != nil {
+			switch *r.Scope {
+			case admissionregistrationv1.ClusterScope, admissionregistrationv1.NamespacedScope, admissionregistrationv1.AllScopes:
+			default:
+				errs = append(errs, field.NotSupported(p.Child("scope"), *r.Scope, []string{"Cluster", "Namespaced", "*"}))
+			}
+		}
+	}
+	return errs
+}
+
+func validateModule(m *Module, fld *field.Path, names sets.Set[string]) field.ErrorList {
+	var errs field.ErrorList
+	if m.Module == "" {
+		errs = append(errs, field.Required(fld.Child("module"), "a path to a .wasm file or builtin:NAME"))
+	} else if strings.HasPrefix(m.Module, BuiltinPrefix) && strings.TrimPrefix(m.Module, BuiltinPrefix) == "" {
+		errs = append(errs, field.Invalid(fld.Child("module"), m.Module, "builtin: needs a module name, e.g. builtin:magic-authn"))
+	}
+	if m.Name == "" && m.Module != "" {
+		base := path.Base(strings.TrimPrefix(m.Module, BuiltinPrefix))
+		m.Name = strings.TrimSuffix(base, path.Ext(base))
+	}
+	if m.Name != "" {
+		if msgs := validation.IsDNS1123Subdomain(m.Name); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(fld.Child("name"), m.Name, strings.Join(msgs, "; ")))
+		} else if names.Has(m.Name) {
+			errs = append(errs, field.Duplicate(fld.Child("name"), m.Name))
+		}
+		names.Insert(m.Name)
+	}
+	if m.Timeout != nil && (m.Timeout.Duration <= 0 || m.Timeout.Duration > MaxModuleTimeout) {
+		errs = append(errs, field.Invalid(fld.Child("timeout"), m.Timeout.Duration.String(), "must be more than 0 and at most 30s"))
+	}
+	if m.MemoryLimit != "" {
+		q, err := resource.ParseQuantity(m.MemoryLimit)
+		if err != nil || q.Sign() <= 0 {
+			errs = append(errs, field.Invalid(fld.Child("memoryLimit"), m.MemoryLimit, "must be a positive quantity such as 64Mi"))
+		}
+	}
+	if !isolations.Has(m.Isolation) {
+		errs = append(errs, field.NotSupported(fld.Child("isolation"), m.Isolation, []string{"pooled", "fresh"}))
+	}
+	if m.PoolSize != nil && *m.PoolSize < 1 {
+		errs = append(errs, field.Invalid(fld.Child("poolSize"), *m.PoolSize, "must be at least 1"))
+	}
+	return errs
+}

@@ -1,0 +1,220 @@
+package wasmkube
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"k8s.io/client-go/rest"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/wasmkube/wasmkube/apiserver"
+	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
+	"github.com/wasmkube/wasmkube/apiserver/pki"
+	"github.com/wasmkube/wasmkube/etcd"
+	"github.com/wasmkube/wasmkube/profiles"
+)
+
+// DefaultReadyTimeout bounds how long Up waits for the kube-apiserver to become ready.
+const DefaultReadyTimeout = 2 * time.Minute
+
+// Options adjust one Up call; zero values mean "as the profile says".
+type Options struct {
+	// DataDir overrides the profile's data directory.
+	DataDir string
+	// Address and Port override the profile's listen address and port (Port 0: a free port).
+	Address string
+	Port    *int32
+	// APIServerArgs are extra kube-apiserver flags ("name=value"); they override the profile's.
+	APIServerArgs []string
+	// ReadyTimeout bounds the wait for /readyz; DefaultReadyTimeout when zero.
+	ReadyTimeout time.Duration
+	// Progress, when set, is told about each step as it completes.
+	Progress func(Step)
+	// LogOutput receives the Kubernetes components' logs. Default: DATADIR/logs/kube.log.
+	// Kubernetes logging is process-global: only the first cluster of a process sets it.
+	LogOutput io.Writer
+	// Hooks plug into the kube-apiserver's construction.
+	Hooks apiserver.Hooks
+}
+
+// Step reports one completed start-up step.
+type Step struct {
+	// Name is one of "pki", "etcd", "kube-apiserver", "controllers".
+	Name     string
+	Duration time.Duration
+	// Detail says more, e.g. "external" for etcd.
+	Detail string
+}
+
+// Cluster is a running wasmkube cluster.
+type Cluster struct {
+	// Name is the profile's name.
+	Name string
+	// DataDir holds the cluster's PKI, etcd data, kubeconfig and logs.
+	DataDir string
+	// Server is the kube-apiserver's URL.
+	Server string
+	// KubeconfigPath is the admin kubeconfig written for this cluster (0600).
+	KubeconfigPath string
+	// Kubeconfig is the same kubeconfig in memory; context, cluster and user are wasmkube-NAME.
+	Kubeconfig *clientcmdapi.Config
+	// RESTConfig is a client configuration for the admin user (group system:masters).
+	RESTConfig *rest.Config
+	// Plan is what was run.
+	Plan *apiserver.Plan
+
+	mu       sync.Mutex
+	stopFns  []func() error
+	etcdErr  <-chan error
+	stopping chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	err      error
+}
+
+// Up starts the cluster a profile describes and returns when it is ready: /readyz answers ok,
+// the default namespace exists, the controllers run and the kubeconfig is written.
+//
+// # Notes
+//
+//   - ctx bounds the start-up only: cancelling it while Up runs rolls the start back; after Up
+//     returns, the cluster runs until Stop.
+//   - A data directory is used by one cluster at a time (a lock file); a second Up on it fails.
+//   - On any failure, what already started is stopped again before Up returns.
+//   - Kubernetes keeps process-global state: run one cluster per process at a time. Stopping a
+//     cluster and starting another (or the same data dir again) in one process works.
+func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err error) {
+	plan, err := PlanFor(p, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Name: p.Name, DataDir: plan.Layout.DataDir, stopping: make(chan struct{}), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = c.runStops()
+		}
+	}()
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(Step) {}
+	}
+
+	if err := c.lock(plan.Layout, p.Name); err != nil {
+		return nil, err
+	}
+
+	start := time.Now()
+	ips := []net.IP{}
+	if ip := net.ParseIP(plan.Address); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	bundle, err := pki.Ensure(pki.Request{Dir: plan.Layout.PKI().Dir, IPs: ips})
+	if err != nil {
+		return nil, fmt.Errorf("pki in %s: %w", plan.Layout.PKI().Dir, err)
+	}
+	progress(Step{Name: "pki", Duration: time.Since(start), Detail: pkiDetail(bundle)})
+
+	ln, err := apiserver.Listen(plan.Address, plan.Port)
+	if err != nil {
+		return nil, err
+	}
+	c.onStop(func() error { _ = ln.Close(); return nil }) // no-op once the server owns it
+	plan = plan.WithPort(int32(ln.Addr().(*net.TCPAddr).Port))
+
+	start = time.Now()
+	if plan, err = c.startEtcd(ctx, plan); err != nil {
+		return nil, err
+	}
+	detail := "embedded"
+	if plan.ExternalEtcd != nil {
+		detail = "external " + strings.Join(plan.EtcdServers, ",")
+	}
+	progress(Step{Name: "etcd", Duration: time.Since(start), Detail: detail})
+
+	own := kubeconfig.Build(kubeconfig.Credentials{
+		Name: p.ContextName(), Server: plan.Server(),
+		CAPEM: bundle.CACertPEM, ClientCert: bundle.AdminCertPEM, ClientKey: bundle.AdminKeyPEM,
+	})
+	restConfig, err := kubeconfig.RESTConfig(own)
+	if err != nil {
+		return nil, fmt.Errorf("admin client config: %w", err)
+	}
+
+	start = time.Now()
+	logOut, err := c.logOutput(plan.Layout, opts.LogOutput)
+	if err != nil {
+		return nil, err
+	}
+	// ctx bounds the start-up only; the components run until Stop.
+	runCtx := context.WithoutCancel(ctx)
+	api, err := apiserver.Start(runCtx, apiserver.StartInput{Plan: plan, Listener: ln, Hooks: opts.Hooks, LogOutput: logOut})
+	if err != nil {
+		return nil, err
+	}
+	c.onStop(api.Stop)
+	timeout := opts.ReadyTimeout
+	if timeout == 0 {
+		timeout = DefaultReadyTimeout
+	}
+	if err := api.WaitReady(ctx, restConfig, timeout); err != nil {
+		return nil, fmt.Errorf("%w (logs: %s)", err, plan.Layout.Logs())
+	}
+	progress(Step{Name: "kube-apiserver", Duration: time.Since(start), Detail: plan.Server()})
+
+	var cm *apiserver.ControllerManager
+	if plan.ControllerManagerArgs != nil {
+		start = time.Now()
+		if err := writeControllerManagerKubeconfig(plan, bundle); err != nil {
+			return nil, err
+		}
+		if cm, err = apiserver.StartControllerManager(runCtx, plan); err != nil {
+			return nil, err
+		}
+		c.onStop(cm.Stop)
+		progress(Step{Name: "controllers", Duration: time.Since(start)})
+	}
+
+	if err := kubeconfig.Write(plan.Layout.Kubeconfig(), own); err != nil {
+		return nil, err
+	}
+	c.Server, c.KubeconfigPath, c.Kubeconfig, c.RESTConfig, c.Plan = plan.Server(), plan.Layout.Kubeconfig(), own, restConfig, plan
+	go c.watch(api, cm)
+	return c, nil
+}
+
+// startEtcd starts the embedded etcd, or checks that the external one answers, and returns the
+// plan with the etcd URLs filled in.
+func (c *Cluster) startEtcd(ctx context.Context, plan *apiserver.Plan) (*apiserver.Plan, error) {
+	if ext := plan.ExternalEtcd; ext != nil {
+		var tlsConfig *tls.Config
+		if ext.CAFile != "" || ext.CertFile != "" {
+			info := transport.TLSInfo{TrustedCAFile: ext.CAFile, CertFile: ext.CertFile, KeyFile: ext.KeyFile}
+			var err error
+			if tlsConfig, err = info.ClientConfig(); err != nil {
+				return nil, fmt.Errorf("external etcd TLS files (etcd.external in the profile): %w", err)
+			}
+		}
+		if err := etcd.CheckReachable(ctx, etcd.External{Servers: ext.Servers, TLS: tlsConfig}, 5*time.Second); err != nil {
+			return nil, err
+		}
+		return plan, nil
+	}
+	srv, err := etcd.Start(ctx, etcd.Config{
+		DataDir: plan.Layout.Etcd(),
+		LogFile: filepath.Join(plan.Layout.Logs(), "etcd.log"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (log: %s)", err, filepath.Join(plan.Layout.Logs(), "etcd.log"))
+	}
+	c.onStop(func() error { srv.Close(); return nil })
+	c.etcdErr = srv.Err()
+	return plan.WithEtcd(srv.Endpoints()), nil
+}

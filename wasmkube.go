@@ -1,0 +1,69 @@
+// Package wasmkube runs a real Kubernetes control plane in-process: an embedded etcd, an
+// unmodified kube-apiserver and kube-controller-manager, configured by a profile
+// (package profiles). It is the library behind the wasmkube command; tests and other Go programs
+// use the same code path:
+//
+//	p, _ := profiles.NewFinder("").Resolve("minimal")
+//	c, err := wasmkube.Up(ctx, p, wasmkube.Options{DataDir: t.TempDir(), Port: ptr.To[int32](0)})
+//	if err != nil { ... }
+//	defer c.Stop(context.Background())
+//	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
+package wasmkube
+
+import (
+	"path/filepath"
+	"runtime/debug"
+
+	"github.com/adrg/xdg"
+
+	"github.com/wasmkube/wasmkube/apiserver"
+	"github.com/wasmkube/wasmkube/profiles"
+)
+
+// version is set with -ldflags "-X github.com/wasmkube/wasmkube.version=…" by `make build`.
+var version string
+
+// Version is wasmkube's version: the -ldflags stamp, else the module version `go install`
+// recorded, else "devel".
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// DataDir returns where a profile keeps its data: the profile's dataDir (relative to the profile
+// file), else $XDG_DATA_HOME/wasmkube/NAME.
+func DataDir(p *profiles.Loaded) string {
+	if p.DataDir != "" {
+		return p.ResolvePath(p.DataDir)
+	}
+	return filepath.Join(xdg.DataHome, "wasmkube", p.Name)
+}
+
+// UserProfileDir is where user profiles live: $XDG_CONFIG_HOME/wasmkube/profiles.
+func UserProfileDir() string { return filepath.Join(xdg.ConfigHome, "wasmkube", "profiles") }
+
+// ResolveProfile finds a profile by path or name (see profiles.Finder.Resolve) in the user's
+// profile directory and the built-in profiles.
+func ResolveProfile(ref string) (*profiles.Loaded, error) {
+	return profiles.NewFinder(UserProfileDir()).Resolve(ref)
+}
+
+// PlanFor returns what Up would run for the profile and options, without running anything.
+func PlanFor(p *profiles.Loaded, opts Options) (*apiserver.Plan, error) {
+	dataDir := opts.DataDir
+	if dataDir == "" {
+		dataDir = DataDir(p)
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return apiserver.NewPlan(apiserver.PlanInput{
+		Profile: p, DataDir: abs, Address: opts.Address, Port: opts.Port, ExtraAPIServerArgs: opts.APIServerArgs,
+	})
+}
