@@ -213,6 +213,10 @@ func (p *Plan) controllerManagerDefaults() []arg {
 		{"cluster-signing-key-file", k.CAKey()},
 		{"cluster-name", "wasmkube-" + p.Name},
 		{"controllers", "*,bootstrap-signer-controller,token-cleaner-controller"},
+		// The defaults (20 QPS, burst 30) throttle the ~45 controllers' start-up (ServiceAccounts,
+		// tokens, discovery) to seconds; one local apiserver takes far more.
+		{"kube-api-qps", "200"},
+		{"kube-api-burst", "400"},
 		{"flex-volume-plugin-dir", p.Layout.FlexVolumeDir()},
 	}
 }

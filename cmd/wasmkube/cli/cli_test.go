@@ -31,12 +31,12 @@ func TestMain(m *testing.M) {
 
 // env is an isolated user environment: its own HOME, XDG dirs and KUBECONFIG.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	root string
 	vars []string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	root := t.TempDir()
 	e := &env{t: t, root: root}
 	e.vars = append(os.Environ(),
@@ -126,7 +126,7 @@ func (p *upProcess) text() string {
 }
 
 // waitReady waits for the line that says the cluster is ready.
-func (p *upProcess) waitReady(t *testing.T) {
+func (p *upProcess) waitReady(t testing.TB) {
 	t.Helper()
 	timeout := time.After(2 * time.Minute)
 	for {
@@ -145,9 +145,15 @@ func (p *upProcess) waitReady(t *testing.T) {
 }
 
 // interrupt sends SIGINT and returns the exit code.
-func (p *upProcess) interrupt(t *testing.T) int {
+func (p *upProcess) interrupt(t testing.TB) int {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+	return p.signal(t, syscall.SIGINT)
+}
+
+// signal sends sig and returns the exit code.
+func (p *upProcess) signal(t testing.TB, sig os.Signal) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -167,7 +173,7 @@ func (p *upProcess) interrupt(t *testing.T) int {
 		}
 		return 0
 	case <-time.After(StopTimeout + 10*time.Second):
-		t.Fatalf("wasmkube up did not exit after SIGINT:\n%s", p.text())
+		t.Fatalf("wasmkube up did not exit after %v:\n%s", sig, p.text())
 		return -1
 	}
 }
@@ -244,8 +250,8 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	if !strings.Contains(up.text(), "pki ready") || !strings.Contains(up.text(), "reused") {
 		t.Errorf("restart did not reuse the PKI:\n%s", up.text())
 	}
-	if code := up.interrupt(t); code != 0 {
-		t.Fatalf("exit code after SIGINT = %d, want 0", code)
+	if code := up.signal(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code after SIGTERM = %d, want 0", code)
 	}
 
 	code, out, stderr = e.run("reset", "--yes")
@@ -258,6 +264,17 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.root, "data", "wasmkube", "demo")); !os.IsNotExist(err) {
 		t.Errorf("reset --yes left the data dir: %v", err)
+	}
+	// Outside the data dir, only the merged kubeconfig was written.
+	var written []string
+	_ = filepath.WalkDir(filepath.Join(e.root, "home"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			written = append(written, strings.TrimPrefix(path, e.root))
+		}
+		return nil
+	})
+	if len(written) != 1 || written[0] != "/home/.kube/config" {
+		t.Errorf("files written under $HOME: %v; want only the merged kubeconfig", written)
 	}
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -99,6 +100,9 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 	if err != nil {
 		return err
 	}
+	// Start-up leaves much garbage (OpenAPI specs, discovery); hand it back to the OS now
+	// rather than keep a peak-sized heap for the life of an idle playground.
+	debug.FreeOSMemory()
 	fmt.Fprintf(s.out, "Ready in %.1fs: %s\n", time.Since(began).Seconds(), c.Server)
 	fmt.Fprintf(s.out, "  kubeconfig: %s   (context %s)\n", c.KubeconfigPath, p.ContextName())
 	fmt.Fprintf(s.out, "  export KUBECONFIG=%s   # or: wasmkube kubectl --profile %s get ns\n", c.KubeconfigPath, p.Name)
