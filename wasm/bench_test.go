@@ -1,0 +1,91 @@
+package wasm
+
+import (
+	"context"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// ConfigMapCreate is the AdmissionRequest the API server sends a webhook for
+// `kubectl create configmap demo --from-literal=a=1 --from-literal=b=2`.
+func configMapCreate() *admissionv1.AdmissionRequest {
+	obj := []byte(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"demo","namespace":"default","creationTimestamp":null,` +
+		`"managedFields":[{"manager":"kubectl-create","operation":"Update","apiVersion":"v1","time":"2026-11-26T12:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:data":{".":{},"f:a":{},"f:b":{}}}}]},` +
+		`"data":{"a":"1","b":"2"}}`)
+	return &admissionv1.AdmissionRequest{
+		UID:             "705ab4f5-6393-11e8-b7cc-42010a800002",
+		Kind:            metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"},
+		Resource:        metav1.GroupVersionResource{Version: "v1", Resource: "configmaps"},
+		RequestKind:     &metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"},
+		RequestResource: &metav1.GroupVersionResource{Version: "v1", Resource: "configmaps"},
+		Name:            "demo",
+		Namespace:       "default",
+		Operation:       admissionv1.Create,
+		UserInfo:        authenticationv1.UserInfo{Username: "kubernetes-admin", Groups: []string{"system:masters", "system:authenticated"}},
+		Object:          runtime.RawExtension{Raw: obj},
+		DryRun:          new(bool),
+		Options:         runtime.RawExtension{Raw: []byte(`{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1","fieldManager":"kubectl-create"}`)},
+	}
+}
+
+// BenchmarkAdmitMagicValidate calls examples/magic-validate with a ConfigMap AdmissionReview,
+// with the timeout and memory limit enforced, and reports p50 and p99 per call:
+//
+//	go test ./wasm -run '^$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
+//
+// pooled/loop-check is the default; the other rows are the baselines measured in the same run.
+func BenchmarkAdmitMagicValidate(b *testing.B) {
+	bin, err := os.ReadFile("../examples/magic-validate/magic-validate.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows := []struct {
+		name string
+		cfg  ModuleConfig
+	}{
+		{"pooled/loop-check", ModuleConfig{Isolation: Pooled, Interrupt: InterruptLoopCheck}},
+		{"pooled/context-done", ModuleConfig{Isolation: Pooled, Interrupt: InterruptContextDone}},
+		{"pooled/none", ModuleConfig{Isolation: Pooled, Interrupt: InterruptNone}},
+		{"fresh/loop-check", ModuleConfig{Isolation: Fresh, Interrupt: InterruptLoopCheck}},
+	}
+	r := newRuntime(b)
+	req := configMapCreate()
+	for _, row := range rows {
+		b.Run(row.name, func(b *testing.B) {
+			cfg := row.cfg
+			cfg.Name, cfg.PoolSize, cfg.Timeout, cfg.MemoryLimit = "magic-validate", 1, 2*time.Second, 64<<20
+			m, err := r.Load(context.Background(), bin, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			ctx := context.Background()
+			for i := 0; i < 20; i++ { // warm up the instance (its heap grows to a steady size)
+				if _, err := m.Admit(ctx, nil, req, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				began := time.Now()
+				res, err := m.Admit(ctx, nil, req, false)
+				lat = append(lat, time.Since(began))
+				if err != nil || !res.Allowed {
+					b.Fatalf("admit: %v %+v", err, res)
+				}
+			}
+			b.StopTimer()
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}

@@ -1,0 +1,13 @@
+package guest
+
+import "sort"
+
+// SortedKeys returns the keys of m in order, for deterministic output.
+func SortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,355 @@
+package guest
+
+import (
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// JSON is a raw JSON value, read lazily: Get walks to a field without decoding the rest.
+//
+// It is written here because every maintained Go JSON library imports encoding/json, fmt or
+// reflect, which add ~1 MB to a module (measured: a module with the SDK is ~2.3 MB without
+// them, ~3.3–3.6 MB with them) and dominate the time of a call.
+type JSON []byte
+
+// Get walks object keys in order and returns the value found, or nil.
+func (j JSON) Get(keys ...string) JSON {
+	v := j.trim()
+	for _, k := range keys {
+		v = v.field(k)
+		if v == nil {
+			return nil
+		}
+	}
+	return v
+}
+
+// Index returns the i-th element of an array, or nil.
+func (j JSON) Index(i int) JSON {
+	var found JSON
+	j.Elements(func(n int, v JSON) bool {
+		if n == i {
+			found = v
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// Exists reports whether the value is present and not null.
+func (j JSON) Exists() bool {
+	v := j.trim()
+	return len(v) > 0 && string(v) != "null"
+}
+
+// IsObject and IsArray report the value's type.
+func (j JSON) IsObject() bool { v := j.trim(); return len(v) > 0 && v[0] == '{' }
+func (j JSON) IsArray() bool  { v := j.trim(); return len(v) > 0 && v[0] == '[' }
+
+// IsString reports whether the value is a string.
+func (j JSON) IsString() bool { v := j.trim(); return len(v) > 0 && v[0] == '"' }
+
+// String returns a string value unescaped, or "" for anything else.
+func (j JSON) String() string {
+	v := j.trim()
+	if len(v) < 2 || v[0] != '"' {
+		return ""
+	}
+	s, _, ok := readString(v, 0)
+	if !ok {
+		return ""
+	}
+	return s
+}
+
+// Bool returns a boolean value; false for anything else.
+func (j JSON) Bool() bool { return string(j.trim()) == "true" }
+
+// Int returns an integer value; 0 for anything else.
+func (j JSON) Int() int64 {
+	n, err := strconv.ParseInt(string(j.trim()), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// Strings returns the string elements of an array.
+func (j JSON) Strings() []string {
+	var out []string
+	j.Elements(func(_ int, v JSON) bool {
+		out = append(out, v.String())
+		return true
+	})
+	return out
+}
+
+// StringMap returns an object's string values.
+func (j JSON) StringMap() map[string]string {
+	if !j.IsObject() {
+		return nil
+	}
+	out := map[string]string{}
+	j.Fields(func(k string, v JSON) bool {
+		out[k] = v.String()
+		return true
+	})
+	return out
+}
+
+// StringsMap returns an object's string-array values (user extra fields).
+func (j JSON) StringsMap() map[string][]string {
+	if !j.IsObject() {
+		return nil
+	}
+	out := map[string][]string{}
+	j.Fields(func(k string, v JSON) bool {
+		out[k] = v.Strings()
+		return true
+	})
+	return out
+}
+
+// Fields calls f for each key and value of an object until f returns false.
+func (j JSON) Fields(f func(key string, value JSON) bool) {
+	v := j.trim()
+	if len(v) == 0 || v[0] != '{' {
+		return
+	}
+	i := skipWS(v, 1)
+	for i < len(v) && v[i] != '}' {
+		key, next, ok := readString(v, i)
+		if !ok {
+			return
+		}
+		i = skipWS(v, next)
+		if i >= len(v) || v[i] != ':' {
+			return
+		}
+		start := skipWS(v, i+1)
+		end, ok := skipValue(v, start)
+		if !ok {
+			return
+		}
+		if !f(key, v[start:end]) {
+			return
+		}
+		i = skipWS(v, end)
+		if i < len(v) && v[i] == ',' {
+			i = skipWS(v, i+1)
+		}
+	}
+}
+
+// Elements calls f for each element of an array until f returns false.
+func (j JSON) Elements(f func(i int, value JSON) bool) {
+	v := j.trim()
+	if len(v) == 0 || v[0] != '[' {
+		return
+	}
+	i := skipWS(v, 1)
+	for n := 0; i < len(v) && v[i] != ']'; n++ {
+		end, ok := skipValue(v, i)
+		if !ok || !f(n, v[i:end]) {
+			return
+		}
+		i = skipWS(v, end)
+		if i < len(v) && v[i] == ',' {
+			i = skipWS(v, i+1)
+		}
+	}
+}
+
+// Valid reports whether j is exactly one well-formed JSON value.
+func (j JSON) Valid() bool {
+	i := skipWS(j, 0)
+	end, ok := skipValue(j, i)
+	return ok && skipWS(j, end) == len(j)
+}
+
+func (j JSON) trim() JSON {
+	i := skipWS(j, 0)
+	k := len(j)
+	for k > i && isWS(j[k-1]) {
+		k--
+	}
+	return j[i:k]
+}
+
+func (j JSON) field(key string) JSON {
+	var found JSON
+	j.Fields(func(k string, v JSON) bool {
+		if k == key {
+			found = v
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && isWS(b[i]) {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the value starting at i.
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return skipString(b, i)
+	case c == '{' || c == '[':
+		return skipContainer(b, i)
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'f':
+		return literal(b, i, "false")
+	case c == 'n':
+		return literal(b, i, "null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		j := i + 1
+		for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		return j, true
+	}
+	return i, false
+}
+
+func literal(b []byte, i int, lit string) (int, bool) {
+	if i+len(lit) <= len(b) && string(b[i:i+len(lit)]) == lit {
+		return i + len(lit), true
+	}
+	return i, false
+}
+
+func skipString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return i, false
+}
+
+// skipContainer skips an object or array, checking that brackets balance outside strings.
+func skipContainer(b []byte, i int) (int, bool) {
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			end, ok := skipString(b, j)
+			if !ok {
+				return i, false
+			}
+			j = end - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1, true
+			}
+		}
+	}
+	return i, false
+}
+
+// readString decodes the string starting at b[i] == '"' and returns it and the index past it.
+func readString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", i, false
+	}
+	j := i + 1
+	for j < len(b) && b[j] != '"' && b[j] != '\\' {
+		j++
+	}
+	if j < len(b) && b[j] == '"' {
+		return string(b[i+1 : j]), j + 1, true
+	}
+	out := append([]byte(nil), b[i+1:j]...)
+	for j < len(b) {
+		c := b[j]
+		switch {
+		case c == '"':
+			return string(out), j + 1, true
+		case c != '\\':
+			out = append(out, c)
+			j++
+			continue
+		}
+		if j+1 >= len(b) {
+			return "", i, false
+		}
+		e := b[j+1]
+		j += 2
+		switch e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(b, j)
+			if !ok {
+				return "", i, false
+			}
+			j += 4
+			if utf16.IsSurrogate(r) {
+				if r2, ok := hex4(b, j+2); ok && j+1 < len(b) && b[j] == '\\' && b[j+1] == 'u' {
+					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+						r = dec
+						j += 6
+					} else {
+						r = utf8.RuneError
+					}
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return "", i, false
+		}
+	}
+	return "", i, false
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}

@@ -1,0 +1,279 @@
+package wasm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// faultsWasm is the test module built from testdata/faults for this test run.
+var faultsWasm []byte
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "wasm-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "faults.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./testdata/faults")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build test module: %v\n%s", err, b)
+		return 1
+	}
+	if faultsWasm, err = os.ReadFile(out); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+func newRuntime(t testing.TB) *Runtime {
+	t.Helper()
+	r, err := NewRuntime(context.Background(), RuntimeConfig{CacheDir: filepath.Join(os.TempDir(), "wasmkube-test-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(context.Background()) })
+	return r
+}
+
+func load(t testing.TB, r *Runtime, cfg ModuleConfig) *Module {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "faults"
+	}
+	m, err := r.Load(context.Background(), faultsWasm, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
+func settings(mode string) json.RawMessage { return json.RawMessage(`{"mode":"` + mode + `"}`) }
+
+type anyResponse map[string]any
+
+func call(m *Module, mode string) (anyResponse, error) {
+	var out anyResponse
+	var s json.RawMessage
+	if mode != "" {
+		s = settings(mode)
+	}
+	err := m.CallEnvelope(context.Background(), ExportValidate, map[string]string{"hello": "world"}, s, &out)
+	return out, err
+}
+
+func TestEnvelopeSettingsOmittedAndPresent(t *testing.T) {
+	m := load(t, newRuntime(t), ModuleConfig{})
+	out, err := call(m, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := out["settings"]; ok {
+		t.Errorf("settings sent although none are configured: %v", out)
+	}
+	if req, _ := out["request"].(map[string]any); req["hello"] != "world" {
+		t.Errorf("request not passed through: %v", out)
+	}
+	var echoed anyResponse
+	if err := m.CallEnvelope(context.Background(), ExportValidate, 1, json.RawMessage(`{"x":1}`), &echoed); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := echoed["settings"].(map[string]any); s["x"] != 1.0 {
+		t.Errorf("settings not sent as configured: %v", echoed)
+	}
+}
+
+// TestFaults checks every error class and that the module answers again afterwards.
+func TestFaults(t *testing.T) {
+	r := newRuntime(t)
+	for _, interrupt := range []Interrupt{InterruptLoopCheck, InterruptContextDone} {
+		m := load(t, r, ModuleConfig{PoolSize: 2, Timeout: 300 * time.Millisecond, MemoryLimit: 32 << 20, MaxOutputBytes: 1 << 20, Interrupt: interrupt})
+		cases := []struct {
+			mode   string
+			kind   ErrorKind
+			detail string
+		}{
+			{"error", KindModuleError, "the module says no"},
+			{"garbage", KindInvalidJSON, "not a JSON envelope"},
+			{"two-documents", KindInvalidJSON, "more than one JSON document"},
+			{"no-response", KindMissingResponse, "neither"},
+			{"nothing", KindInvalidJSON, "wrote nothing"},
+			{"huge", KindOutputTooLarge, "1048576 bytes"},
+			{"exit3", KindExit, "exited with code 3"},
+			{"trap", KindTrap, "about to trap"},
+			{"loop", KindTimeout, "timeout 300ms"},
+			{"sleep", KindTimeout, "timeout 300ms"},
+			{"memory", KindMemory, "limit 32 MiB"},
+		}
+		for _, c := range cases {
+			t.Run(string(interrupt)+"/"+c.mode, func(t *testing.T) {
+				_, err := call(m, c.mode)
+				if !IsKind(err, c.kind) {
+					t.Fatalf("got %v, want kind %s", err, c.kind)
+				}
+				msg := err.Error()
+				t.Log(msg)
+				if !strings.Contains(msg, `module "faults"`) || !strings.Contains(msg, `export "validate"`) || !strings.Contains(msg, c.detail) {
+					t.Errorf("error %q should name the module, the export and %q", msg, c.detail)
+				}
+				// The instance that failed is replaced; the module keeps answering.
+				for i := 0; i < 3; i++ {
+					if _, err := call(m, ""); err != nil {
+						t.Fatalf("call %d after %s: %v", i, c.mode, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestMissingExport(t *testing.T) {
+	r := newRuntime(t)
+	_, err := r.Load(context.Background(), faultsWasm, ModuleConfig{Name: "faults", Exports: []string{ExportAuthn}})
+	if err == nil || err.Error() != "missing function 'authn' in module 'faults'" {
+		t.Fatalf("got %v", err)
+	}
+	m := load(t, r, ModuleConfig{})
+	err = m.Call(context.Background(), "authz", nil, nil)
+	if !IsKind(err, KindMissingExport) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestMemoryLimitBelowModuleMinimum(t *testing.T) {
+	_, err := newRuntime(t).Load(context.Background(), faultsWasm, ModuleConfig{Name: "faults", MemoryLimit: 64 << 10})
+	if err == nil || !strings.Contains(err.Error(), "more than the limit") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPooledInstancesAreReused(t *testing.T) {
+	m := load(t, newRuntime(t), ModuleConfig{PoolSize: 1})
+	for want := 1.0; want <= 3; want++ {
+		out, err := call(m, "count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out["calls"] != want {
+			t.Fatalf("pooled instance served %v calls, want %v", out["calls"], want)
+		}
+	}
+}
+
+func TestFreshInstancePerCall(t *testing.T) {
+	m := load(t, newRuntime(t), ModuleConfig{Isolation: Fresh})
+	for i := 0; i < 3; i++ {
+		out, err := call(m, "count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out["calls"] != 1.0 {
+			t.Fatalf("fresh instance served %v calls, want 1", out["calls"])
+		}
+	}
+}
+
+func TestCallerDeadlineAndBusyPool(t *testing.T) {
+	m := load(t, newRuntime(t), ModuleConfig{PoolSize: 1, Timeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	var out anyResponse
+	err := m.CallEnvelope(ctx, ExportValidate, 1, settings("loop"), &out)
+	if !IsKind(err, KindTimeout) {
+		t.Fatalf("loop under a 100ms caller deadline: %v", err)
+	}
+	// Hold the only instance with a slow call; a caller with a short deadline gets KindBusy.
+	done := make(chan error)
+	go func() { _, err := call(m, "slow"); done <- err }()
+	time.Sleep(10 * time.Millisecond)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel2()
+	err = m.CallEnvelope(ctx2, ExportValidate, 1, nil, &out)
+	if !IsKind(err, KindBusy) {
+		t.Errorf("second caller: %v, want busy", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	m := load(t, newRuntime(t), ModuleConfig{PoolSize: 3, Timeout: 2 * time.Second})
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				mode := ""
+				if (g+i)%7 == 0 {
+					mode = "trap" // faults mixed in: their instances are replaced under load
+				}
+				_, err := call(m, mode)
+				if mode == "" && err != nil {
+					errs <- err
+				}
+				if mode == "trap" && !IsKind(err, KindTrap) {
+					errs <- fmt.Errorf("trap: %v", err)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestCompilationCacheReused(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 2; i++ {
+		r, err := NewRuntime(context.Background(), RuntimeConfig{CacheDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		m, err := r.Load(context.Background(), faultsWasm, ModuleConfig{Name: "faults", PoolSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("load %d: %v", i, time.Since(began))
+		m.Close(context.Background())
+		r.Close(context.Background())
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) == 0 {
+		t.Fatal("nothing written to the compilation cache")
+	}
+}
+
+func TestClosedModule(t *testing.T) {
+	r := newRuntime(t)
+	m, err := r.Load(context.Background(), faultsWasm, ModuleConfig{Name: "faults", PoolSize: runtime.NumCPU()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(m, ""); !IsKind(err, KindClosed) {
+		t.Fatalf("call after close: %v", err)
+	}
+}

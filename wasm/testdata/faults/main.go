@@ -1,0 +1,81 @@
+// Command faults is a test module that misbehaves on request: its settings {"mode": ...} pick
+// what the validate export does. Without settings it echoes its whole input as the response, so
+// tests can see exactly what the host sent.
+package main
+
+import (
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/wasmkube/wasmkube/wasm/guest"
+)
+
+func main() {}
+
+var calls int
+
+//go:wasmexport validate
+func validate() {
+	in, _ := io.ReadAll(os.Stdin)
+	env := guest.JSON(in)
+	mode := env.Get("settings", "mode").String()
+	calls++
+	switch mode {
+	case "":
+		write(`{"response":` + string(in) + `}`)
+	case "count": // how many calls this instance has served
+		write(`{"response":{"calls":` + itoa(calls) + `}}`)
+	case "error":
+		write(`{"error":"the module says no"}`)
+	case "garbage":
+		write(`this is not json`)
+	case "two-documents":
+		write(`{"response":{}} {"response":{}}`)
+	case "no-response":
+		write(`{}`)
+	case "nothing":
+	case "huge":
+		write(`{"response":"` + strings.Repeat("x", 8<<20) + `"}`)
+	case "exit3":
+		os.Stderr.WriteString("exiting with 3\n")
+		os.Exit(3)
+	case "trap":
+		os.Stderr.WriteString("about to trap\n")
+		runtime.Breakpoint()
+	case "loop":
+		for {
+			calls++
+		}
+	case "sleep":
+		time.Sleep(time.Hour)
+		write(`{"response":{}}`)
+	case "memory":
+		var hoard [][]byte
+		for {
+			hoard = append(hoard, make([]byte, 1<<20))
+		}
+	case "slow": // about 50 ms of work
+		deadline := time.Now().Add(50 * time.Millisecond)
+		for time.Now().Before(deadline) {
+		}
+		write(`{"response":{"slow":true}}`)
+	default:
+		write(`{"error":"unknown mode ` + mode + `"}`)
+	}
+}
+
+func write(s string) { _, _ = os.Stdout.WriteString(s) }
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
