@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build test bench-up cross clean
+.PHONY: help run build test bench-up bench-wasm cross clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -29,9 +29,13 @@ build: ## build $(BIN) with the version stamped
 test: ## run every test (the command CI runs)
 	$(GO) vet ./...
 	$(GO) test -timeout 20m ./...
+	$(GO) test -race -timeout 10m ./wasm/...
 
 bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m
+
+bench-wasm: ## module call latency, pooled vs fresh, per interrupt mode (docs/benchmarks.md)
+	$(GO) test ./wasm -run '^$$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
 
 cross: ## build for $(PLATFORMS) into dist/
 	@for p in $(PLATFORMS); do \
@@ -42,3 +46,11 @@ cross: ## build for $(PLATFORMS) into dist/
 
 clean: ## remove build outputs
 	rm -rf bin dist
+
+EXAMPLES := $(patsubst examples/%/main.go,%,$(wildcard examples/*/main.go))
+# The exact flags of every committed example .wasm; examples/examples_test.go checks them.
+WASM_BUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -buildvcs=false -ldflags="-s -w -buildid="
+
+.PHONY: examples
+examples: ## build every example module (examples/NAME/NAME.wasm)
+	@for e in $(EXAMPLES); do echo "building examples/$$e/$$e.wasm"; $(WASM_BUILD) -o examples/$$e/$$e.wasm ./examples/$$e || exit 1; done

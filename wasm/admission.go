@@ -43,6 +43,11 @@ func (m *Module) Admit(ctx context.Context, settings json.RawMessage, req *admis
 	if err := m.CallEnvelope(ctx, ExportValidate, &review, settings, &out); err != nil {
 		return nil, err
 	}
+	return m.CheckAdmission(req, &out, mutating)
+}
+
+// CheckAdmission checks a module's AdmissionReview answer to req (see Admit).
+func (m *Module) CheckAdmission(req *admissionv1.AdmissionRequest, out *admissionv1.AdmissionReview, mutating bool) (*AdmissionResult, error) {
 	invalid := func(format string, args ...any) error {
 		return &CallError{Module: m.cfg.Name, Export: ExportValidate, Kind: KindInvalidResponse, Err: fmt.Errorf(format, args...)}
 	}

@@ -35,6 +35,11 @@ func (m *Module) Authenticate(ctx context.Context, settings json.RawMessage, tok
 	if err := m.CallEnvelope(ctx, ExportAuthn, &review, settings, &out); err != nil {
 		return nil, false, err
 	}
+	return m.DecideAuthn(&out, audiences)
+}
+
+// DecideAuthn maps a module's TokenReview answer to an authentication result (see Authenticate).
+func (m *Module) DecideAuthn(out *authenticationv1.TokenReview, audiences []string) (*authenticator.Response, bool, error) {
 	st := out.Status
 	if !st.Authenticated {
 		if st.Error != "" {

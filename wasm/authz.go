@@ -46,6 +46,11 @@ func (m *Module) Authorize(ctx context.Context, settings json.RawMessage, a auth
 	if err := m.CallEnvelope(ctx, ExportAuthz, SubjectAccessReview(a), settings, &out); err != nil {
 		return authorizer.DecisionNoOpinion, "", err
 	}
+	return m.DecideAuthz(&out)
+}
+
+// DecideAuthz maps a module's SubjectAccessReview answer to a decision (see Authorize).
+func (m *Module) DecideAuthz(out *authorizationv1.SubjectAccessReview) (authorizer.Decision, string, error) {
 	st := out.Status
 	switch {
 	case st.Allowed && st.Denied:

@@ -19,7 +19,6 @@ package guest
 import (
 	"errors"
 	"io"
-
 )
 
 // Settings decodes a module's settings into S.
@@ -72,7 +71,7 @@ func serve[S any](in io.Reader, decode Settings[S], cache *settingsCache[S], h H
 			w, err = nil, panicError(r)
 		}
 	}()
-	data, err := io.ReadAll(in)
+	data, err := readAll(in)
 	if err != nil {
 		return nil, errors.New("read stdin: " + err.Error())
 	}
@@ -126,4 +125,29 @@ func panicError(r any) error {
 		return errors.New("panic: " + v)
 	}
 	return errors.New("panic in handler")
+}
+
+// inbuf is reused from call to call: an instance serves one call at a time, and values handed to
+// a handler are valid only during its call.
+var inbuf []byte
+
+func readAll(in io.Reader) ([]byte, error) {
+	b := inbuf[:0]
+	if cap(b) == 0 {
+		b = make([]byte, 0, 16<<10)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := in.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			inbuf = b
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }

@@ -164,9 +164,66 @@ func (j JSON) Elements(f func(i int, value JSON) bool) {
 
 // Valid reports whether j is exactly one well-formed JSON value.
 func (j JSON) Valid() bool {
-	i := skipWS(j, 0)
-	end, ok := skipValue(j, i)
+	end, ok := validValue(j, skipWS(j, 0), 0)
 	return ok && skipWS(j, end) == len(j)
+}
+
+// validValue checks the structure of the value at i strictly (numbers loosely).
+func validValue(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) || depth > 1000 {
+		return i, false
+	}
+	switch b[i] {
+	case '{':
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, true
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return i, false
+			}
+			end, ok := skipString(b, i)
+			if !ok {
+				return i, false
+			}
+			i = skipWS(b, end)
+			if i >= len(b) || b[i] != ':' {
+				return i, false
+			}
+			if i, ok = validValue(b, skipWS(b, i+1), depth+1); !ok {
+				return i, false
+			}
+			i = skipWS(b, i)
+			if i < len(b) && b[i] == '}' {
+				return i + 1, true
+			}
+			if i >= len(b) || b[i] != ',' {
+				return i, false
+			}
+			i = skipWS(b, i+1)
+		}
+	case '[':
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if i, ok = validValue(b, i, depth+1); !ok {
+				return i, false
+			}
+			i = skipWS(b, i)
+			if i < len(b) && b[i] == ']' {
+				return i + 1, true
+			}
+			if i >= len(b) || b[i] != ',' {
+				return i, false
+			}
+			i = skipWS(b, i+1)
+		}
+	}
+	return skipValue(b, i)
 }
 
 func (j JSON) trim() JSON {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -75,6 +76,7 @@ and writes a kubeconfig so kubectl works against it.
 		newProfilesCommand(s),
 		newVersionCommand(s),
 		newKubectlCommand(s),
+		newModuleCommand(s),
 	)
 	return root
 }
@@ -109,4 +111,13 @@ func (f *profileFlags) resolve() (*profiles.Loaded, string, error) {
 		dir = wasmkube.DataDir(p)
 	}
 	return p, dir, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -44,26 +44,40 @@ type Request struct {
 	Raw guest.JSON
 }
 
+// decode reads the request in one pass over its fields.
 func decode(raw guest.JSON) *Request {
-	gvk := raw.Get("kind")
-	gvr := raw.Get("resource")
-	ui := raw.Get("userInfo")
-	return &Request{
-		UID:         raw.Get("uid").String(),
-		Kind:        GroupVersionKind{gvk.Get("group").String(), gvk.Get("version").String(), gvk.Get("kind").String()},
-		Resource:    GroupVersionResource{gvr.Get("group").String(), gvr.Get("version").String(), gvr.Get("resource").String()},
-		SubResource: raw.Get("subResource").String(),
-		Name:        raw.Get("name").String(),
-		Namespace:   raw.Get("namespace").String(),
-		Operation:   raw.Get("operation").String(),
-		UserInfo: UserInfo{Username: ui.Get("username").String(), UID: ui.Get("uid").String(),
-			Groups: ui.Get("groups").Strings(), Extra: ui.Get("extra").StringsMap()},
-		Object:    raw.Get("object"),
-		OldObject: raw.Get("oldObject"),
-		DryRun:    raw.Get("dryRun").Bool(),
-		Options:   raw.Get("options"),
-		Raw:       raw,
-	}
+	r := &Request{Raw: raw}
+	raw.Fields(func(k string, v guest.JSON) bool {
+		switch k {
+		case "uid":
+			r.UID = v.String()
+		case "kind":
+			r.Kind = GroupVersionKind{v.Get("group").String(), v.Get("version").String(), v.Get("kind").String()}
+		case "resource":
+			r.Resource = GroupVersionResource{v.Get("group").String(), v.Get("version").String(), v.Get("resource").String()}
+		case "subResource":
+			r.SubResource = v.String()
+		case "name":
+			r.Name = v.String()
+		case "namespace":
+			r.Namespace = v.String()
+		case "operation":
+			r.Operation = v.String()
+		case "userInfo":
+			r.UserInfo = UserInfo{Username: v.Get("username").String(), UID: v.Get("uid").String(),
+				Groups: v.Get("groups").Strings(), Extra: v.Get("extra").StringsMap()}
+		case "object":
+			r.Object = v
+		case "oldObject":
+			r.OldObject = v
+		case "dryRun":
+			r.DryRun = v.Bool()
+		case "options":
+			r.Options = v
+		}
+		return true
+	})
+	return r
 }
 
 // Operation is one RFC 6902 JSON patch operation. Value is raw JSON (use guest.Writer or

@@ -264,7 +264,9 @@ func (rw *rewriter) section(s section) (content []byte, keep bool, err error) {
 			return rw.elements(s.content)
 		}
 	case secCode:
-		return rw.code(s.content)
+		if rw.checks() {
+			return rw.code(s.content)
+		}
 	case secCustom:
 		if rw.checks() {
 			if bytes.HasPrefix([]byte(s.name), []byte(".debug_")) {

@@ -1,0 +1,375 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/adrg/xdg"
+	"github.com/spf13/cobra"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wasmkube/wasmkube/wasm"
+)
+
+func newModuleCommand(s streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "module",
+		Short: "Run, inspect and benchmark WebAssembly modules offline",
+	}
+	cmd.AddCommand(newModuleRunCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s))
+	return cmd
+}
+
+// moduleFlags are the flags that load a module and build its request.
+type moduleFlags struct {
+	hook        string
+	request     string
+	settings    string
+	mutating    bool
+	timeout     time.Duration
+	memoryLimit string
+}
+
+func (f *moduleFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.hook, "hook", "", "authn | authz | validate (required)")
+	fl.StringVar(&f.request, "request", "", "the review to send, JSON or YAML: a TokenReview (authn), SubjectAccessReview (authz) or AdmissionReview (validate); - for stdin")
+	fl.StringVar(&f.settings, "settings", "", "the module's settings, a JSON or YAML file")
+	fl.BoolVar(&f.mutating, "mutating", false, "treat the module as mutating (it may patch)")
+	fl.DurationVar(&f.timeout, "timeout", wasm.DefaultTimeout, "call timeout")
+	fl.StringVar(&f.memoryLimit, "memory-limit", "64Mi", "memory limit per instance")
+	_ = cmd.MarkFlagRequired("hook")
+}
+
+func (f *moduleFlags) config(name string, isolation wasm.Isolation) (wasm.ModuleConfig, error) {
+	mem, err := resource.ParseQuantity(f.memoryLimit)
+	if err != nil {
+		return wasm.ModuleConfig{}, fmt.Errorf("--memory-limit %q: %w", f.memoryLimit, err)
+	}
+	export, err := hookExport(f.hook)
+	if err != nil {
+		return wasm.ModuleConfig{}, err
+	}
+	return wasm.ModuleConfig{Name: name, Exports: []string{export}, Isolation: isolation, PoolSize: 1,
+		Timeout: f.timeout, MemoryLimit: mem.Value()}, nil
+}
+
+func hookExport(hook string) (string, error) {
+	switch hook {
+	case "authn":
+		return wasm.ExportAuthn, nil
+	case "authz":
+		return wasm.ExportAuthz, nil
+	case "validate", "admission":
+		return wasm.ExportValidate, nil
+	}
+	return "", fmt.Errorf("--hook %q: use authn, authz or validate", hook)
+}
+
+// readDoc reads a JSON or YAML file (or stdin for "-") as JSON.
+func readDoc(path string, stdin io.Reader) ([]byte, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not JSON or YAML: %w", path, err)
+	}
+	return j, nil
+}
+
+// runtimeForCLI is a module runtime whose compilation cache lives in the XDG cache dir, so a
+// second run of the same module does not compile it again.
+func runtimeForCLI(ctx context.Context) (*wasm.Runtime, error) {
+	return wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: filepath.Join(xdg.CacheHome, "wasmkube", "modules")})
+}
+
+// invocation is one prepared call of a hook.
+type invocation struct {
+	call   func(ctx context.Context, m *wasm.Module) (any, string, error)
+	export string
+}
+
+// prepare decodes the request for the hook and returns the call that sends it and reports the
+// answer and the API server's decision.
+func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, json.RawMessage, error) {
+	var settings json.RawMessage
+	if f.settings != "" {
+		s, err := readDoc(f.settings, stdin)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--settings: %w", err)
+		}
+		settings = s
+	}
+	if f.request == "" {
+		return nil, nil, errors.New("--request is required: the review to send (see `wasmkube module run --help`)")
+	}
+	raw, err := readDoc(f.request, stdin)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--request: %w", err)
+	}
+	export, err := hookExport(f.hook)
+	if err != nil {
+		return nil, nil, err
+	}
+	inv := &invocation{export: export}
+	switch export {
+	case wasm.ExportAuthn:
+		var in authenticationv1.TokenReview
+		if err := json.Unmarshal(raw, &in); err != nil {
+			return nil, nil, fmt.Errorf("--request: not a TokenReview: %w", err)
+		}
+		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
+			in.APIVersion, in.Kind = "authentication.k8s.io/v1", "TokenReview"
+			var out authenticationv1.TokenReview
+			if err := m.CallEnvelope(ctx, export, &in, settings, &out); err != nil {
+				return nil, "", err
+			}
+			resp, ok, err := m.DecideAuthn(&out, in.Spec.Audiences)
+			switch {
+			case err != nil:
+				return &out, "", err
+			case !ok:
+				return &out, "not authenticated: the next authenticator is asked", nil
+			}
+			u := resp.User
+			return &out, fmt.Sprintf("authenticated as %q (uid %q, groups %v, audiences %v)", u.GetName(), u.GetUID(), u.GetGroups(), resp.Audiences), nil
+		}
+	case wasm.ExportAuthz:
+		var in authorizationv1.SubjectAccessReview
+		if err := json.Unmarshal(raw, &in); err != nil {
+			return nil, nil, fmt.Errorf("--request: not a SubjectAccessReview: %w", err)
+		}
+		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
+			in.APIVersion, in.Kind = "authorization.k8s.io/v1", "SubjectAccessReview"
+			var out authorizationv1.SubjectAccessReview
+			if err := m.CallEnvelope(ctx, export, &in, settings, &out); err != nil {
+				return nil, "", err
+			}
+			d, reason, err := m.DecideAuthz(&out)
+			if err != nil {
+				return &out, "", err
+			}
+			names := map[int]string{0: "Deny", 1: "Allow", 2: "NoOpinion"}
+			return &out, fmt.Sprintf("%s (reason %q)", names[int(d)], reason), nil
+		}
+	default:
+		var in admissionv1.AdmissionReview
+		if err := json.Unmarshal(raw, &in); err != nil || in.Request == nil {
+			return nil, nil, fmt.Errorf("--request: not an AdmissionReview with a request: %v", err)
+		}
+		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
+			in.APIVersion, in.Kind = "admission.k8s.io/v1", "AdmissionReview"
+			var out admissionv1.AdmissionReview
+			if err := m.CallEnvelope(ctx, export, &in, settings, &out); err != nil {
+				return nil, "", err
+			}
+			res, err := m.CheckAdmission(in.Request, &out, f.mutating)
+			if err != nil {
+				return &out, "", err
+			}
+			return &out, admissionDecision(m.Name(), res), nil
+		}
+	}
+	return inv, settings, nil
+}
+
+func admissionDecision(name string, res *wasm.AdmissionResult) string {
+	var b strings.Builder
+	if res.Allowed {
+		b.WriteString("allowed")
+	} else {
+		code := int32(400)
+		if res.Result != nil && res.Result.Code != 0 {
+			code = res.Result.Code
+		}
+		fmt.Fprintf(&b, "denied (HTTP %d): %s", code, wasm.DenialMessage(name, res.Result))
+	}
+	if len(res.Patch) > 0 {
+		fmt.Fprintf(&b, "\npatch (%s): %s", res.PatchType, res.Patch)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(&b, "\nwarning: %s", w)
+	}
+	for _, k := range sortedKeys(res.AuditAnnotations) {
+		fmt.Fprintf(&b, "\naudit annotation %s/%s: %s", name, k, res.AuditAnnotations[k])
+	}
+	return b.String()
+}
+
+func moduleName(path string) string {
+	return strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+}
+
+func newModuleRunCommand(s streams) *cobra.Command {
+	var f moduleFlags
+	var isolation string
+	cmd := &cobra.Command{
+		Use:   "run MODULE.wasm --hook authn|authz|validate --request FILE|- [--settings FILE] [--mutating]",
+		Short: "Run a module once, offline, and show its answer and the API server's decision",
+		Example: `  wasmkube module run examples/magic-validate/magic-validate.wasm --hook validate \
+      --request examples/magic-validate/request.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			inv, _, err := f.prepare(s.in)
+			if err != nil {
+				return err
+			}
+			cfg, err := f.config(moduleName(args[0]), wasm.Isolation(isolation))
+			if err != nil {
+				return err
+			}
+			m, rt, err := loadModule(ctx, args[0], cfg)
+			if err != nil {
+				return err
+			}
+			defer rt.Close(context.Background())
+			defer m.Close(context.Background())
+			out, decision, err := inv.call(ctx, m)
+			if out != nil {
+				b, _ := json.MarshalIndent(out, "", "  ")
+				fmt.Fprintf(s.out, "module answer:\n%s\n", b)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "decision: %s\n", decision)
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&isolation, "isolation", "pooled", "pooled | fresh")
+	return cmd
+}
+
+func loadModule(ctx context.Context, path string, cfg wasm.ModuleConfig) (*wasm.Module, *wasm.Runtime, error) {
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := runtimeForCLI(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := rt.Load(ctx, bin, cfg)
+	if err != nil {
+		rt.Close(context.Background())
+		return nil, nil, err
+	}
+	return m, rt, nil
+}
+
+func newModuleInspectCommand(s streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect MODULE.wasm",
+		Short: "Show a module's exports, detected ABIs, size, imports and custom sections",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bin, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			info, err := wasm.Inspect(cmd.Context(), bin)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "file:\t%s\nsize:\t%d bytes\nsha256:\t%s\n", args[0], info.Size, info.SHA256)
+			fmt.Fprintf(w, "memory:\t%d pages (%d KiB) at start\n", info.MemoryMinPages, info.MemoryMinPages*64)
+			if info.Interruptible {
+				fmt.Fprintf(w, "timeouts:\tloop checks (%d loops instrumented)\n", info.Loops)
+			} else {
+				fmt.Fprintf(w, "timeouts:\tclose-on-context-done (the code uses features the loop checks do not cover)\n")
+			}
+			for _, a := range info.ABIs {
+				fmt.Fprintf(w, "abi:\t%s\n", a)
+			}
+			for _, e := range info.Exports {
+				fmt.Fprintf(w, "export:\t%s(%s) -> (%s)\n", e.Name, strings.Join(e.Params, ", "), strings.Join(e.Results, ", "))
+			}
+			for _, i := range info.Imports {
+				fmt.Fprintf(w, "import:\t%s.%s(%s) -> (%s)\n", i.Module, i.Name, strings.Join(i.Params, ", "), strings.Join(i.Results, ", "))
+			}
+			for _, c := range info.CustomSections {
+				fmt.Fprintf(w, "custom section:\t%s (%d bytes)\n", c.Name, c.Size)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func newModuleBenchCommand(s streams) *cobra.Command {
+	var (
+		f           moduleFlags
+		calls       int
+		concurrency int
+	)
+	cmd := &cobra.Command{
+		Use:   "bench MODULE.wasm --hook … --request FILE [--calls N] [--concurrency C]",
+		Short: "Measure calls/s and p50/p99 latency, pooled vs fresh instances",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			inv, _, err := f.prepare(s.in)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ISOLATION\tCALLS\tCALLS/S\tP50\tP99")
+			var pooledP50 time.Duration
+			for _, iso := range []wasm.Isolation{wasm.Pooled, wasm.Fresh} {
+				cfg, err := f.config(moduleName(args[0]), iso)
+				if err != nil {
+					return err
+				}
+				cfg.PoolSize = concurrency
+				m, rt, err := loadModule(ctx, args[0], cfg)
+				if err != nil {
+					return err
+				}
+				n := calls
+				if iso == wasm.Fresh {
+					n = max(1, calls/20) // a fresh instance per call is slow; fewer calls suffice
+				}
+				res, err := wasm.Measure(n, concurrency, func() error { _, _, err := inv.call(ctx, m); return err })
+				m.Close(context.Background())
+				rt.Close(context.Background())
+				if err != nil {
+					return err
+				}
+				if iso == wasm.Pooled {
+					pooledP50 = res.P50
+				}
+				fmt.Fprintf(w, "%s\t%d\t%.0f\t%s\t%s\n", iso, res.Calls, res.CallsPerSec, res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond))
+				if iso == wasm.Fresh && pooledP50 > 0 {
+					defer fmt.Fprintf(s.out, "pooled is %.0f× faster than fresh (p50)\n", float64(res.P50)/float64(pooledP50))
+				}
+			}
+			return w.Flush()
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().IntVar(&calls, "calls", 2000, "calls per pooled run (fresh runs 1/20 of them)")
+	cmd.Flags().IntVar(&concurrency, "concurrency", 1, "concurrent callers (and pool size)")
+	return cmd
+}

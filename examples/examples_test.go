@@ -1,0 +1,275 @@
+// Package examples_test runs every example module through the wasmkube host and checks that each
+// committed .wasm is what `make examples` builds from its source.
+package examples_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"github.com/wasmkube/wasmkube/wasm"
+)
+
+func examples(t *testing.T) []string {
+	t.Helper()
+	mains, err := filepath.Glob("*/main.go")
+	if err != nil || len(mains) < 6 {
+		t.Fatalf("examples: %v %v", mains, err)
+	}
+	var names []string
+	for _, m := range mains {
+		names = append(names, filepath.Dir(m))
+	}
+	return names
+}
+
+// TestCommittedWasmIsCurrent rebuilds every example with the Makefile's flags and compares.
+func TestCommittedWasmIsCurrent(t *testing.T) {
+	out := t.TempDir()
+	for _, name := range examples(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fresh := filepath.Join(out, name+".wasm")
+			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", `-ldflags=-s -w -buildid=`, "-o", fresh, "./"+name)
+			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("build: %v\n%s", err, b)
+			}
+			want, err := os.ReadFile(fresh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(name, name+".wasm"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("examples/%s/%s.wasm is not what its source builds with %s: run `make examples` and commit", name, name, runtime.Version())
+			}
+			if len(got) > 3_000_000 {
+				t.Errorf("%s.wasm is %d bytes; examples stay at most 3 MB", name, len(got))
+			}
+		})
+	}
+}
+
+var rt *wasm.Runtime
+
+func TestMain(m *testing.M) {
+	var err error
+	rt, err = wasm.NewRuntime(context.Background(), wasm.RuntimeConfig{})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	rt.Close(context.Background())
+	os.Exit(code)
+}
+
+func load(t *testing.T, name string, exports ...string) *wasm.Module {
+	t.Helper()
+	bin, err := os.ReadFile(filepath.Join(name, name+".wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := rt.Load(context.Background(), bin, wasm.ModuleConfig{Name: name, Exports: exports, PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
+func admissionRequest(kind, resource string, op admissionv1.Operation, object string) *admissionv1.AdmissionRequest {
+	return &admissionv1.AdmissionRequest{
+		UID:       "b7a7c2a0-1111-4b5e-9e0c-000000000001",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: kind},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: resource},
+		Name:      "demo",
+		Namespace: "default",
+		Operation: op,
+		UserInfo:  authenticationv1.UserInfo{Username: "alice"},
+		Object:    k8sruntime.RawExtension{Raw: []byte(object)},
+	}
+}
+
+func TestMagicAuthn(t *testing.T) {
+	m := load(t, "magic-authn", wasm.ExportAuthn)
+	resp, ok, err := m.Authenticate(context.Background(), nil, "magic-token", []string{"https://kubernetes.default.svc"})
+	if err != nil || !ok {
+		t.Fatalf("magic-token: %v %v", ok, err)
+	}
+	u := resp.User
+	if u.GetName() != "magic-user" || u.GetUID() != "0" || !slices.Equal(u.GetGroups(), []string{"magic-group"}) {
+		t.Errorf("user %+v", u)
+	}
+	if !slices.Equal(resp.Audiences, []string{"https://kubernetes.default.svc"}) {
+		t.Errorf("audiences %v: a module that names none grants the API audiences", resp.Audiences)
+	}
+	if _, ok, err := m.Authenticate(context.Background(), nil, "other-token", nil); ok || err != nil {
+		t.Errorf("other token: %v %v, want not authenticated", ok, err)
+	}
+}
+
+func TestMagicAuthz(t *testing.T) {
+	m := load(t, "magic-authz", wasm.ExportAuthz)
+	attrs := func(groups []string, resource string) authorizer.Attributes {
+		return authorizer.AttributesRecord{User: &user.DefaultInfo{Name: "magic-user", Groups: groups}, Verb: "list",
+			Resource: resource, APIVersion: "v1", ResourceRequest: true}
+	}
+	d, reason, err := m.Authorize(context.Background(), nil, attrs([]string{"magic-group"}, "configmaps"))
+	if err != nil || d != authorizer.DecisionAllow || reason == "" {
+		t.Errorf("configmaps: %v %q %v", d, reason, err)
+	}
+	for _, a := range []authorizer.Attributes{attrs([]string{"magic-group"}, "pods"), attrs([]string{"other"}, "configmaps")} {
+		if d, _, err := m.Authorize(context.Background(), nil, a); err != nil || d != authorizer.DecisionNoOpinion {
+			t.Errorf("%v: %v %v, want no opinion", a, d, err)
+		}
+	}
+}
+
+func TestMagicValidate(t *testing.T) {
+	m := load(t, "magic-validate", wasm.ExportValidate)
+	res, err := m.Admit(context.Background(), nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"not-allowed-value":"abc"}}`), false)
+	if err != nil || res.Allowed {
+		t.Fatalf("not-allowed-value: %+v %v", res, err)
+	}
+	want := `admission WASM module "magic-validate" denied the request: value 'not-allowed-value' not allowed in configmap`
+	if got := wasm.DenialMessage("magic-validate", res.Result); got != want {
+		t.Errorf("message %q, want %q", got, want)
+	}
+	res, err = m.Admit(context.Background(), nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"ok":"1"}}`), false)
+	if err != nil || !res.Allowed || res.Patch != nil {
+		t.Fatalf("plain configmap: %+v %v", res, err)
+	}
+}
+
+func TestMagicMutate(t *testing.T) {
+	m := load(t, "magic-mutate", wasm.ExportValidate)
+	for _, obj := range []string{
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"}}`,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"a":"1"}}`,
+	} {
+		res, err := m.Admit(context.Background(), nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, obj), true)
+		if err != nil || !res.Allowed || res.PatchType != admissionv1.PatchTypeJSONPatch {
+			t.Fatalf("mutate %s: %+v %v", obj, res, err)
+		}
+		patch, _ := jsonpatch.DecodePatch(res.Patch)
+		out, err := patch.Apply([]byte(obj))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cm struct{ Data map[string]string }
+		_ = json.Unmarshal(out, &cm)
+		if cm.Data["magic-value"] != "foobar" {
+			t.Errorf("after patch: %s", out)
+		}
+	}
+	// As a validating module, a patch is refused.
+	_, err := m.Admit(context.Background(), nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, `{"kind":"ConfigMap"}`), false)
+	if !wasm.IsKind(err, wasm.KindInvalidResponse) || !strings.Contains(err.Error(), "may not patch") {
+		t.Errorf("validating module patching: %v", err)
+	}
+}
+
+func TestWorkloadPolicy(t *testing.T) {
+	m := load(t, "workload-policy", wasm.ExportValidate)
+	settings := json.RawMessage(`{"requiredLabels":["team"],"allowedRegistries":["registry.k8s.io/","ghcr.io/acme/"]}`)
+	deploy := func(labels, image string) string {
+		return `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","labels":` + labels + `},` +
+			`"spec":{"template":{"spec":{"containers":[{"name":"c","image":"` + image + `"}]}}}}`
+	}
+	cases := []struct {
+		name, object string
+		allowed      bool
+		message      string
+		warnings     int
+	}{
+		{"missing label", deploy(`{"app":"web"}`, "registry.k8s.io/pause:3.10"), false, "lacks required labels: team", 0},
+		{"foreign registry", deploy(`{"team":"a"}`, "docker.io/library/nginx:1.27"), false, "not from an allowed registry", 0},
+		{"pinned", deploy(`{"team":"a"}`, "ghcr.io/acme/web@sha256:abc"), true, "", 0},
+		{"latest", deploy(`{"team":"a"}`, "ghcr.io/acme/web:latest"), true, "", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := admissionRequest("Deployment", "deployments", admissionv1.Create, c.object)
+			req.Kind.Group = "apps"
+			res, err := m.Admit(context.Background(), settings, req, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Allowed != c.allowed || (c.message != "" && !strings.Contains(res.Result.Message, c.message)) || len(res.Warnings) != c.warnings {
+				t.Errorf("got %+v (result %+v)", res, res.Result)
+			}
+			if c.allowed && res.AuditAnnotations["images-checked"] != "1" {
+				t.Errorf("audit annotations %v", res.AuditAnnotations)
+			}
+		})
+	}
+	// Other kinds pass untouched.
+	res, err := m.Admit(context.Background(), settings, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, `{"kind":"ConfigMap"}`), false)
+	if err != nil || !res.Allowed {
+		t.Errorf("configmap: %+v %v", res, err)
+	}
+}
+
+// mint makes an hmac-authn token.
+func mint(secret, payload string) string {
+	signed := base64.RawURLEncoding.EncodeToString([]byte(payload))
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte("v1." + signed))
+	return "v1." + signed + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func TestHMACAuthn(t *testing.T) {
+	m := load(t, "hmac-authn", wasm.ExportAuthn)
+	settings := json.RawMessage(`{"secret":"s3cret","issuer":"platform"}`)
+	future := time.Now().Add(time.Hour).Unix()
+	good := mint("s3cret", `{"sub":"alice","uid":"1001","groups":["dev"],"iss":"platform","exp":`+itoa(future)+`}`)
+	resp, ok, err := m.Authenticate(context.Background(), settings, good, nil)
+	if err != nil || !ok || resp.User.GetName() != "alice" || !slices.Equal(resp.User.GetGroups(), []string{"dev"}) || resp.User.GetExtra()["hmac-authn/expires"] == nil {
+		t.Fatalf("good token: %+v %v %v", resp, ok, err)
+	}
+	bad := map[string]string{
+		"wrong secret":   mint("other", `{"sub":"alice","iss":"platform","exp":`+itoa(future)+`}`),
+		"expired":        mint("s3cret", `{"sub":"alice","iss":"platform","exp":1000}`),
+		"wrong issuer":   mint("s3cret", `{"sub":"alice","iss":"elsewhere","exp":`+itoa(future)+`}`),
+		"not v1":         "magic-token",
+		"tampered":       good[:len(good)-2] + "AA",
+		"no subject":     mint("s3cret", `{"iss":"platform","exp":`+itoa(future)+`}`),
+		"garbage inside": mint("s3cret", `{"sub":`),
+	}
+	for name, tok := range bad {
+		if _, ok, err := m.Authenticate(context.Background(), settings, tok, nil); ok || err != nil {
+			t.Errorf("%s: authenticated=%v err=%v, want plainly not authenticated", name, ok, err)
+		}
+	}
+	// Without a secret the module reports an error: it never authenticates.
+	if _, ok, err := m.Authenticate(context.Background(), nil, good, nil); ok || !wasm.IsKind(err, wasm.KindModuleError) {
+		t.Errorf("no secret: %v %v", ok, err)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

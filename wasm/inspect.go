@@ -1,0 +1,123 @@
+package wasm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"sort"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmkube/wasmkube/wasm/internal/wasmbin"
+)
+
+// Info describes a module without running it.
+type Info struct {
+	Size   int
+	SHA256 string
+	// ABIs lists what the module can be run as, e.g. "wasmkube (original ABI): validate".
+	ABIs    []string
+	Exports []Function
+	Imports []Function
+	// CustomSections are the custom sections' names and sizes.
+	CustomSections []Section
+	// MemoryMinPages is what the module asks for at instantiation (64 KiB pages).
+	MemoryMinPages uint32
+	// Loops is the number of loop headers; Interruptible is false when the code cannot be
+	// instrumented (the module would run with close-on-context-done).
+	Loops         int
+	Interruptible bool
+}
+
+// Function is an exported or imported function.
+type Function struct {
+	Module, Name    string
+	Params, Results []string
+}
+
+// Section is a custom section.
+type Section struct {
+	Name string
+	Size int
+}
+
+// Inspect compiles bin (nothing runs) and describes it.
+func Inspect(ctx context.Context, bin []byte) (*Info, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCustomSections(true))
+	defer rt.Close(ctx)
+	cm, err := rt.CompileModule(ctx, bin)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(bin)
+	info := &Info{Size: len(bin), SHA256: hex.EncodeToString(sum[:])}
+	for name, f := range cm.ExportedFunctions() {
+		info.Exports = append(info.Exports, function("", name, f))
+	}
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		info.Imports = append(info.Imports, function(mod, name, f))
+	}
+	sort.Slice(info.Exports, func(i, j int) bool { return info.Exports[i].Name < info.Exports[j].Name })
+	for _, s := range cm.CustomSections() {
+		info.CustomSections = append(info.CustomSections, Section{Name: s.Name(), Size: len(s.Data())})
+	}
+	res, err := wasmbin.Rewrite(bin, wasmbin.Options{CheckModule: HostModule, CheckName: checkFunction, Interval: checkInterval})
+	switch {
+	case err == nil:
+		info.Loops, info.MemoryMinPages, info.Interruptible = res.Loops, res.MinMemoryPages, true
+	case errors.Is(err, wasmbin.ErrUnsupported):
+		if r, err := wasmbin.Rewrite(bin, wasmbin.Options{}); err == nil {
+			info.MemoryMinPages = r.MinMemoryPages
+		}
+	default:
+		return nil, err
+	}
+	info.ABIs = detectABIs(cm.ExportedFunctions())
+	return info, nil
+}
+
+func function(mod, name string, f api.FunctionDefinition) Function {
+	fn := Function{Module: mod, Name: name}
+	for _, p := range f.ParamTypes() {
+		fn.Params = append(fn.Params, api.ValueTypeName(p))
+	}
+	for _, r := range f.ResultTypes() {
+		fn.Results = append(fn.Results, api.ValueTypeName(r))
+	}
+	return fn
+}
+
+func detectABIs(exports map[string]api.FunctionDefinition) []string {
+	var abis, hooks []string
+	for _, h := range []string{ExportAuthn, ExportAuthz, ExportValidate, "mutate"} {
+		if f, ok := exports[h]; ok && len(f.ParamTypes()) == 0 && len(f.ResultTypes()) == 0 {
+			hooks = append(hooks, h)
+		}
+	}
+	if len(hooks) > 0 {
+		abi := "wasmkube (the original module ABI): "
+		for i, h := range hooks {
+			if i > 0 {
+				abi += ", "
+			}
+			abi += h
+		}
+		abis = append(abis, abi)
+	}
+	if _, ok := exports["__guest_call"]; ok {
+		abis = append(abis, "Kubewarden waPC policy (__guest_call)")
+	}
+	if _, ok := exports["_start"]; ok {
+		abis = append(abis, "WASI command (_start): Kubewarden WASI policy or a program")
+	}
+	if _, ok := exports["_initialize"]; ok {
+		abis = append(abis, "WASI reactor (_initialize runs once per instance)")
+	}
+	if len(abis) == 0 {
+		abis = append(abis, "none recognised")
+	}
+	return abis
+}
