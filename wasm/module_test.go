@@ -103,6 +103,8 @@ func TestFaults(t *testing.T) {
 	r := newRuntime(t)
 	for _, interrupt := range []Interrupt{InterruptLoopCheck, InterruptContextDone} {
 		m := load(t, r, ModuleConfig{PoolSize: 2, Timeout: 300 * time.Millisecond, MemoryLimit: 32 << 20, MaxOutputBytes: 1 << 20, Interrupt: interrupt})
+		// Filling 32 MiB takes longer than 300 ms under the race detector.
+		slow := load(t, r, ModuleConfig{PoolSize: 2, Timeout: 20 * time.Second, MemoryLimit: 32 << 20, Interrupt: interrupt})
 		cases := []struct {
 			mode   string
 			kind   ErrorKind
@@ -122,6 +124,10 @@ func TestFaults(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(string(interrupt)+"/"+c.mode, func(t *testing.T) {
+				m := m
+				if c.mode == "memory" {
+					m = slow
+				}
 				_, err := call(m, c.mode)
 				if !IsKind(err, c.kind) {
 					t.Fatalf("got %v, want kind %s", err, c.kind)
