@@ -168,30 +168,43 @@ func countImports(content []byte) (funcs, globals uint32, err error) {
 		switch kind {
 		case 0x00:
 			funcs++
-			err = r.skipLEB(5)
-		case 0x01:
-			if err = readValType(r); err == nil {
-				_, err = readLimits(r)
-			}
-		case 0x02:
-			_, err = readLimits(r)
 		case 0x03:
 			globals++
-			if err = readValType(r); err == nil {
-				_, err = r.byte()
-			}
-		case 0x04:
-			if _, err = r.byte(); err == nil {
-				err = r.skipLEB(5)
-			}
-		default:
-			err = fmt.Errorf("%w: import kind 0x%02x", ErrUnsupported, kind)
 		}
-		if err != nil {
+		if err := skipImportDesc(r, kind); err != nil {
 			return 0, 0, err
 		}
 	}
 	return funcs, globals, nil
+}
+
+// skipImportDesc skips an import's description of the given kind.
+func skipImportDesc(r *reader, kind byte) error {
+	switch kind {
+	case 0x00: // function: type index
+		return r.skipLEB(5)
+	case 0x01: // table
+		if err := readValType(r); err != nil {
+			return err
+		}
+		_, err := readLimits(r)
+		return err
+	case 0x02: // memory
+		_, err := readLimits(r)
+		return err
+	case 0x03: // global
+		if err := readValType(r); err != nil {
+			return err
+		}
+		_, err := r.byte()
+		return err
+	case 0x04: // tag
+		if _, err := r.byte(); err != nil {
+			return err
+		}
+		return r.skipLEB(5)
+	}
+	return fmt.Errorf("%w: import kind 0x%02x", ErrUnsupported, kind)
 }
 
 // imports caps imported memories and appends the check function import.
@@ -215,26 +228,7 @@ func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 			return nil, false, err
 		}
 		if kind != 0x02 {
-			// Skip the rest of the entry the way countImports does, then copy it whole.
-			switch kind {
-			case 0x00:
-				err = r.skipLEB(5)
-			case 0x01:
-				if err = readValType(r); err == nil {
-					_, err = readLimits(r)
-				}
-			case 0x03:
-				if err = readValType(r); err == nil {
-					_, err = r.byte()
-				}
-			case 0x04:
-				if _, err = r.byte(); err == nil {
-					err = r.skipLEB(5)
-				}
-			default:
-				err = fmt.Errorf("%w: import kind 0x%02x", ErrUnsupported, kind)
-			}
-			if err != nil {
+			if err := skipImportDesc(r, kind); err != nil {
 				return nil, false, err
 			}
 			body = append(body, content[start:r.pos]...)
