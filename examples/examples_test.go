@@ -27,10 +27,11 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
+	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/wasm"
 )
 
-func examples(t *testing.T) []string {
+func exampleDirs(t *testing.T) []string {
 	t.Helper()
 	mains, err := filepath.Glob("*/main.go")
 	if err != nil || len(mains) < 6 {
@@ -46,7 +47,7 @@ func examples(t *testing.T) []string {
 // TestCommittedWasmIsCurrent rebuilds every example with the Makefile's flags and compares.
 func TestCommittedWasmIsCurrent(t *testing.T) {
 	out := t.TempDir()
-	for _, name := range examples(t) {
+	for _, name := range exampleDirs(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			fresh := filepath.Join(out, name+".wasm")
@@ -273,3 +274,14 @@ func TestHMACAuthn(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestEmbeddedModules(t *testing.T) {
+	if got, want := examples.Names(), exampleDirs(t); !slices.Equal(got, want) {
+		t.Fatalf("embedded %v, want every example %v", got, want)
+	}
+	bin, ok := examples.Module("magic-authn")
+	disk, _ := os.ReadFile("magic-authn/magic-authn.wasm")
+	if !ok || !bytes.Equal(bin, disk) {
+		t.Fatal("embedded magic-authn differs from the file")
+	}
+}
