@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/wasmkube/wasmkube"
@@ -52,8 +55,9 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	cluster, err = wasmkube.Up(context.Background(), profile, wasmkube.Options{
-		DataDir: filepath.Join(tmp, "data"),
-		Port:    ptr.To[int32](0),
+		DataDir:        filepath.Join(tmp, "data"),
+		Port:           ptr.To[int32](0),
+		ModuleCacheDir: filepath.Join(tmp, "module-cache"),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start cluster:", err)
@@ -88,6 +92,7 @@ func poll(t *testing.T, what string, cond func(ctx context.Context) (bool, error
 func TestCluster(t *testing.T) {
 	t.Run("KubeconfigIsPrivateAndWorks", testKubeconfig)
 	t.Run("ServerVersion", testServerVersion)
+	t.Run("MagicTokenAuthnAuthz", testMagicToken)
 	t.Run("NamespaceLifecycle", testNamespaceLifecycle)
 	t.Run("DefaultServiceAccountAndRootCA", testDefaultServiceAccount)
 	t.Run("DeploymentCreatesReplicaSet", testDeployment)
@@ -238,12 +243,38 @@ func testRestart(t *testing.T) {
 		t.Fatalf("wait after stop: %v", err)
 	}
 	var err error
-	cluster, err = wasmkube.Up(ctx, profile, wasmkube.Options{DataDir: cluster.DataDir, Port: ptr.To[int32](0)})
+	cluster, err = wasmkube.Up(ctx, profile, wasmkube.Options{DataDir: cluster.DataDir, Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("restart on the same data dir: %v", err)
 	}
 	got, err := client(t).CoreV1().ConfigMaps("default").Get(ctx, "survivor", metav1.GetOptions{})
 	if err != nil || got.Data["k"] != "v" {
 		t.Fatalf("after restart: %v %v", got, err)
+	}
+}
+
+// testMagicToken drives the demo profile's authentication and authorization modules.
+func testMagicToken(t *testing.T) {
+	ctx := context.Background()
+	cfg := rest.AnonymousClientConfig(cluster.RESTConfig)
+	cfg.BearerToken = "magic-token"
+	c := kubernetes.NewForConfigOrDie(cfg)
+	review, err := c.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("whoami with magic-token: %v", err)
+	}
+	u := review.Status.UserInfo
+	if u.Username != "magic-user" || u.UID != "0" || !slices.Contains(u.Groups, "magic-group") || !slices.Contains(u.Groups, "system:authenticated") {
+		t.Errorf("magic-token is %+v", u)
+	}
+	if _, err := c.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("magic-user listing configmaps: %v", err)
+	}
+	if _, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("magic-user listing pods: %v, want forbidden", err)
+	}
+	cfg.BearerToken = "wrong-token"
+	if _, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{}); !apierrors.IsUnauthorized(err) {
+		t.Errorf("wrong token: %v, want unauthorized", err)
 	}
 }

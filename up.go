@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"k8s.io/client-go/rest"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
@@ -43,6 +44,8 @@ type Options struct {
 	LogOutput io.Writer
 	// Hooks plug into the kube-apiserver's construction.
 	Hooks apiserver.Hooks
+	// ModuleCacheDir keeps compiled modules; ModuleCacheDir() when empty.
+	ModuleCacheDir string
 }
 
 // Step reports one completed start-up step.
@@ -149,13 +152,39 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 	}
 
 	start = time.Now()
+	cacheDir := opts.ModuleCacheDir
+	if cacheDir == "" {
+		cacheDir = ModuleCacheDir()
+	}
+	mods, ext, err := loadModules(ctx, p, cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	if mods != nil {
+		c.onStop(mods.close) // after the apiserver has stopped
+		progress(Step{Name: "modules", Duration: time.Since(start), Detail: fmt.Sprintf("%d loaded", len(mods.modules))})
+		start = time.Now()
+	}
+	hooks := opts.Hooks
+	if ext.Token != nil || ext.Authorizer != nil {
+		userConfig := hooks.Config
+		hooks.Config = func(cfg *app.Config) error {
+			if err := apiserver.Extend(cfg, ext); err != nil {
+				return err
+			}
+			if userConfig != nil {
+				return userConfig(cfg)
+			}
+			return nil
+		}
+	}
 	logOut, err := c.logOutput(plan.Layout, opts.LogOutput)
 	if err != nil {
 		return nil, err
 	}
 	// ctx bounds the start-up only; the components run until Stop.
 	runCtx := context.WithoutCancel(ctx)
-	api, err := apiserver.Start(runCtx, apiserver.StartInput{Plan: plan, Listener: ln, Hooks: opts.Hooks, LogOutput: logOut})
+	api, err := apiserver.Start(runCtx, apiserver.StartInput{Plan: plan, Listener: ln, Hooks: hooks, LogOutput: logOut})
 	if err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func NewPlan(in PlanInput) (*Plan, error) {
 		plan.ExternalEtcd = &e
 		plan.EtcdServers = e.Servers
 	}
-	plan.APIServerArgs = render(mergeArgs(plan.apiserverDefaults(ip), parseArgs(p.APIServer.ExtraArgs), parseArgs(in.ExtraAPIServerArgs)))
+	plan.APIServerArgs = render(mergeArgs(plan.apiserverDefaults(ip, authorizationModes(p.Profile)), parseArgs(p.APIServer.ExtraArgs), parseArgs(in.ExtraAPIServerArgs)))
 	if p.ControllersEnabled() {
 		plan.ControllerManagerArgs = render(mergeArgs(plan.controllerManagerDefaults(), parseArgs(p.Controllers.ExtraArgs)))
 	}
@@ -166,7 +166,25 @@ func (p *Plan) Server() string {
 	return "https://" + net.JoinHostPort(host, fmt.Sprint(p.Port))
 }
 
-func (p *Plan) apiserverDefaults(ip net.IP) []arg {
+// authorizationModes is --authorization-mode: the profile's chain without WASM (the modules are
+// added around the built-in chain), or Node,RBAC.
+func authorizationModes(p *profiles.Profile) string {
+	if p.Authorization == nil || len(p.Authorization.Chain) == 0 {
+		return "Node,RBAC"
+	}
+	var modes []string
+	for _, c := range p.Authorization.Chain {
+		if c != "WASM" {
+			modes = append(modes, c)
+		}
+	}
+	if len(modes) == 0 {
+		return "AlwaysDeny" // only modules decide; what they leave undecided is denied
+	}
+	return strings.Join(modes, ",")
+}
+
+func (p *Plan) apiserverDefaults(ip net.IP, authzModes string) []arg {
 	k := p.Layout.PKI()
 	args := []arg{
 		{"bind-address", p.Address},
@@ -193,7 +211,7 @@ func (p *Plan) apiserverDefaults(ip net.IP) []arg {
 		arg{"service-account-key-file", k.ServiceAccountPub()},
 		arg{"service-account-signing-key-file", k.ServiceAccountKey()},
 		arg{"service-cluster-ip-range", ServiceClusterIPRange},
-		arg{"authorization-mode", "Node,RBAC"},
+		arg{"authorization-mode", authzModes},
 		arg{"enable-admission-plugins", "NodeRestriction"},
 		arg{"allow-privileged", "true"},
 		arg{"enable-bootstrap-token-auth", "true"},

@@ -79,8 +79,8 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 		}
 		return printPlan(s, plan, p.Source)
 	}
-	if p.Authentication != nil || p.Authorization != nil || p.Admission != nil {
-		fmt.Fprintln(s.err, "note: the profile's authentication, authorization and admission modules are validated but not wired into the API server yet")
+	if p.Admission != nil && len(p.Admission.Modules) > 0 {
+		fmt.Fprintln(s.err, "note: the profile's admission modules are validated but not wired into the API server yet")
 	}
 
 	began := time.Now()
