@@ -144,7 +144,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 
 	own := kubeconfig.Build(kubeconfig.Credentials{
 		Name: p.ContextName(), Server: plan.Server(),
-		CAPEM: bundle.CACertPEM, ClientCert: bundle.AdminCertPEM, ClientKey: bundle.AdminKeyPEM,
+		CAPEM: bundle.CACertPEM, Token: bundle.AdminToken,
 	})
 	restConfig, err := kubeconfig.RESTConfig(own)
 	if err != nil {

@@ -207,6 +207,7 @@ func (p *Plan) apiserverDefaults(ip net.IP, authzModes string) []arg {
 		arg{"tls-cert-file", k.ServingCert()},
 		arg{"tls-private-key-file", k.ServingKey()},
 		arg{"client-ca-file", k.CACert()},
+		arg{"token-auth-file", k.TokenAuthFile()},
 		arg{"service-account-issuer", ServiceAccountIssuer},
 		arg{"service-account-key-file", k.ServiceAccountPub()},
 		arg{"service-account-signing-key-file", k.ServiceAccountKey()},

@@ -22,6 +22,8 @@ type Credentials struct {
 	CAPEM      []byte
 	ClientCert []byte
 	ClientKey  []byte
+	// Token, when set, is used instead of the client certificate.
+	Token string
 }
 
 // Build returns a kubeconfig whose single context, cluster and user are named c.Name and whose
@@ -32,8 +34,12 @@ func Build(c Credentials) *clientcmdapi.Config {
 	cluster.Server = c.Server
 	cluster.CertificateAuthorityData = c.CAPEM
 	user := clientcmdapi.NewAuthInfo()
-	user.ClientCertificateData = c.ClientCert
-	user.ClientKeyData = c.ClientKey
+	if c.Token != "" {
+		user.Token = c.Token
+	} else {
+		user.ClientCertificateData = c.ClientCert
+		user.ClientKeyData = c.ClientKey
+	}
 	ctx := clientcmdapi.NewContext()
 	ctx.Cluster = c.Name
 	ctx.AuthInfo = c.Name

@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -23,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/util/cert"
@@ -59,6 +61,8 @@ func (p Paths) AdminCert() string             { return p.file("admin.crt") }
 func (p Paths) AdminKey() string              { return p.file("admin.key") }
 func (p Paths) ControllerManagerCert() string { return p.file("controller-manager.crt") }
 func (p Paths) ControllerManagerKey() string  { return p.file("controller-manager.key") }
+func (p Paths) AdminToken() string            { return p.file("admin.token") }
+func (p Paths) TokenAuthFile() string         { return p.file("tokens.csv") }
 
 // Request says what the serving certificate must cover.
 type Request struct {
@@ -77,6 +81,8 @@ type Bundle struct {
 	CACertPEM    []byte
 	AdminCertPEM []byte
 	AdminKeyPEM  []byte
+	// AdminToken is the admin's bearer token (group system:masters), listed in TokenAuthFile.
+	AdminToken string
 	// Generated lists the base names of the files written by this call.
 	Generated []string
 }
@@ -123,8 +129,11 @@ func Ensure(req Request) (*Bundle, error) {
 	if err := s.ensureServiceAccountKey(); err != nil {
 		return nil, fmt.Errorf("service-account key: %w", err)
 	}
-	b := &Bundle{Paths: s.paths, Generated: s.generated}
-	var err error
+	token, err := s.ensureAdminToken()
+	if err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	b := &Bundle{Paths: s.paths, Generated: s.generated, AdminToken: token}
 	if b.CACertPEM, err = os.ReadFile(s.paths.CACert()); err != nil {
 		return nil, err
 	}
@@ -267,6 +276,31 @@ func (s *state) ensureServiceAccountKey() error {
 		return err
 	}
 	return s.write(s.paths.ServiceAccountPub(), pemEncode("PUBLIC KEY", pubDER))
+}
+
+// ensureAdminToken keeps a random admin bearer token and the kube-apiserver token file that
+// lists it. The admin kubeconfig authenticates with it rather than with the client certificate,
+// so `kubectl --token T` really sends only T (a client certificate would win over any token).
+func (s *state) ensureAdminToken() (string, error) {
+	raw, err := os.ReadFile(s.paths.AdminToken())
+	token := strings.TrimSpace(string(raw))
+	if err != nil || len(token) < 32 {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		token = base64.RawURLEncoding.EncodeToString(b)
+		if err := s.write(s.paths.AdminToken(), []byte(token+"\n")); err != nil {
+			return "", err
+		}
+	}
+	line := fmt.Sprintf("%s,%s,%s,\"%s\"\n", token, AdminUser, AdminUser, AdminGroup)
+	if cur, err := os.ReadFile(s.paths.TokenAuthFile()); err != nil || string(cur) != line {
+		if err := s.write(s.paths.TokenAuthFile(), []byte(line)); err != nil {
+			return "", err
+		}
+	}
+	return token, nil
 }
 
 func (s *state) writePair(certPath, keyPath string, der []byte, key crypto.Signer) error {

@@ -19,8 +19,8 @@ func TestEnsureCreatesThenReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Generated) != 10 {
-		t.Fatalf("first run generated %v, want all 10 files", b.Generated)
+	if len(b.Generated) != 12 {
+		t.Fatalf("first run generated %v, want all 12 files", b.Generated)
 	}
 	st, err := os.Stat(dir)
 	if err != nil || st.Mode().Perm() != 0o700 {
@@ -33,8 +33,8 @@ func TestEnsureCreatesThenReuses(t *testing.T) {
 			t.Errorf("%s mode = %v, want 0600", e.Name(), info.Mode().Perm())
 		}
 	}
-	if len(entries) != 10 {
-		t.Errorf("pki dir has %d entries (temp files left?), want 10", len(entries))
+	if len(entries) != 12 {
+		t.Errorf("pki dir has %d entries (temp files left?), want 12", len(entries))
 	}
 
 	before := readAll(t, dir)
@@ -165,4 +165,20 @@ func readAll(t *testing.T, dir string) map[string]string {
 		out[e.Name()] = string(b)
 	}
 	return out
+}
+
+func TestAdminToken(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Ensure(Request{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv, _ := os.ReadFile(Paths{dir}.TokenAuthFile())
+	if len(b.AdminToken) < 32 || string(csv) != b.AdminToken+`,kubernetes-admin,kubernetes-admin,"system:masters"`+"\n" {
+		t.Fatalf("token %q, file %q", b.AdminToken, csv)
+	}
+	b2, err := Ensure(Request{Dir: dir})
+	if err != nil || b2.AdminToken != b.AdminToken {
+		t.Fatalf("token not reused: %v", err)
+	}
 }

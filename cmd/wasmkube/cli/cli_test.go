@@ -182,7 +182,7 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	e := newEnv(t)
 	up := e.startUp("--profile", "demo", "--port", "0", "--merge-kubeconfig")
 	up.waitReady(t)
-	for _, want := range []string{"✓ pki ready", "✓ etcd ready", "✓ kube-apiserver ready", "✓ controllers started", "context wasmkube-demo"} {
+	for _, want := range []string{"✓ pki ready", "✓ etcd ready", "✓ modules ready (", "2 loaded", "✓ kube-apiserver ready", "✓ controllers started", "context wasmkube-demo"} {
 		if !strings.Contains(up.text(), want) {
 			t.Errorf("up output lacks %q:\n%s", want, up.text())
 		}
@@ -199,6 +199,17 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	code, out, _ = e.run("kubectl", "version")
 	if code != 0 || !strings.Contains(out, "Server Version: v1.37.2") || !strings.Contains(out, "Client Version: v1.37.2") {
 		t.Errorf("kubectl version: %d %s", code, out)
+	}
+	// The original walkthrough: kubectl --token magic-token, answered by the demo's modules.
+	code, out, stderr = e.run("kubectl", "--token", "magic-token", "auth", "whoami")
+	if code != 0 || !strings.Contains(out, "magic-user") || !strings.Contains(out, "magic-group") {
+		t.Errorf("--token magic-token auth whoami: %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr = e.run("kubectl", "--token", "magic-token", "get", "configmaps"); code != 0 {
+		t.Errorf("--token magic-token get configmaps: %d %s %s", code, out, stderr)
+	}
+	if code, _, stderr = e.run("kubectl", "--token", "magic-token", "get", "pods"); code == 0 || !strings.Contains(stderr, "forbidden") {
+		t.Errorf("--token magic-token get pods: %d %s, want forbidden", code, stderr)
 	}
 	code, _, stderr = e.run("kubectl", "get", "nosuchkind")
 	if code == 0 || !strings.Contains(stderr, "nosuchkind") {
