@@ -273,6 +273,21 @@ func testMagicToken(t *testing.T) {
 	if _, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("magic-user listing pods: %v, want forbidden", err)
 	}
+	// Every call shows on the API server's /metrics, per module and hook.
+	body, err := client(t).CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`wasmkube_module_calls_total{hook="authn",module="magic-authn"}`,
+		`wasmkube_module_calls_total{hook="authz",module="magic-authz"}`,
+		`wasmkube_module_call_duration_seconds_bucket{hook="authz",module="magic-authz",le=`,
+		`wasmkube_module_pool_instances{module="magic-authn"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	cfg.BearerToken = "wrong-token"
 	if _, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{}); !apierrors.IsUnauthorized(err) {
 		t.Errorf("wrong token: %v, want unauthorized", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/hook"
+	"github.com/wasmkube/wasmkube/wasm/metrics"
 )
 
 // DefaultAuthnCacheTTL is how long a module's successful authentication is cached.
@@ -48,7 +49,7 @@ func loadModules(ctx context.Context, p *profiles.Loaded, cacheDir string) (_ *c
 	if !hasAuthn && !hasAuthz {
 		return nil, ext, nil
 	}
-	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: cacheDir})
+	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: cacheDir, Observer: metrics.Registered()})
 	if err != nil {
 		return nil, ext, err
 	}

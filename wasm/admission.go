@@ -49,7 +49,7 @@ func (m *Module) Admit(ctx context.Context, settings json.RawMessage, req *admis
 // CheckAdmission checks a module's AdmissionReview answer to req (see Admit).
 func (m *Module) CheckAdmission(req *admissionv1.AdmissionRequest, out *admissionv1.AdmissionReview, mutating bool) (*AdmissionResult, error) {
 	invalid := func(format string, args ...any) error {
-		return &CallError{Module: m.cfg.Name, Export: ExportValidate, Kind: KindInvalidResponse, Err: fmt.Errorf(format, args...)}
+		return m.callError(ExportValidate, KindInvalidResponse, fmt.Errorf(format, args...))
 	}
 	switch {
 	case out.Kind != "AdmissionReview" || out.APIVersion != "admission.k8s.io/v1":

@@ -43,7 +43,7 @@ func (m *Module) DecideAuthn(out *authenticationv1.TokenReview, audiences []stri
 	st := out.Status
 	if !st.Authenticated {
 		if st.Error != "" {
-			return nil, false, &CallError{Module: m.cfg.Name, Export: ExportAuthn, Kind: KindModuleError, Err: errors.New(st.Error)}
+			return nil, false, m.callError(ExportAuthn, KindModuleError, errors.New(st.Error))
 		}
 		return nil, false, nil
 	}
@@ -67,7 +67,7 @@ func (m *Module) DecideAuthn(out *authenticationv1.TokenReview, audiences []stri
 		}
 	}
 	if info.Name == "" {
-		return nil, false, &CallError{Module: m.cfg.Name, Export: ExportAuthn, Kind: KindInvalidResponse, Err: errors.New("authenticated without a username")}
+		return nil, false, m.callError(ExportAuthn, KindInvalidResponse, errors.New("authenticated without a username"))
 	}
 	return &authenticator.Response{User: info, Audiences: granted}, true, nil
 }

@@ -54,8 +54,7 @@ func (m *Module) DecideAuthz(out *authorizationv1.SubjectAccessReview) (authoriz
 	st := out.Status
 	switch {
 	case st.Allowed && st.Denied:
-		return authorizer.DecisionDeny, st.Reason, &CallError{Module: m.cfg.Name, Export: ExportAuthz, Kind: KindInvalidResponse,
-			Err: errors.New("status.allowed and status.denied are both true")}
+		return authorizer.DecisionDeny, st.Reason, m.callError(ExportAuthz, KindInvalidResponse, errors.New("status.allowed and status.denied are both true"))
 	case st.Denied:
 		return authorizer.DecisionDeny, st.Reason, nil
 	case st.Allowed:

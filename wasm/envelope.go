@@ -53,7 +53,7 @@ func (m *Module) CallEnvelope(ctx context.Context, export string, request any, s
 		return err
 	}
 	if moduleErr != "" {
-		return &CallError{Module: m.cfg.Name, Export: export, Kind: KindModuleError, Err: errors.New(moduleErr)}
+		return m.callError(export, KindModuleError, errors.New(moduleErr))
 	}
 	return nil
 }

@@ -103,6 +103,7 @@ func (c ModuleConfig) withDefaults() ModuleConfig {
 // Module is a compiled module with its instances.
 type Module struct {
 	cfg      ModuleConfig
+	observer Observer
 	hash     string
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
@@ -122,7 +123,7 @@ type Module struct {
 func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Module, err error) {
 	cfg = cfg.withDefaults()
 	sum := sha256.Sum256(bin)
-	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), interrupt: cfg.Interrupt}
+	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), interrupt: cfg.Interrupt, observer: r.observer}
 	pages := uint32((cfg.MemoryLimit + pageSize - 1) / pageSize)
 
 	rewritten, err := m.rewrite(bin, pages)
@@ -159,6 +160,7 @@ func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Mo
 			}
 			m.pool <- inst
 		}
+		m.observer.ObservePool(cfg.Name, cfg.PoolSize, len(m.pool))
 	}
 	if m.interrupt != cfg.Interrupt {
 		r.logger.Info("module code could not be instrumented; using close-on-context-done", "module", cfg.Name)
@@ -205,7 +207,15 @@ func (m *Module) Config() ModuleConfig { return m.cfg }
 //
 //   - The call is bounded by the module's timeout and ctx's deadline, whichever comes first;
 //     waiting for a pooled instance counts against the same bound.
-func (m *Module) Call(ctx context.Context, export string, stdin []byte, decode func(stdout []byte) error) error {
+func (m *Module) Call(ctx context.Context, export string, stdin []byte, decode func(stdout []byte) error) (err error) {
+	began := time.Now()
+	defer func() {
+		m.observer.ObserveCall(m.cfg.Name, export, time.Since(began))
+		var ce *CallError
+		if errors.As(err, &ce) {
+			m.observer.ObserveError(m.cfg.Name, export, ce.Kind)
+		}
+	}()
 	if m.closed.Load() {
 		return &CallError{Module: m.cfg.Name, Export: export, Kind: KindClosed}
 	}
@@ -225,8 +235,10 @@ func (m *Module) Call(ctx context.Context, export string, stdin []byte, decode f
 	if err != nil {
 		return err
 	}
+	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
 	err = inst.call(ctx, export, stdin, deadline, decode)
 	m.release(inst, err)
+	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
 	return err
 }
 
@@ -299,8 +311,18 @@ func (m *Module) Close(ctx context.Context) error {
 			}
 		}
 	}
+	if m.pool != nil {
+		m.observer.ObservePool(m.cfg.Name, 0, 0)
+	}
 	if m.compiled != nil {
 		return m.compiled.Close(ctx)
 	}
 	return nil
+}
+
+// callError makes a CallError of this module found after the call itself (in the answer) and
+// reports it to the observer.
+func (m *Module) callError(export string, kind ErrorKind, err error) *CallError {
+	m.observer.ObserveError(m.cfg.Name, export, kind)
+	return &CallError{Module: m.cfg.Name, Export: export, Kind: kind, Err: err}
 }

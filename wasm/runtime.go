@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -44,12 +45,31 @@ type RuntimeConfig struct {
 	CacheDir string
 	// Logger receives the runtime's logs; slog.Default() when nil.
 	Logger *slog.Logger
+	// Observer, when set, is told about every call and pool change (package wasm/metrics).
+	Observer Observer
 }
+
+// Observer receives what metrics need; it must be cheap and safe for concurrent use.
+type Observer interface {
+	// ObserveCall reports one finished call of export, successful or not.
+	ObserveCall(module, export string, elapsed time.Duration)
+	// ObserveError reports why a call failed.
+	ObserveError(module, export string, kind ErrorKind)
+	// ObservePool reports a pooled module's size and idle instances (size 0: closed).
+	ObservePool(module string, size, idle int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveCall(string, string, time.Duration) {}
+func (nopObserver) ObserveError(string, string, ErrorKind)    {}
+func (nopObserver) ObservePool(string, int, int)              {}
 
 // Runtime hosts modules. One runtime serves one cluster; it is safe for concurrent use.
 type Runtime struct {
-	logger *slog.Logger
-	cache  wazero.CompilationCache
+	logger   *slog.Logger
+	observer Observer
+	cache    wazero.CompilationCache
 	// fast runs modules whose loops check their deadline themselves.
 	fast wazero.Runtime
 	// safe runs the others with wazero's close-on-context-done; created on first use.
@@ -60,9 +80,12 @@ type Runtime struct {
 
 // NewRuntime creates a runtime with the compiler engine and the WASI and wasmkube host modules.
 func NewRuntime(ctx context.Context, cfg RuntimeConfig) (_ *Runtime, err error) {
-	r := &Runtime{logger: cfg.Logger}
+	r := &Runtime{logger: cfg.Logger, observer: cfg.Observer}
 	if r.logger == nil {
 		r.logger = slog.Default()
+	}
+	if r.observer == nil {
+		r.observer = nopObserver{}
 	}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
