@@ -88,4 +88,3 @@ func (m *Metrics) ObservePool(module string, size, idle int) {
 	m.instances.WithLabelValues(module).Set(float64(size))
 	m.idle.WithLabelValues(module).Set(float64(idle))
 }
-
