@@ -75,12 +75,11 @@ type Request struct {
 	Now func() time.Time
 }
 
-// Bundle holds what a kubeconfig needs.
+// Bundle holds what a kubeconfig needs. The admin client certificate (admin.crt, admin.key,
+// group system:masters) stays on disk for a certificate-based kubeconfig.
 type Bundle struct {
 	Paths
-	CACertPEM    []byte
-	AdminCertPEM []byte
-	AdminKeyPEM  []byte
+	CACertPEM []byte
 	// AdminToken is the admin's bearer token (group system:masters), listed in TokenAuthFile.
 	AdminToken string
 	// Generated lists the base names of the files written by this call.
@@ -135,12 +134,6 @@ func Ensure(req Request) (*Bundle, error) {
 	}
 	b := &Bundle{Paths: s.paths, Generated: s.generated, AdminToken: token}
 	if b.CACertPEM, err = os.ReadFile(s.paths.CACert()); err != nil {
-		return nil, err
-	}
-	if b.AdminCertPEM, err = os.ReadFile(s.paths.AdminCert()); err != nil {
-		return nil, err
-	}
-	if b.AdminKeyPEM, err = os.ReadFile(s.paths.AdminKey()); err != nil {
 		return nil, err
 	}
 	return b, nil
