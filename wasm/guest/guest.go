@@ -50,9 +50,9 @@ func (c *settingsCache[S]) get(raw JSON, decode Settings[S]) (S, error) {
 // Handler turns a request (the envelope's "request") and settings into the response JSON.
 type Handler[S any] func(request JSON, settings S) (*Writer, error)
 
-// Serve reads one envelope from in, decodes the settings, calls h and writes the answer to out.
-// An error or a panic in h answers {"error": "..."}.
-func Serve[S any](in io.Reader, out io.Writer, decode Settings[S], cache *settingsCache[S], h Handler[S]) {
+// answer reads one envelope from in, decodes the settings (or takes them from cache), calls h
+// and writes the answer to out. An error or a panic in h answers {"error": "..."}.
+func answer[S any](in io.Reader, out io.Writer, decode Settings[S], cache *settingsCache[S], h Handler[S]) {
 	w, err := serve(in, decode, cache, h)
 	var env Writer
 	env.ObjectStart()
@@ -102,13 +102,13 @@ type Hook struct{ serve func(io.Reader, io.Writer) }
 // Register makes a Hook from a settings decoder and a handler.
 func Register[S any](decode Settings[S], h Handler[S]) *Hook {
 	cache := &settingsCache[S]{}
-	return &Hook{serve: func(in io.Reader, out io.Writer) { Serve(in, out, decode, cache, h) }}
+	return &Hook{serve: func(in io.Reader, out io.Writer) { answer(in, out, decode, cache, h) }}
 }
 
 // Run answers one call with the hook, or says that no handler was registered.
 func (hk *Hook) Run(in io.Reader, out io.Writer) {
 	if hk == nil {
-		Serve(in, out, NoSettings, &settingsCache[struct{}]{}, func(JSON, struct{}) (*Writer, error) {
+		answer(in, out, NoSettings, &settingsCache[struct{}]{}, func(JSON, struct{}) (*Writer, error) {
 			return nil, errors.New("the module registered no handler for this hook (call Handle in init)")
 		})
 		return

@@ -2,6 +2,8 @@ package guest
 
 import (
 	"encoding/base64"
+	"maps"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -113,19 +115,19 @@ func (w *Writer) Strings(ss []string) *Writer {
 	return w.ArrayEnd()
 }
 
-// StringMap writes an object of strings, keys in the order given.
-func (w *Writer) StringMap(keys []string, m map[string]string) *Writer {
+// StringMap writes an object of strings, keys sorted for deterministic output.
+func (w *Writer) StringMap(m map[string]string) *Writer {
 	w.ObjectStart()
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		w.Key(k).String(m[k])
 	}
 	return w.ObjectEnd()
 }
 
-// StringsMap writes an object of string arrays, keys in the order given.
-func (w *Writer) StringsMap(keys []string, m map[string][]string) *Writer {
+// StringsMap writes an object of string arrays, keys sorted for deterministic output.
+func (w *Writer) StringsMap(m map[string][]string) *Writer {
 	w.ObjectStart()
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		w.Key(k).Strings(m[k])
 	}
 	return w.ObjectEnd()

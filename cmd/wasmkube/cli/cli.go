@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -111,13 +110,4 @@ func (f *profileFlags) resolve() (*profiles.Loaded, string, error) {
 		dir = wasmkube.DataDir(p)
 	}
 	return p, dir, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -144,6 +146,7 @@ func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, json.RawMessage, er
 			if err := m.CallEnvelope(ctx, export, &in, settings, &out); err != nil {
 				return nil, "", err
 			}
+			out.Spec.Token = "" // a module written for the original ABI may echo it; never print it
 			resp, ok, err := m.DecideAuthn(&out, in.Spec.Audiences)
 			switch {
 			case err != nil:
@@ -210,7 +213,7 @@ func admissionDecision(name string, res *wasm.AdmissionResult) string {
 	for _, w := range res.Warnings {
 		fmt.Fprintf(&b, "\nwarning: %s", w)
 	}
-	for _, k := range sortedKeys(res.AuditAnnotations) {
+	for _, k := range slices.Sorted(maps.Keys(res.AuditAnnotations)) {
 		fmt.Fprintf(&b, "\naudit annotation %s/%s: %s", name, k, res.AuditAnnotations[k])
 	}
 	return b.String()

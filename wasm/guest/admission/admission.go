@@ -179,7 +179,7 @@ func (r Response) write(uid string) (*guest.Writer, error) {
 		w.Key("warnings").Strings(r.warnings)
 	}
 	if len(r.audit) > 0 {
-		w.Key("auditAnnotations").StringMap(guest.SortedKeys(r.audit), r.audit)
+		w.Key("auditAnnotations").StringMap(r.audit)
 	}
 	return w.ObjectEnd().ObjectEnd(), nil
 }

@@ -67,7 +67,7 @@ func (r Response) write() *guest.Writer {
 			w.Key("groups").Strings(r.user.Groups)
 		}
 		if len(r.user.Extra) > 0 {
-			w.Key("extra").StringsMap(guest.SortedKeys(r.user.Extra), r.user.Extra)
+			w.Key("extra").StringsMap(r.user.Extra)
 		}
 		w.ObjectEnd()
 	}
