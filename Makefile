@@ -15,10 +15,10 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build test bench-up bench-wasm cross clean
+.PHONY: help run build test bench-up bench-wasm bench-admission cross clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 run: ## start the $(PROFILE) profile (Ctrl-C stops it)
 	$(GO) run ./cmd/wasmkube up --profile $(PROFILE)
@@ -36,6 +36,9 @@ bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.m
 
 bench-wasm: ## module call latency, pooled vs fresh, per interrupt mode (docs/benchmarks.md)
 	$(GO) test ./wasm -run '^$$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
+
+bench-admission: ## latency the demo's admission modules add to a ConfigMap create (docs/benchmarks.md)
+	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkAdmissionLatency -benchtime 2000x -timeout 20m
 
 cross: ## build for $(PLATFORMS) into dist/
 	@for p in $(PLATFORMS); do \

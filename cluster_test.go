@@ -26,6 +26,8 @@ import (
 )
 
 // One cluster for the package: Kubernetes keeps process-global state, and a start costs seconds.
+// It runs the demo profile plus test modules and the original proof of concept's flags
+// (testProfile).
 var (
 	cluster *wasmkube.Cluster
 	profile *profiles.Loaded
@@ -41,6 +43,12 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	// Before HOME moves: the go command keeps its caches there.
+	var args []string
+	if profile, args, err = testProfile(filepath.Join(tmp, "files")); err != nil {
+		fmt.Fprintln(os.Stderr, "test profile:", err)
+		return 1
+	}
 	// Nothing may be written outside the data dir: point HOME at an empty dir and check it later.
 	homeDir = filepath.Join(tmp, "home")
 	if err := os.MkdirAll(homeDir, 0o700); err != nil {
@@ -49,15 +57,11 @@ func runMain(m *testing.M) int {
 	}
 	os.Setenv("HOME", homeDir)
 
-	profile, err = profiles.NewFinder("").Resolve("demo")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	cluster, err = wasmkube.Up(context.Background(), profile, wasmkube.Options{
 		DataDir:        filepath.Join(tmp, "data"),
 		Port:           ptr.To[int32](0),
 		ModuleCacheDir: filepath.Join(tmp, "module-cache"),
+		APIServerArgs:  args,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start cluster:", err)
@@ -93,6 +97,12 @@ func TestCluster(t *testing.T) {
 	t.Run("KubeconfigIsPrivateAndWorks", testKubeconfig)
 	t.Run("ServerVersion", testServerVersion)
 	t.Run("MagicTokenAuthnAuthz", testMagicToken)
+	t.Run("MagicAdmission", testMagicAdmission)
+	t.Run("WarningsAndAuditAnnotations", testWarningsAndAudit)
+	t.Run("FailurePolicyAndTimeout", testFailurePolicy)
+	t.Run("SelectorsAndMatchConditions", testSelectors)
+	t.Run("DryRun", testDryRun)
+	t.Run("OriginalFlagsAndConfigFiles", testOriginalFlags)
 	t.Run("NamespaceLifecycle", testNamespaceLifecycle)
 	t.Run("DefaultServiceAccountAndRootCA", testDefaultServiceAccount)
 	t.Run("DeploymentCreatesReplicaSet", testDeployment)
@@ -101,6 +111,7 @@ func TestCluster(t *testing.T) {
 	t.Run("BusyPortIsAClearError", testBusyPort)
 	t.Run("NothingWrittenOutsideDataDir", testNothingOutsideDataDir)
 	t.Run("RestartKeepsData", testRestart)
+	t.Run("DenyAllAuthorizerFirstNeverLocksOutAdmin", testDenyAllFirst)
 }
 
 func testKubeconfig(t *testing.T) {
@@ -161,7 +172,8 @@ func testDefaultServiceAccount(t *testing.T) {
 func testDeployment(t *testing.T) {
 	ctx := context.Background()
 	c := client(t)
-	labels := map[string]string{"app": "web"}
+	// The demo's workload-policy wants a team label and an image from an allowed registry.
+	labels := map[string]string{"app": "web", "team": "platform"}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: appsv1.DeploymentSpec{
@@ -169,10 +181,11 @@ func testDeployment(t *testing.T) {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.k8s.io/pause:3.10"}}},
 			},
 		},
 	}
+	d.Labels = labels
 	if _, err := c.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

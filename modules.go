@@ -3,12 +3,15 @@ package wasmkube
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/adrg/xdg"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apiserver/pkg/authentication/token/cache"
 
@@ -39,19 +42,130 @@ func (cm *clusterModules) close() error {
 	return cm.rt.Close(context.Background())
 }
 
-// loadModules compiles and pre-warms the profile's authentication and authorization modules
-// and returns the API server extensions that run them. Nothing is loaded for a profile without
-// modules. Errors name the profile entry.
-func loadModules(ctx context.Context, p *profiles.Loaded, cacheDir string) (_ *clusterModules, _ apiserver.Extensions, err error) {
-	var ext apiserver.Extensions
-	hasAuthn := p.Authentication != nil && len(p.Authentication.Modules) > 0
-	hasAuthz := p.Authorization != nil && len(p.Authorization.Modules) > 0
-	if !hasAuthn && !hasAuthz {
-		return nil, ext, nil
+// entry is one module entry and where it was configured, for errors.
+type entry[T any] struct {
+	where string
+	m     T
+}
+
+// configuredModules are a cluster's module entries: the profile's first, then those of the
+// original proof of concept's config files.
+type configuredModules struct {
+	authn     []entry[profiles.Module]
+	authz     []entry[profiles.AuthorizationModule]
+	admission []entry[profiles.AdmissionModule]
+}
+
+func (c *configuredModules) empty() bool {
+	return len(c.authn) == 0 && len(c.authz) == 0 && len(c.admission) == 0
+}
+
+// collectModules gathers the module entries of the profile and of the config files the plan
+// names, and checks that they fit the plan: unique names per hook, a WASM place in the
+// authorizer chain, an enabled admission plugin.
+func collectModules(p *profiles.Loaded, w apiserver.WASMPlan) (*configuredModules, error) {
+	c := &configuredModules{}
+	fromProfile := func(field string, i int, name string) string {
+		return fmt.Sprintf("profile %s: %s.modules[%d] (%s)", p.Name, field, i, name)
 	}
-	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: cacheDir, Observer: metrics.Registered()})
+	fromFile := func(flag, file string, i int, name string) string {
+		return fmt.Sprintf("%s %s: modules[%d] (%s)", flag, file, i, name)
+	}
+	if a := p.Authentication; a != nil {
+		for i, m := range a.Modules {
+			c.authn = append(c.authn, entry[profiles.Module]{fromProfile("authentication", i, m.Name), m})
+		}
+	}
+	if a := p.Authorization; a != nil {
+		for i, m := range a.Modules {
+			c.authz = append(c.authz, entry[profiles.AuthorizationModule]{fromProfile("authorization", i, m.Name), m})
+		}
+	}
+	if a := p.Admission; a != nil {
+		for i, m := range a.Modules {
+			c.admission = append(c.admission, entry[profiles.AdmissionModule]{fromProfile("admission", i, m.Name), m})
+		}
+	}
+	if f := w.AuthenticationConfigFile; f != "" {
+		list, err := profiles.LoadModuleList(f, profiles.HookAuthentication)
+		if err != nil {
+			return nil, fmt.Errorf("--authentication-wasm-config-file: %w", err)
+		}
+		for i, m := range list.Modules {
+			c.authn = append(c.authn, entry[profiles.Module]{fromFile("--authentication-wasm-config-file", f, i, m.Name), m.Module})
+		}
+	}
+	if f := w.AuthorizationConfigFile; f != "" {
+		list, err := profiles.LoadModuleList(f, profiles.HookAuthorization)
+		if err != nil {
+			return nil, fmt.Errorf("--authorization-wasm-config-file: %w", err)
+		}
+		for i, m := range list.Modules {
+			am := profiles.AuthorizationModule{Module: m.Module, FailurePolicy: m.FailurePolicy}
+			c.authz = append(c.authz, entry[profiles.AuthorizationModule]{fromFile("--authorization-wasm-config-file", f, i, m.Name), am})
+		}
+	}
+	if f := w.AdmissionConfigFile; f != "" {
+		list, found, err := profiles.LoadAdmissionConfigModules(f, hook.AdmissionPluginName)
+		if err != nil {
+			return nil, fmt.Errorf("--admission-control-config-file: %w", err)
+		}
+		if found && !w.AdmissionEnabled {
+			return nil, fmt.Errorf("--admission-control-config-file %s configures the %s plugin, but --enable-admission-plugins does not enable it: add %s there", f, hook.AdmissionPluginName, hook.AdmissionPluginName)
+		}
+		if found {
+			for i, m := range list.Modules {
+				c.admission = append(c.admission, entry[profiles.AdmissionModule]{fromFile("--admission-control-config-file", f, i, m.Name), m})
+			}
+		}
+	}
+	if len(c.authz) > 0 && !slices.Contains(w.AuthorizationChain, hook.AdmissionPluginName) {
+		return nil, fmt.Errorf("authorization modules are configured, but the authorizer chain %s has no WASM: add WASM to authorization.chain in the profile (or to --authorization-mode)", strings.Join(w.AuthorizationChain, ","))
+	}
+	for _, names := range [][]string{names(c.authn, func(m profiles.Module) string { return m.Name }),
+		names(c.authz, func(m profiles.AuthorizationModule) string { return m.Name }),
+		names(c.admission, func(m profiles.AdmissionModule) string { return m.Name })} {
+		if err := uniqueNames(names); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func names[T any](entries []entry[T], name func(T) string) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.where + "\x00" + name(e.m)
+	}
+	return out
+}
+
+// uniqueNames checks that no module name is used twice for one hook: names label metrics, audit
+// annotations and errors.
+func uniqueNames(tagged []string) error {
+	seen := map[string]string{}
+	for _, t := range tagged {
+		where, name, _ := strings.Cut(t, "\x00")
+		if first, ok := seen[name]; ok {
+			return fmt.Errorf("%s: the module name %q is already used by %s; give one of them another name", where, name, first)
+		}
+		seen[name] = where
+	}
+	return nil
+}
+
+// loadModules compiles and pre-warms the configured modules and returns the API server
+// extensions that run them. Nothing is loaded when no module is configured. Errors name the
+// profile entry or config file.
+func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, cacheDir string, logger *slog.Logger) (_ *clusterModules, _ apiserver.Extensions, _ *hook.Admission, err error) {
+	var ext apiserver.Extensions
+	c, err := collectModules(p, w)
+	if err != nil || c.empty() {
+		return nil, ext, nil, err
+	}
+	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: cacheDir, Observer: metrics.Registered(), Logger: logger})
 	if err != nil {
-		return nil, ext, err
+		return nil, ext, nil, err
 	}
 	cm := &clusterModules{rt: rt}
 	defer func() {
@@ -59,8 +173,7 @@ func loadModules(ctx context.Context, p *profiles.Loaded, cacheDir string) (_ *c
 			_ = cm.close()
 		}
 	}()
-	load := func(field string, i int, m profiles.Module, export string) (hook.Module, error) {
-		where := fmt.Sprintf("profile %s: %s.modules[%d] (%s)", p.Name, field, i, m.Name)
+	load := func(where string, m profiles.Module, export string) (hook.Module, error) {
 		bin, err := moduleBytes(p, m.Module)
 		if err != nil {
 			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
@@ -72,17 +185,17 @@ func loadModules(ctx context.Context, p *profiles.Loaded, cacheDir string) (_ *c
 		cm.modules = append(cm.modules, loaded)
 		return hook.Module{Module: loaded, Settings: m.Settings}, nil
 	}
-	if hasAuthn {
-		a := &hook.TokenAuthenticator{}
-		for i, m := range p.Authentication.Modules {
-			hm, err := load("authentication", i, m, wasm.ExportAuthn)
+	if len(c.authn) > 0 {
+		a := &hook.TokenAuthenticator{Logger: logger}
+		for _, e := range c.authn {
+			hm, err := load(e.where, e.m, wasm.ExportAuthn)
 			if err != nil {
-				return nil, ext, err
+				return nil, ext, nil, err
 			}
 			a.Modules = append(a.Modules, hm)
 		}
 		ttl := DefaultAuthnCacheTTL
-		if p.Authentication.CacheTTL != nil {
+		if p.Authentication != nil && p.Authentication.CacheTTL != nil {
 			ttl = p.Authentication.CacheTTL.Duration
 		}
 		ext.Token = a
@@ -90,26 +203,48 @@ func loadModules(ctx context.Context, p *profiles.Loaded, cacheDir string) (_ *c
 			ext.Token = cache.New(a, false, ttl, 0)
 		}
 	}
-	if hasAuthz {
-		a := &hook.Authorizer{}
-		for i, m := range p.Authorization.Modules {
-			hm, err := load("authorization", i, m.Module, wasm.ExportAuthz)
+	if len(c.authz) > 0 {
+		a := &hook.Authorizer{Logger: logger}
+		for _, e := range c.authz {
+			hm, err := load(e.where, e.m.Module, wasm.ExportAuthz)
 			if err != nil {
-				return nil, ext, err
+				return nil, ext, nil, err
 			}
 			policy := hook.NoOpinion
-			if m.FailurePolicy == "Deny" {
+			if e.m.FailurePolicy == "Deny" {
 				policy = hook.Deny
 			}
 			a.Modules = append(a.Modules, hook.AuthzModule{Module: hm, FailurePolicy: policy})
 		}
-		first, err := wasmFirst(p.Authorization.Chain)
+		first, err := wasmFirst(w.AuthorizationChain)
 		if err != nil {
-			return nil, ext, fmt.Errorf("profile %s: authorization.chain: %w", p.Name, err)
+			return nil, ext, nil, err
 		}
 		ext.Authorizer, ext.RuleResolver, ext.First = a, a, first
 	}
-	return cm, ext, nil
+	var adm *hook.Admission
+	if len(c.admission) > 0 {
+		var mods []hook.AdmissionModule
+		for _, e := range c.admission {
+			if e.m.Type == "kubewarden" {
+				return nil, ext, nil, fmt.Errorf("%s: type kubewarden is not supported yet; use type: wasi", e.where)
+			}
+			hm, err := load(e.where, e.m.Module, wasm.ExportValidate)
+			if err != nil {
+				return nil, ext, nil, err
+			}
+			mods = append(mods, hook.AdmissionModule{
+				Module: hm, Mutating: e.m.Mutating, Rules: e.m.Rules,
+				FailurePolicy:     admissionregistrationv1.FailurePolicyType(e.m.FailurePolicy),
+				NamespaceSelector: e.m.NamespaceSelector, ObjectSelector: e.m.ObjectSelector,
+				MatchConditions: e.m.MatchConditions,
+			})
+		}
+		if adm, err = hook.NewAdmission(mods, logger); err != nil {
+			return nil, ext, nil, err
+		}
+	}
+	return cm, ext, adm, nil
 }
 
 // wasmFirst reports whether the modules come before the built-in authorizers.
@@ -124,7 +259,7 @@ func wasmFirst(chain []string) (bool, error) {
 		case len(chain) - 1:
 			return false, nil
 		}
-		return false, fmt.Errorf("WASM between built-in authorizers (%s) is not supported yet: put it first or last", strings.Join(chain, ", "))
+		return false, fmt.Errorf("the authorizer chain %s has WASM between built-in authorizers, which is not supported yet: put it first or last", strings.Join(chain, ","))
 	}
 	return false, nil
 }
@@ -157,5 +292,6 @@ func moduleConfig(m profiles.Module, export string) wasm.ModuleConfig {
 	if m.PoolSize != nil {
 		cfg.PoolSize = int(*m.PoolSize)
 	}
+	cfg.Debug = m.Debug
 	return cfg
 }

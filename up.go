@@ -5,22 +5,27 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"k8s.io/client-go/rest"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
 	"github.com/wasmkube/wasmkube/apiserver/pki"
 	"github.com/wasmkube/wasmkube/etcd"
 	"github.com/wasmkube/wasmkube/profiles"
+	"github.com/wasmkube/wasmkube/wasm/hook"
 )
 
 // DefaultReadyTimeout bounds how long Up waits for the kube-apiserver to become ready.
@@ -156,7 +161,11 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 	if cacheDir == "" {
 		cacheDir = ModuleCacheDir()
 	}
-	mods, ext, err := loadModules(ctx, p, cacheDir)
+	logOut, err := c.logOutput(plan.Layout, opts.LogOutput)
+	if err != nil {
+		return nil, err
+	}
+	mods, ext, adm, err := loadModules(ctx, p, plan.WASM, cacheDir, slog.New(logr.ToSlogHandler(klog.Background())))
 	if err != nil {
 		return nil, err
 	}
@@ -165,23 +174,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 		progress(Step{Name: "modules", Duration: time.Since(start), Detail: fmt.Sprintf("%d loaded", len(mods.modules))})
 		start = time.Now()
 	}
-	hooks := opts.Hooks
-	if ext.Token != nil || ext.Authorizer != nil {
-		userConfig := hooks.Config
-		hooks.Config = func(cfg *app.Config) error {
-			if err := apiserver.Extend(cfg, ext); err != nil {
-				return err
-			}
-			if userConfig != nil {
-				return userConfig(cfg)
-			}
-			return nil
-		}
-	}
-	logOut, err := c.logOutput(plan.Layout, opts.LogOutput)
-	if err != nil {
-		return nil, err
-	}
+	hooks := withModules(opts.Hooks, ext, adm)
 	// ctx bounds the start-up only; the components run until Stop.
 	runCtx := context.WithoutCancel(ctx)
 	api, err := apiserver.Start(runCtx, apiserver.StartInput{Plan: plan, Listener: ln, Hooks: hooks, LogOutput: logOut})
@@ -246,4 +239,32 @@ func (c *Cluster) startEtcd(ctx context.Context, plan *apiserver.Plan) (*apiserv
 	c.onStop(func() error { srv.Close(); return nil })
 	c.etcdErr = srv.Err()
 	return plan.WithEtcd(srv.Endpoints()), nil
+}
+
+// withModules adds the modules' extensions to the caller's hooks: the admission plugin is
+// registered with the options, the authenticator and authorizer are added to the config.
+func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admission) apiserver.Hooks {
+	if adm != nil {
+		userOptions := hooks.Options
+		hooks.Options = func(s *options.ServerRunOptions) error {
+			apiserver.RegisterAdmissionPlugin(s, hook.AdmissionPluginName, adm.Factory())
+			if userOptions != nil {
+				return userOptions(s)
+			}
+			return nil
+		}
+	}
+	if ext.Token != nil || ext.Authorizer != nil {
+		userConfig := hooks.Config
+		hooks.Config = func(cfg *app.Config) error {
+			if err := apiserver.Extend(cfg, ext); err != nil {
+				return err
+			}
+			if userConfig != nil {
+				return userConfig(cfg)
+			}
+			return nil
+		}
+	}
+	return hooks
 }

@@ -1,6 +1,10 @@
 package apiserver
 
 import (
+	"slices"
+
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	authnunion "k8s.io/apiserver/pkg/authentication/request/union"
@@ -8,6 +12,7 @@ import (
 	authzunion "k8s.io/apiserver/pkg/authorization/union"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 )
 
 // Extensions are the authenticator and authorizer to add to the built-in chains.
@@ -50,4 +55,21 @@ func Extend(config *app.Config, ext Extensions) error {
 		gc.RuleResolver = authzunion.NewRuleResolvers(rules...)
 	}
 	return nil
+}
+
+// RegisterAdmissionPlugin registers an admission plugin on the server options, before the flags
+// are validated (Hooks.Options): it is placed in the recommended order just before
+// MutatingAdmissionPolicy (so before the webhooks and admission policies) and is off unless
+// --enable-admission-plugins names it.
+func RegisterAdmissionPlugin(s *options.ServerRunOptions, name string, factory admission.Factory) {
+	a := s.Admission.GenericAdmission
+	a.Plugins.Register(name, factory)
+	// A copy: the default order is a package-level slice of Kubernetes.
+	order := slices.Clone(a.RecommendedPluginOrder)
+	at := slices.Index(order, mutating.PluginName)
+	if at < 0 {
+		at = len(order)
+	}
+	a.RecommendedPluginOrder = slices.Insert(order, at, name)
+	a.DefaultOffPlugins = a.DefaultOffPlugins.Clone().Insert(name)
 }

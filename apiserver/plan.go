@@ -82,6 +82,25 @@ type Plan struct {
 	APIServerArgs []string
 	// ControllerManagerArgs are kube-controller-manager's flags; nil when it does not run.
 	ControllerManagerArgs []string
+	// WASM is where the modules go, from the profile and the original proof of concept's flags.
+	WASM WASMPlan
+}
+
+// WASMPlan is what the kube-apiserver flags say about modules. The original proof of concept's
+// flags are wasmkube's, not kube-apiserver's: NewPlan takes them out of APIServerArgs.
+type WASMPlan struct {
+	// AuthenticationConfigFile and AuthorizationConfigFile are the original's
+	// --authentication-wasm-config-file and --authorization-wasm-config-file.
+	AuthenticationConfigFile string `json:"authenticationConfigFile,omitempty"`
+	AuthorizationConfigFile  string `json:"authorizationConfigFile,omitempty"`
+	// AuthorizationChain is --authorization-mode with WASM where the modules sit; the flag
+	// kube-apiserver gets lacks WASM.
+	AuthorizationChain []string `json:"authorizationChain"`
+	// AdmissionEnabled says the WASM admission plugin is enabled (--enable-admission-plugins).
+	AdmissionEnabled bool `json:"admissionEnabled"`
+	// AdmissionConfigFile is --admission-control-config-file, whose WASM plugin entry may list
+	// modules (kube-apiserver reads it too, for its own plugins).
+	AdmissionConfigFile string `json:"admissionConfigFile,omitempty"`
 }
 
 // arg is one flag before rendering.
@@ -124,7 +143,9 @@ func NewPlan(in PlanInput) (*Plan, error) {
 		plan.ExternalEtcd = &e
 		plan.EtcdServers = e.Servers
 	}
-	plan.APIServerArgs = render(mergeArgs(plan.apiserverDefaults(ip, authorizationModes(p.Profile)), parseArgs(p.APIServer.ExtraArgs), parseArgs(in.ExtraAPIServerArgs)))
+	args := mergeArgs(plan.apiserverDefaults(ip, authorizationChain(p.Profile)), parseArgs(p.APIServer.ExtraArgs), parseArgs(in.ExtraAPIServerArgs))
+	args, plan.WASM = takeWASMFlags(args, p.Admission != nil && len(p.Admission.Modules) > 0)
+	plan.APIServerArgs = render(args)
 	if p.ControllersEnabled() {
 		plan.ControllerManagerArgs = render(mergeArgs(plan.controllerManagerDefaults(), parseArgs(p.Controllers.ExtraArgs)))
 	}
@@ -166,25 +187,67 @@ func (p *Plan) Server() string {
 	return "https://" + net.JoinHostPort(host, fmt.Sprint(p.Port))
 }
 
-// authorizationModes is --authorization-mode: the profile's chain without WASM (the modules are
-// added around the built-in chain), or Node,RBAC.
-func authorizationModes(p *profiles.Profile) string {
+// authorizationChain is the profile's authorizer chain, WASM included (default Node,RBAC,WASM).
+func authorizationChain(p *profiles.Profile) string {
 	if p.Authorization == nil || len(p.Authorization.Chain) == 0 {
-		return "Node,RBAC"
+		return "Node,RBAC," + hookPluginName
 	}
-	var modes []string
-	for _, c := range p.Authorization.Chain {
-		if c != "WASM" {
-			modes = append(modes, c)
-		}
-	}
-	if len(modes) == 0 {
-		return "AlwaysDeny" // only modules decide; what they leave undecided is denied
-	}
-	return strings.Join(modes, ",")
+	return strings.Join(p.Authorization.Chain, ",")
 }
 
-func (p *Plan) apiserverDefaults(ip net.IP, authzModes string) []arg {
+// hookPluginName is how the original proof of concept named its authorizer and admission plugin.
+const hookPluginName = "WASM"
+
+// Flags of the original proof of concept that kube-apiserver does not know.
+const (
+	flagAuthnConfig = "authentication-wasm-config-file"
+	flagAuthzConfig = "authorization-wasm-config-file"
+)
+
+// takeWASMFlags takes what is about modules out of the merged kube-apiserver flags: the
+// original's config-file flags are removed, WASM is taken out of --authorization-mode (an empty
+// remainder becomes AlwaysDeny: only the modules decide), and WASM is added to
+// --enable-admission-plugins when the profile lists admission modules.
+func takeWASMFlags(args []arg, admissionModules bool) ([]arg, WASMPlan) {
+	var w WASMPlan
+	out := make([]arg, 0, len(args))
+	enabledAt, configFile := -1, ""
+	for _, a := range args {
+		switch a.name {
+		case flagAuthnConfig:
+			w.AuthenticationConfigFile = a.value
+			continue
+		case flagAuthzConfig:
+			w.AuthorizationConfigFile = a.value
+			continue
+		case "authorization-mode":
+			w.AuthorizationChain = strings.Split(a.value, ",")
+			builtin := slices.DeleteFunc(slices.Clone(w.AuthorizationChain), func(m string) bool { return m == hookPluginName })
+			if len(builtin) == 0 {
+				builtin = []string{"AlwaysDeny"}
+			}
+			a.value = strings.Join(builtin, ",")
+		case "enable-admission-plugins":
+			enabledAt = len(out)
+			w.AdmissionEnabled = slices.Contains(strings.Split(a.value, ","), hookPluginName)
+		case "admission-control-config-file":
+			configFile = a.value
+		}
+		out = append(out, a)
+	}
+	if admissionModules && !w.AdmissionEnabled {
+		if enabledAt < 0 {
+			out = append(out, arg{"enable-admission-plugins", hookPluginName})
+		} else {
+			out[enabledAt].value += "," + hookPluginName
+		}
+		w.AdmissionEnabled = true
+	}
+	w.AdmissionConfigFile = configFile
+	return out, w
+}
+
+func (p *Plan) apiserverDefaults(ip net.IP, authzChain string) []arg {
 	k := p.Layout.PKI()
 	args := []arg{
 		{"bind-address", p.Address},
@@ -212,7 +275,7 @@ func (p *Plan) apiserverDefaults(ip net.IP, authzModes string) []arg {
 		arg{"service-account-key-file", k.ServiceAccountPub()},
 		arg{"service-account-signing-key-file", k.ServiceAccountKey()},
 		arg{"service-cluster-ip-range", ServiceClusterIPRange},
-		arg{"authorization-mode", authzModes},
+		arg{"authorization-mode", authzChain},
 		arg{"enable-admission-plugins", "NodeRestriction"},
 		arg{"allow-privileged", "true"},
 		arg{"enable-bootstrap-token-auth", "true"},

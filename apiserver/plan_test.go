@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -36,6 +37,7 @@ func TestPlanGolden(t *testing.T) {
 			if plan.ControllerManagerArgs != nil {
 				got += "# kube-controller-manager\n" + strings.Join(plan.ControllerManagerArgs, "\n") + "\n"
 			}
+			got += fmt.Sprintf("# modules\n%+v\n", plan.WASM)
 			golden := "testdata/plan-" + name + ".golden"
 			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -128,5 +130,58 @@ etcd:
 		if !slices.Contains(plan.APIServerArgs, want) {
 			t.Errorf("missing %s in %v", want, plan.APIServerArgs)
 		}
+	}
+}
+
+// TestPlanOriginalFlags feeds the original proof of concept's flags: they are taken out of the
+// kube-apiserver flags and recorded for the module loader.
+func TestPlanOriginalFlags(t *testing.T) {
+	p := load(t, "minimal")
+	plan, err := NewPlan(PlanInput{Profile: p, DataDir: "/d", ExtraAPIServerArgs: []string{
+		"--authentication-wasm-config-file=/etc/authn.yaml",
+		"--authorization-mode=Node,WASM,RBAC",
+		"--authorization-wasm-config-file=/etc/authz.yaml",
+		"--enable-admission-plugins=NodeRestriction,WASM",
+		"--admission-control-config-file=/etc/admission.yaml",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := WASMPlan{
+		AuthenticationConfigFile: "/etc/authn.yaml", AuthorizationConfigFile: "/etc/authz.yaml",
+		AuthorizationChain: []string{"Node", "WASM", "RBAC"}, AdmissionEnabled: true,
+		AdmissionConfigFile: "/etc/admission.yaml",
+	}
+	if fmt.Sprint(plan.WASM) != fmt.Sprint(want) {
+		t.Errorf("got %+v, want %+v", plan.WASM, want)
+	}
+	for _, a := range plan.APIServerArgs {
+		if strings.Contains(a, "wasm-config-file") {
+			t.Errorf("kube-apiserver would not know %s", a)
+		}
+	}
+	for _, a := range []string{"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction,WASM", "--admission-control-config-file=/etc/admission.yaml"} {
+		if !slices.Contains(plan.APIServerArgs, a) {
+			t.Errorf("missing %s in %v", a, plan.APIServerArgs)
+		}
+	}
+
+	// Only modules decide: the built-in chain denies what they leave.
+	plan, err = NewPlan(PlanInput{Profile: p, DataDir: "/d", ExtraAPIServerArgs: []string{"authorization-mode=WASM"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(plan.APIServerArgs, "--authorization-mode=AlwaysDeny") {
+		t.Errorf("authorization-mode=WASM: %v", plan.APIServerArgs)
+	}
+
+	// Admission modules in the profile enable the plugin next to what the flags enable.
+	p.Admission = &profiles.Admission{Modules: []profiles.AdmissionModule{{Module: profiles.Module{Name: "m", Module: "builtin:magic-validate"}}}}
+	plan, err = NewPlan(PlanInput{Profile: p, DataDir: "/d", ExtraAPIServerArgs: []string{"enable-admission-plugins=AlwaysPullImages"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(plan.APIServerArgs, "--enable-admission-plugins=AlwaysPullImages,WASM") || !plan.WASM.AdmissionEnabled {
+		t.Errorf("profile admission modules: %v %+v", plan.APIServerArgs, plan.WASM)
 	}
 }

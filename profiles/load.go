@@ -74,22 +74,32 @@ func Parse(data []byte, source string) (*Loaded, error) {
 	if err := checkTypeMeta(data, source, lines); err != nil {
 		return nil, err
 	}
-	jsonData, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("profile %s: not valid YAML: %w", source, err)
-	}
 	p := &Profile{}
-	strictErrs, err := kjson.UnmarshalStrict(jsonData, p)
-	if err != nil {
-		return nil, decodeError(source, lines, err)
-	}
-	if len(strictErrs) > 0 {
-		return nil, strictError(source, lines, strictErrs)
-	}
-	if errs := Validate(p); len(errs) > 0 {
-		return nil, validationError(source, lines, errs)
+	if err := decodeStrict(data, "profile", source, lines, p, func() field.ErrorList { return Validate(p) }); err != nil {
+		return nil, err
 	}
 	return &Loaded{Profile: p, Source: source, Raw: data}, nil
+}
+
+// decodeStrict decodes the YAML or JSON document data into v, rejecting unknown and duplicated
+// fields and wrong types, then runs validate. Errors start with what and source and name the
+// line of each field they can find.
+func decodeStrict(data []byte, what, source string, lines *lineIndex, v any, validate func() field.ErrorList) error {
+	jsonData, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return fmt.Errorf("%s %s: not valid YAML: %w", what, source, err)
+	}
+	strictErrs, err := kjson.UnmarshalStrict(jsonData, v)
+	if err != nil {
+		return decodeError(what, source, lines, err)
+	}
+	if len(strictErrs) > 0 {
+		return strictError(what, source, lines, strictErrs)
+	}
+	if errs := validate(); len(errs) > 0 {
+		return validationError(what, source, lines, errs)
+	}
+	return nil
 }
 
 // checkTypeMeta sniffs apiVersion and kind before decoding the rest, so a document of another
@@ -115,7 +125,7 @@ func checkTypeMeta(data []byte, source string, lines *lineIndex) error {
 
 var strictFieldRE = regexp.MustCompile(`(unknown|duplicate) field "([^"]*)"`)
 
-func strictError(source string, lines *lineIndex, errs []error) error {
+func strictError(what, source string, lines *lineIndex, errs []error) error {
 	msgs := make([]string, 0, len(errs))
 	for _, e := range errs {
 		m := strictFieldRE.FindStringSubmatch(e.Error())
@@ -130,18 +140,18 @@ func strictError(source string, lines *lineIndex, errs []error) error {
 		}
 		msgs = append(msgs, fmt.Sprintf("%s%s: %s field %q: %s", source, lines.at(path), m[1], path, hint))
 	}
-	return fmt.Errorf("profile %s is invalid:\n  %s", source, strings.Join(msgs, "\n  "))
+	return fmt.Errorf("%s %s is invalid:\n  %s", what, source, strings.Join(msgs, "\n  "))
 }
 
 var typeErrRE = regexp.MustCompile(`cannot unmarshal (.+) into Go struct field [A-Za-z0-9_]+\.(\S+) of type (\S+)`)
 
 // decodeError turns a JSON decoding error into one that names the field and line. The JSON
 // decoder's type error is internal to sigs.k8s.io/json, so its message is parsed.
-func decodeError(source string, lines *lineIndex, err error) error {
+func decodeError(what, source string, lines *lineIndex, err error) error {
 	if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("profile %s%s: field %q: got %s, want %s", source, lines.at(m[2]), m[2], m[1], goTypeName(m[3]))
+		return fmt.Errorf("%s %s%s: field %q: got %s, want %s", what, source, lines.at(m[2]), m[2], m[1], goTypeName(m[3]))
 	}
-	return fmt.Errorf("profile %s: %w", source, err)
+	return fmt.Errorf("%s %s: %w", what, source, err)
 }
 
 func goTypeName(t string) string {
@@ -160,12 +170,12 @@ func goTypeName(t string) string {
 	return t
 }
 
-func validationError(source string, lines *lineIndex, errs field.ErrorList) error {
+func validationError(what, source string, lines *lineIndex, errs field.ErrorList) error {
 	msgs := make([]string, 0, len(errs))
 	for _, e := range errs {
 		msgs = append(msgs, fmt.Sprintf("%s%s: %s", source, lines.at(e.Field), e.Error()))
 	}
-	return fmt.Errorf("profile %s is invalid:\n  %s", source, strings.Join(msgs, "\n  "))
+	return fmt.Errorf("%s %s is invalid:\n  %s", what, source, strings.Join(msgs, "\n  "))
 }
 
 // lineIndex finds the line of a field path such as "admission.modules[0].rules" in a YAML document.

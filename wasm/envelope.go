@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // The module ABI's envelope (docs/module-spec.md): the host writes {"request", "settings"} to
@@ -29,13 +30,23 @@ type envelopeOut struct {
 //
 //   - stdout must hold exactly one JSON document; anything else is KindInvalidJSON.
 //   - A non-empty "error" is KindModuleError; neither "response" nor "error" is KindMissingResponse.
-func (m *Module) CallEnvelope(ctx context.Context, export string, request any, settings json.RawMessage, response any) error {
+//   - With ModuleConfig.Debug, input and output are logged with RedactTokens.
+func (m *Module) CallEnvelope(ctx context.Context, export string, request any, settings json.RawMessage, response any) (err error) {
 	in, err := json.Marshal(envelopeIn{Request: request, Settings: settings})
 	if err != nil {
 		return fmt.Errorf("module %q: encode request: %w", m.cfg.Name, err)
 	}
 	var moduleErr string
+	var debugOut []byte
+	if m.cfg.Debug {
+		defer func() {
+			m.logger.Info("module call", "module", m.cfg.Name, "export", export, "input", RedactTokens(in), "output", RedactTokens(debugOut), "err", err)
+		}()
+	}
 	err = m.Call(ctx, export, in, func(stdout []byte) error {
+		if m.cfg.Debug {
+			debugOut = bytes.Clone(stdout)
+		}
 		out, err := decodeEnvelope(stdout)
 		if err != nil {
 			return err
@@ -74,4 +85,42 @@ func decodeEnvelope(stdout []byte) (*envelopeOut, error) {
 		return nil, &CallError{Kind: KindMissingResponse, Err: errors.New(`the envelope has neither "response" nor "error"`)}
 	}
 	return &out, nil
+}
+
+// RedactTokens returns a JSON document with the value of every "token" field replaced by
+// "<redacted>", for logs: TokenReviews carry bearer tokens in spec.token, and a module may echo
+// them. Anything that is not JSON is replaced as a whole.
+func RedactTokens(doc []byte) string {
+	if len(doc) == 0 {
+		return ""
+	}
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return fmt.Sprintf("<%d bytes, not JSON>", len(doc))
+	}
+	redact(v)
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "<unprintable>"
+	}
+	return strings.TrimSuffix(out.String(), "\n")
+}
+
+func redact(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			if k == "token" {
+				t[k] = "<redacted>"
+				continue
+			}
+			redact(e)
+		}
+	case []any:
+		for _, e := range t {
+			redact(e)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,9 @@ type ModuleConfig struct {
 	// Interrupt picks how overrunning calls are stopped; InterruptLoopCheck when empty.
 	Interrupt Interrupt
 	Grants    Grants
+	// Debug logs every envelope call's input and output (see CallEnvelope) at info level, with
+	// every "token" field redacted.
+	Debug bool
 }
 
 func (c ModuleConfig) withDefaults() ModuleConfig {
@@ -104,6 +108,7 @@ func (c ModuleConfig) withDefaults() ModuleConfig {
 type Module struct {
 	cfg      ModuleConfig
 	observer Observer
+	logger   *slog.Logger
 	hash     string
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
@@ -123,7 +128,7 @@ type Module struct {
 func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Module, err error) {
 	cfg = cfg.withDefaults()
 	sum := sha256.Sum256(bin)
-	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), interrupt: cfg.Interrupt, observer: r.observer}
+	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), interrupt: cfg.Interrupt, observer: r.observer, logger: r.logger}
 	pages := uint32((cfg.MemoryLimit + pageSize - 1) / pageSize)
 
 	rewritten, err := m.rewrite(bin, pages)

@@ -1,9 +1,11 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,5 +283,37 @@ func TestClosedModule(t *testing.T) {
 	}
 	if _, err := call(m, ""); !IsKind(err, KindClosed) {
 		t.Fatalf("call after close: %v", err)
+	}
+}
+
+// TestDebugLogsRedactTokens: with Debug, every call's input and output are logged, and tokens
+// (in the request, and echoed by the module) never are.
+func TestDebugLogsRedactTokens(t *testing.T) {
+	var logs bytes.Buffer
+	r, err := NewRuntime(context.Background(), RuntimeConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	m, err := r.Load(context.Background(), faultsWasm, ModuleConfig{Name: "chatty", PoolSize: 1, Debug: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := map[string]any{"kind": "TokenReview", "spec": map[string]any{"token": "very-secret-token"}}
+	var echoed map[string]any
+	if err := m.CallEnvelope(context.Background(), ExportValidate, request, nil, &echoed); err != nil {
+		t.Fatal(err)
+	}
+	got := logs.String()
+	if strings.Contains(got, "very-secret-token") {
+		t.Errorf("a token reached the log:\n%s", got)
+	}
+	for _, want := range []string{"module=chatty", "export=validate", `input="{\"request\":{\"kind\":\"TokenReview\",\"spec\":{\"token\":\"<redacted>\"}}}"`, "output="} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log lacks %s:\n%s", want, got)
+		}
+	}
+	if RedactTokens([]byte("not json")) != "<8 bytes, not JSON>" {
+		t.Errorf("non-JSON output: %q", RedactTokens([]byte("not json")))
 	}
 }

@@ -27,7 +27,7 @@ func load(t *testing.T, rt *wasm.Runtime, name string) Module {
 	return Module{Module: m}
 }
 
-func runtime(t *testing.T) *wasm.Runtime {
+func newRuntime(t *testing.T) *wasm.Runtime {
 	rt, err := wasm.NewRuntime(context.Background(), wasm.RuntimeConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func runtime(t *testing.T) *wasm.Runtime {
 }
 
 func TestTokenAuthenticator(t *testing.T) {
-	rt := runtime(t)
+	rt := newRuntime(t)
 	// A module without an authn export fails; the next one is asked and wins.
 	a := &TokenAuthenticator{Modules: []Module{load(t, rt, "magic-validate"), load(t, rt, "magic-authn")}, APIAudiences: []string{"api"}}
 	resp, ok, err := a.AuthenticateToken(context.Background(), "magic-token")
@@ -61,7 +61,7 @@ func TestTokenAuthenticator(t *testing.T) {
 }
 
 func TestAuthorizer(t *testing.T) {
-	rt := runtime(t)
+	rt := newRuntime(t)
 	attrs := func(name string, groups []string, resource string) authorizer.Attributes {
 		return authorizer.AttributesRecord{User: &user.DefaultInfo{Name: name, Groups: groups}, Verb: "get", Resource: resource, APIVersion: "v1", ResourceRequest: true}
 	}

@@ -182,7 +182,7 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	e := newEnv(t)
 	up := e.startUp("--profile", "demo", "--port", "0", "--merge-kubeconfig")
 	up.waitReady(t)
-	for _, want := range []string{"✓ pki ready", "✓ etcd ready", "✓ modules ready (", "2 loaded", "✓ kube-apiserver ready", "✓ controllers started", "context wasmkube-demo"} {
+	for _, want := range []string{"✓ pki ready", "✓ etcd ready", "✓ modules ready (", "5 loaded", "✓ kube-apiserver ready", "✓ controllers started", "context wasmkube-demo"} {
 		if !strings.Contains(up.text(), want) {
 			t.Errorf("up output lacks %q:\n%s", want, up.text())
 		}
@@ -200,35 +200,39 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Server Version: v1.37.2") || !strings.Contains(out, "Client Version: v1.37.2") {
 		t.Errorf("kubectl version: %d %s", code, out)
 	}
-	// The original walkthrough: kubectl --token magic-token, answered by the demo's modules.
-	code, out, stderr = e.run("kubectl", "--token", "magic-token", "auth", "whoami")
-	if code != 0 || !strings.Contains(out, "magic-user") || !strings.Contains(out, "magic-group") {
-		t.Errorf("--token magic-token auth whoami: %d\n%s%s", code, out, stderr)
+	// The original walkthrough (README), answered by the demo's modules: with the built-in
+	// kubectl and, when one is installed, the installed kubectl.
+	code, kcPath, _ := e.run("kubeconfig", "--path")
+	kcPath = strings.TrimSpace(kcPath)
+	if code != 0 || !strings.HasSuffix(kcPath, filepath.Join("wasmkube", "demo", "kubeconfig")) {
+		t.Fatalf("kubeconfig --path: %d %q", code, kcPath)
 	}
-	if code, out, stderr = e.run("kubectl", "--token", "magic-token", "get", "configmaps"); code != 0 {
-		t.Errorf("--token magic-token get configmaps: %d %s %s", code, out, stderr)
+	kubectls := map[string]func(args ...string) (int, string, string){
+		"built-in": func(args ...string) (int, string, string) { return e.run(append([]string{"kubectl"}, args...)...) },
 	}
-	if code, _, stderr = e.run("kubectl", "--token", "magic-token", "get", "pods"); code == 0 || !strings.Contains(stderr, "forbidden") {
-		t.Errorf("--token magic-token get pods: %d %s, want forbidden", code, stderr)
+	if kubectl, err := exec.LookPath("kubectl"); err == nil {
+		kubectls["installed"] = func(args ...string) (int, string, string) {
+			cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kcPath, "--cache-dir", filepath.Join(e.root, "kcache")}, args...)...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			_ = cmd.Run()
+			return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+		}
+	} else {
+		t.Log("no kubectl installed; the built-in one was used")
+	}
+	for which, kubectl := range kubectls {
+		magicWalkthrough(t, which, kubectl)
 	}
 	code, _, stderr = e.run("kubectl", "get", "nosuchkind")
 	if code == 0 || !strings.Contains(stderr, "nosuchkind") {
 		t.Errorf("kubectl error: exit %d, stderr %q; want non-zero and the message", code, stderr)
 	}
 
-	code, kcPath, _ := e.run("kubeconfig", "--path")
-	kcPath = strings.TrimSpace(kcPath)
-	if code != 0 || !strings.HasSuffix(kcPath, filepath.Join("wasmkube", "demo", "kubeconfig")) {
-		t.Fatalf("kubeconfig --path: %d %q", code, kcPath)
-	}
-	if kubectl, err := exec.LookPath("kubectl"); err == nil {
-		cmd := exec.Command(kubectl, "--kubeconfig", kcPath, "--cache-dir", filepath.Join(e.root, "kcache"), "get", "configmap", "kept", "-o", "jsonpath={.data.k}")
-		out, err := cmd.CombinedOutput()
-		if err != nil || string(out) != "v" {
-			t.Errorf("installed kubectl: %v %s", err, out)
+	if installed, ok := kubectls["installed"]; ok {
+		if code, out, stderr := installed("get", "configmap", "kept", "-o", "jsonpath={.data.k}"); code != 0 || out != "v" {
+			t.Errorf("installed kubectl: %d %s %s", code, out, stderr)
 		}
-	} else {
-		t.Log("no kubectl installed; the built-in one was used")
 	}
 
 	merged, err := clientcmd.LoadFromFile(filepath.Join(e.root, "home", ".kube", "config"))
@@ -286,6 +290,36 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	})
 	if len(written) != 1 || written[0] != "/home/.kube/config" {
 		t.Errorf("files written under $HOME: %v; want only the merged kubeconfig", written)
+	}
+}
+
+// magicWalkthrough runs the README's walkthrough of the demo profile with one kubectl.
+func magicWalkthrough(t *testing.T, which string, kubectl func(args ...string) (int, string, string)) {
+	t.Helper()
+	name := "t-" + strings.ReplaceAll(which, "-", "")
+	steps := []struct {
+		args     []string
+		ok       bool
+		want     string
+		wantElse string // in stderr when the command fails
+	}{
+		{args: []string{"auth", "whoami"}, ok: true, want: "magic-group"},
+		{args: []string{"get", "configmaps"}, ok: true},
+		{args: []string{"get", "pods"}, wantElse: `User "magic-user" cannot list resource "pods"`},
+		{args: []string{"create", "configmap", name, "--from-literal=not-allowed-value=abc"},
+			wantElse: `admission WASM module "magic-validate" denied the request: value 'not-allowed-value' not allowed in configmap`},
+		{args: []string{"create", "configmap", name}, ok: true, want: "configmap/" + name + " created"},
+		{args: []string{"get", "configmap", name, "-o", "jsonpath={.data.magic-value}"}, ok: true, want: "foobar"},
+	}
+	for _, s := range steps {
+		args := append([]string{"--token", "magic-token"}, s.args...)
+		code, out, stderr := kubectl(args...)
+		switch {
+		case s.ok && (code != 0 || !strings.Contains(out, s.want)):
+			t.Errorf("%s kubectl %s: exit %d, want 0 and %q in:\n%s%s", which, strings.Join(args, " "), code, s.want, out, stderr)
+		case !s.ok && (code == 0 || !strings.Contains(stderr, s.wantElse)):
+			t.Errorf("%s kubectl %s: exit %d, want non-zero and %q in:\n%s", which, strings.Join(args, " "), code, s.wantElse, stderr)
+		}
 	}
 }
 

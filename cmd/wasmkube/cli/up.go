@@ -79,10 +79,6 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 		}
 		return printPlan(s, plan, p.Source)
 	}
-	if p.Admission != nil && len(p.Admission.Modules) > 0 {
-		fmt.Fprintln(s.err, "note: the profile's admission modules are validated but not wired into the API server yet")
-	}
-
 	began := time.Now()
 	fmt.Fprintf(s.out, "Starting profile %s (%s), data in %s\n", p.Name, p.Source, dataDir)
 	opts.Progress = func(st wasmkube.Step) {
@@ -142,6 +138,7 @@ type planView struct {
 	Etcd                  []string `json:"etcd"`
 	APIServerArgs         []string `json:"kubeAPIServerArgs"`
 	ControllerManagerArgs []string `json:"kubeControllerManagerArgs,omitempty"`
+	Modules               any      `json:"modules"`
 }
 
 func printPlan(s streams, plan *apiserver.Plan, source string) error {
@@ -153,6 +150,7 @@ func printPlan(s streams, plan *apiserver.Plan, source string) error {
 		Profile: plan.Name, Source: source, DataDir: plan.Layout.DataDir, Server: server,
 		Kubeconfig: plan.Layout.Kubeconfig(), Etcd: plan.EtcdServers,
 		APIServerArgs: plan.APIServerArgs, ControllerManagerArgs: plan.ControllerManagerArgs,
+		Modules: plan.WASM,
 	})
 	if err != nil {
 		return err

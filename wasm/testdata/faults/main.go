@@ -67,6 +67,22 @@ func validate() {
 	}
 }
 
+// authz denies every request with settings {"mode": "deny"}, fails with {"mode": "error"} and
+// has no opinion otherwise.
+//
+//go:wasmexport authz
+func authz() {
+	in, _ := io.ReadAll(os.Stdin)
+	switch guest.JSON(in).Get("settings", "mode").String() {
+	case "deny":
+		write(`{"response":{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":false,"denied":true,"reason":"the faults module denies everything"}}}`)
+	case "error":
+		write(`{"error":"the module says no"}`)
+	default:
+		write(`{"response":{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":false}}}`)
+	}
+}
+
 func write(s string) { _, _ = os.Stdout.WriteString(s) }
 
 func itoa(n int) string {

@@ -1,0 +1,413 @@
+package wasmkube_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/wasmkube/wasmkube"
+	"github.com/wasmkube/wasmkube/profiles"
+)
+
+const hmacSecret = "a-test-secret-that-is-long-enough"
+
+// testFiles are the files testProfile writes.
+type testFiles struct {
+	dir      string
+	auditLog string
+}
+
+var files testFiles
+
+// testProfile is the demo profile plus admission modules that misbehave on purpose (the faults
+// test module of wasm/testdata, built here) and the kube-apiserver flags of the original proof of
+// concept: module config files for authentication, authorization (placed by --authorization-mode)
+// and admission (an AdmissionConfiguration with an inline WASM entry), and an audit policy.
+func testProfile(dir string) (*profiles.Loaded, []string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	faults := filepath.Join(dir, "faults.wasm")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", faults, "./wasm/testdata/faults")
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, nil, fmt.Errorf("build the faults module: %v\n%s", err, out)
+	}
+	hmacModule, err := filepath.Abs("examples/hmac-authn/hmac-authn.wasm")
+	if err != nil {
+		return nil, nil, err
+	}
+	files = testFiles{dir: dir, auditLog: filepath.Join(dir, "audit.log")}
+	write := map[string]string{
+		"authn.yaml": fmt.Sprintf(`modules:
+- name: original-hmac
+  module: %s
+  settings: {secret: %s, issuer: test}
+`, hmacModule, hmacSecret),
+		// Relative to this file.
+		"authz.yaml": `modules:
+- name: original-deny-all
+  module: faults.wasm
+  settings: {mode: deny}
+`,
+		"admission.yaml": `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: WASM
+  configuration:
+    modules:
+    - name: original-admission
+      module: faults.wasm
+      settings: {mode: error}
+      rules:
+      - operations: ["CREATE"]
+        apiGroups: [""]
+        apiVersions: ["v1"]
+        resources: ["secrets"]
+`,
+		"audit-policy.yaml": `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources: [{group: "", resources: [configmaps, pods]}]
+- level: None
+`,
+	}
+	for name, content := range write {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	p, err := profiles.NewFinder("").Resolve("demo")
+	if err != nil {
+		return nil, nil, err
+	}
+	fault := func(name, mode string, policy admissionregistrationv1.FailurePolicyType) profiles.AdmissionModule {
+		return profiles.AdmissionModule{
+			Module:        profiles.Module{Name: name, Module: faults, Settings: json.RawMessage(`{"mode":"` + mode + `"}`)},
+			FailurePolicy: string(policy),
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+			}},
+		}
+	}
+	selectTest := func(m profiles.AdmissionModule, value string) profiles.AdmissionModule {
+		m.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"test": value}}
+		return m
+	}
+	closed := selectTest(fault("fail-closed", "error", admissionregistrationv1.Fail), "fail-closed")
+	open := selectTest(fault("fail-open", "trap", admissionregistrationv1.Ignore), "fail-open")
+	slow := selectTest(fault("too-slow", "loop", admissionregistrationv1.Fail), "timeout")
+	slow.Timeout = &metav1.Duration{Duration: 300 * time.Millisecond}
+	strict := fault("strict-namespace", "error", admissionregistrationv1.Fail)
+	strict.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"policy": "strict"}}
+	p.Admission.Modules = append(p.Admission.Modules, closed, open, slow, strict)
+
+	return p, []string{
+		"--authentication-wasm-config-file=" + filepath.Join(dir, "authn.yaml"),
+		"--authorization-mode=Node,RBAC,WASM",
+		"--authorization-wasm-config-file=" + filepath.Join(dir, "authz.yaml"),
+		"--enable-admission-plugins=NodeRestriction,WASM",
+		"--admission-control-config-file=" + filepath.Join(dir, "admission.yaml"),
+		"--audit-policy-file=" + filepath.Join(dir, "audit-policy.yaml"),
+		"--audit-log-path=" + files.auditLog,
+	}, nil
+}
+
+// warnings collects the warnings the server sends.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _ string, msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, msg)
+}
+
+func (w *warnings) all() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.msgs, "\n")
+}
+
+func configMap(name string, labels map[string]string, data map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Data: data}
+}
+
+// testMagicAdmission is the original walkthrough's admission half, as magic-user.
+func testMagicAdmission(t *testing.T) {
+	ctx := context.Background()
+	cfg := rest.AnonymousClientConfig(cluster.RESTConfig)
+	cfg.BearerToken = "magic-token"
+	cms := kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("default")
+
+	_, err := cms.Create(ctx, configMap("t", nil, map[string]string{"not-allowed-value": "abc"}), metav1.CreateOptions{})
+	want := `admission WASM module "magic-validate" denied the request: value 'not-allowed-value' not allowed in configmap`
+	if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), want) {
+		t.Errorf("ConfigMap with not-allowed-value: %v, want 400 (the module's code): %s", err, want)
+	}
+	created, err := cms.Create(ctx, configMap("t", nil, nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("plain ConfigMap: %v", err)
+	}
+	if created.Data["magic-value"] != "foobar" {
+		t.Errorf("magic-mutate did not add magic-value: %v", created.Data)
+	}
+	// UPDATE is in the rules too; the mutation comes back, and validation sees the mutated object.
+	created.Data = map[string]string{"other": "x"}
+	updated, err := cms.Update(ctx, created, metav1.UpdateOptions{})
+	if err != nil || updated.Data["magic-value"] != "foobar" || updated.Data["other"] != "x" {
+		t.Errorf("update: %v %v", updated.Data, err)
+	}
+	body, err := client(t).CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`wasmkube_module_calls_total{hook="admission",module="magic-mutate"}`,
+		`wasmkube_module_calls_total{hook="admission",module="magic-validate"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// testWarningsAndAudit: a module's warnings reach the client, its audit annotations the audit
+// log, prefixed with the module name.
+func testWarningsAndAudit(t *testing.T) {
+	ctx := context.Background()
+	w := &warnings{}
+	cfg := rest.CopyConfig(cluster.RESTConfig)
+	cfg.WarningHandler = w
+	c := kubernetes.NewForConfigOrDie(cfg)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "unpinned", Labels: map[string]string{"team": "a"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "ghcr.io/acme/web:latest"}}},
+	}
+	if _, err := c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("pod from an allowed registry: %v", err)
+	}
+	if !strings.Contains(w.all(), "ghcr.io/acme/web:latest has no pinned tag or digest") {
+		t.Errorf("warnings: %q", w.all())
+	}
+	pod.Name, pod.Spec.Containers[0].Image = "elsewhere", "docker.io/library/nginx:1.27"
+	_, err := c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `admission WASM module "workload-policy" denied the request`) {
+		t.Errorf("pod from another registry: %v", err)
+	}
+	if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, configMap("open", map[string]string{"test": "fail-open"}, nil), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("failurePolicy Ignore: %v", err)
+	}
+	waitForAudit(t, func(e auditEvent) bool {
+		return e.ObjectRef.Resource == "pods" && e.ObjectRef.Name == "unpinned" && e.Annotations["workload-policy/images-checked"] == "1"
+	}, "the pod's workload-policy/images-checked annotation")
+	waitForAudit(t, func(e auditEvent) bool {
+		return e.ObjectRef.Name == "open" && strings.Contains(e.Annotations["fail-open/failed-open"], "trap")
+	}, "the ConfigMap's fail-open/failed-open annotation")
+}
+
+type auditEvent struct {
+	ObjectRef struct {
+		Resource string `json:"resource"`
+		Name     string `json:"name"`
+	} `json:"objectRef"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+func waitForAudit(t *testing.T, match func(auditEvent) bool, what string) {
+	t.Helper()
+	poll(t, what+" in the audit log", func(context.Context) (bool, error) {
+		f, err := os.Open(files.auditLog)
+		if err != nil {
+			return false, nil
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var e auditEvent
+			if json.Unmarshal(sc.Bytes(), &e) == nil && match(e) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// testFailurePolicy: a failing module rejects under Fail (500, naming it) and is skipped under
+// Ignore; a module that loops is stopped at its timeout; the server keeps serving.
+func testFailurePolicy(t *testing.T) {
+	ctx := context.Background()
+	cms := client(t).CoreV1().ConfigMaps("default")
+	_, err := cms.Create(ctx, configMap("closed", map[string]string{"test": "fail-closed"}, nil), metav1.CreateOptions{})
+	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), `admission WASM module "fail-closed" failed`) || !strings.Contains(err.Error(), "the module says no") {
+		t.Errorf("failurePolicy Fail: %v", err)
+	}
+	began := time.Now()
+	_, err = cms.Create(ctx, configMap("slow", map[string]string{"test": "timeout"}, nil), metav1.CreateOptions{})
+	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), `"too-slow"`) || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("endless loop: %v", err)
+	}
+	t.Logf("the looping module was stopped after %v (timeout 300ms)", time.Since(began))
+	for i := range 3 { // the faulted instances are replaced
+		if _, err := cms.Create(ctx, configMap(fmt.Sprintf("after-faults-%d", i), nil, nil), metav1.CreateOptions{}); err != nil {
+			t.Errorf("a plain ConfigMap after faults: %v", err)
+		}
+	}
+}
+
+// testSelectors: namespaceSelector, objectSelector and matchConditions decide who is called.
+func testSelectors(t *testing.T) {
+	ctx := context.Background()
+	c := client(t)
+	for _, ns := range []*corev1.Namespace{
+		{ObjectMeta: metav1.ObjectMeta{Name: "relaxed"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "strict", Labels: map[string]string{"policy": "strict"}}},
+	} {
+		if _, err := c.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.CoreV1().ConfigMaps("relaxed").Create(ctx, configMap("c", nil, nil), metav1.CreateOptions{}); err != nil {
+		t.Errorf("namespace without the label: %v", err)
+	}
+	_, err := c.CoreV1().ConfigMaps("strict").Create(ctx, configMap("c", nil, nil), metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), `"strict-namespace"`) {
+		t.Errorf("namespace with policy=strict: %v, want strict-namespace to reject", err)
+	}
+	// magic-mutate's matchCondition leaves system components' ConfigMaps alone.
+	cfg := rest.CopyConfig(cluster.RESTConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:test-component", Groups: []string{"system:masters"}}
+	cm, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("relaxed").Create(ctx, configMap("system", nil, nil), metav1.CreateOptions{})
+	if err != nil || cm.Data["magic-value"] != "" {
+		t.Errorf("a system: user's ConfigMap: %v %v, want no magic-value", cm, err)
+	}
+	cm, err = c.CoreV1().ConfigMaps("relaxed").Get(ctx, "c", metav1.GetOptions{})
+	if err != nil || cm.Data["magic-value"] != "foobar" {
+		t.Errorf("the admin's ConfigMap: %v %v, want magic-value", cm, err)
+	}
+	root, err := c.CoreV1().ConfigMaps("relaxed").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+	if err == nil && root.Data["magic-value"] != "" {
+		t.Errorf("the controllers' kube-root-ca.crt was mutated: %v", root.Data)
+	}
+}
+
+// testDryRun: dry-run requests reach the modules (mutation and rejection) and store nothing.
+func testDryRun(t *testing.T) {
+	ctx := context.Background()
+	cms := client(t).CoreV1().ConfigMaps("default")
+	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	got, err := cms.Create(ctx, configMap("dry", nil, nil), dry)
+	if err != nil || got.Data["magic-value"] != "foobar" {
+		t.Fatalf("dry-run create: %v %v", got, err)
+	}
+	if _, err := cms.Get(ctx, "dry", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a dry-run object was stored: %v", err)
+	}
+	_, err = cms.Create(ctx, configMap("dry", nil, map[string]string{"not-allowed-value": "x"}), dry)
+	if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), "magic-validate") {
+		t.Errorf("dry-run of a rejected ConfigMap: %v", err)
+	}
+}
+
+// testOriginalFlags: modules from the original's config files run next to the profile's.
+func testOriginalFlags(t *testing.T) {
+	ctx := context.Background()
+	// --authentication-wasm-config-file: hmac-authn.
+	cfg := rest.AnonymousClientConfig(cluster.RESTConfig)
+	cfg.BearerToken = hmacToken(t, `{"sub":"alice","uid":"1001","groups":["dev"],"iss":"test","exp":`+fmt.Sprint(time.Now().Add(time.Hour).Unix())+`}`)
+	alice := kubernetes.NewForConfigOrDie(cfg)
+	review, err := alice.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil || review.Status.UserInfo.Username != "alice" {
+		t.Fatalf("hmac token: %v %v", review, err)
+	}
+	// --authorization-wasm-config-file: original-deny-all comes after magic-authz and denies
+	// what the others leave; the admin is never asked.
+	_, err = alice.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "the faults module denies everything") {
+		t.Errorf("alice listing pods: %v", err)
+	}
+	// --admission-control-config-file with an inline WASM entry.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s"}}
+	_, err = client(t).CoreV1().Secrets("default").Create(ctx, secret, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), `admission WASM module "original-admission" failed`) {
+		t.Errorf("secret create: %v, want original-admission to fail it", err)
+	}
+}
+
+func hmacToken(t *testing.T, payload string) string {
+	t.Helper()
+	signed := "v1." + base64.RawURLEncoding.EncodeToString([]byte(payload))
+	mac := hmac.New(sha256.New, []byte(hmacSecret))
+	mac.Write([]byte(signed))
+	return signed + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// testDenyAllFirst restarts the package's cluster with a deny-all module first in the chain and
+// failurePolicy Deny: everyone else is locked out, the admin and the API server are not.
+func testDenyAllFirst(t *testing.T) {
+	ctx := context.Background()
+	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := cluster.Stop(stopCtx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	p, err := profiles.Parse([]byte(fmt.Sprintf(`apiVersion: wasmkube.dev/v1alpha1
+kind: Profile
+name: locked
+controllers: {enabled: false}
+authentication:
+  modules:
+  - module: builtin:magic-authn
+authorization:
+  chain: [WASM, Node, RBAC]
+  modules:
+  - name: deny-all
+    module: %s
+    settings: {mode: deny}
+    failurePolicy: Deny
+`, filepath.Join(files.dir, "faults.wasm"))), "locked.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err = wasmkube.Up(ctx, p, wasmkube.Options{DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("up with a deny-all authorizer first: %v", err)
+	}
+	admin := client(t)
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "still-admin"}}, metav1.CreateOptions{}); err != nil {
+		t.Errorf("the admin is locked out: %v", err)
+	}
+	cfg := rest.AnonymousClientConfig(cluster.RESTConfig)
+	cfg.BearerToken = "magic-token"
+	_, err = kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "the faults module denies everything") {
+		t.Errorf("magic-user: %v, want denied by deny-all", err)
+	}
+}

@@ -1,0 +1,337 @@
+package hook
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/generic"
+	webhookrequest "k8s.io/apiserver/pkg/admission/plugin/webhook/request"
+	webhookutil "k8s.io/apiserver/pkg/util/webhook"
+	"k8s.io/apiserver/pkg/warning"
+	"k8s.io/client-go/informers"
+
+	"github.com/wasmkube/wasmkube/wasm"
+)
+
+// AdmissionPluginName is the admission plugin's name, as the original proof of concept named it.
+const AdmissionPluginName = "WASM"
+
+// AdmissionModule is an admission module with what decides when it is called and what its
+// failure means. The fields mean what they mean for an admission webhook.
+type AdmissionModule struct {
+	Module
+	// Mutating puts the module in the mutating phase; otherwise it validates.
+	Mutating bool
+	// Rules select the requests; no rules: never called.
+	Rules []admissionregistrationv1.RuleWithOperations
+	// FailurePolicy is Fail (the default when empty) or Ignore.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
+	// NamespaceSelector and ObjectSelector select by labels; nil selects everything.
+	NamespaceSelector *metav1.LabelSelector
+	ObjectSelector    *metav1.LabelSelector
+	// MatchConditions are CEL expressions; all must be true for the module to be called.
+	MatchConditions []admissionregistrationv1.MatchCondition
+}
+
+// Admission is the admission plugin that runs modules: mutating modules in order in the
+// mutating phase (each sees the previous one's changes), then validating modules in order in the
+// validating phase.
+//
+// It reuses the webhook plugins' machinery: each module is described as a webhook (rules,
+// selectors, match conditions, matchPolicy Equivalent), so who is called and with which
+// AdmissionReview is decided exactly as for webhooks; only the call is in-process.
+//
+// # Notes
+//
+//   - Requests webhooks never see are not sent to modules either: TokenReviews and other
+//     virtual resources, and webhook and policy configurations.
+//   - A module that fails (trap, timeout, bad answer) rejects the request with 500 unless its
+//     failurePolicy is Ignore; then the failure is logged and recorded in the audit annotation
+//     MODULE/failed-open.
+//   - Mutating modules are not re-invoked when later plugins change the object
+//     (reinvocationPolicy Never).
+//   - Modules have no side effects, so dry-run requests are sent to them like any other, with
+//     dryRun: true.
+type Admission struct {
+	*generic.Webhook
+	hooks   []webhook.WebhookAccessor
+	modules map[string]AdmissionModule // by webhook UID
+	logger  *slog.Logger
+}
+
+var (
+	_ admission.MutationInterface   = (*Admission)(nil)
+	_ admission.ValidationInterface = (*Admission)(nil)
+)
+
+// NewAdmission builds the plugin for modules. The API server's plugin initializers complete
+// it (namespace lister, client, drained notification) before its first use.
+func NewAdmission(modules []AdmissionModule, logger *slog.Logger) (*Admission, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a := &Admission{modules: map[string]AdmissionModule{}, logger: logger}
+	for _, m := range modules {
+		uid := "wasm/" + m.Name()
+		a.modules[uid] = m
+		a.hooks = append(a.hooks, accessorFor(uid, m))
+	}
+	handler := admission.NewHandler(admission.Create, admission.Update, admission.Delete, admission.Connect)
+	source := func(informers.SharedInformerFactory, sets.Set[schema.GroupResource]) generic.Source {
+		return staticSource(a.hooks)
+	}
+	dispatcher := func(*webhookutil.ClientManager) generic.Dispatcher { return &dispatcher{a: a} }
+	var err error
+	if a.Webhook, err = generic.NewWebhook(handler, nil, source, dispatcher); err != nil {
+		return nil, fmt.Errorf("admission plugin %s: %w", AdmissionPluginName, err)
+	}
+	return a, nil
+}
+
+// Factory returns an admission.Factory that hands out a (the API server asks once). The
+// plugin's own configuration, if any, has been read before: the reader is ignored.
+func (a *Admission) Factory() admission.Factory {
+	return func(io.Reader) (admission.Interface, error) { return a, nil }
+}
+
+// Admit runs the mutating modules.
+func (a *Admission) Admit(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces) error {
+	return a.Dispatch(context.WithValue(ctx, phaseKey{}, phaseMutating), attr, o)
+}
+
+// Validate runs the validating modules.
+func (a *Admission) Validate(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces) error {
+	return a.Dispatch(context.WithValue(ctx, phaseKey{}, phaseValidating), attr, o)
+}
+
+type phaseKey struct{}
+
+type phase int
+
+const (
+	phaseMutating phase = iota + 1
+	phaseValidating
+)
+
+// accessorFor describes a module as the webhook it stands in for.
+func accessorFor(uid string, m AdmissionModule) webhook.WebhookAccessor {
+	everything := func(s *metav1.LabelSelector) *metav1.LabelSelector {
+		if s == nil {
+			return &metav1.LabelSelector{}
+		}
+		return s
+	}
+	failurePolicy := m.FailurePolicy
+	if failurePolicy == "" {
+		failurePolicy = admissionregistrationv1.Fail
+	}
+	matchPolicy := admissionregistrationv1.Equivalent
+	sideEffects := admissionregistrationv1.SideEffectClassNone
+	never := admissionregistrationv1.NeverReinvocationPolicy
+	const configuration = "wasmkube-modules"
+	if m.Mutating {
+		return webhook.NewMutatingWebhookAccessor(uid, configuration, &admissionregistrationv1.MutatingWebhook{
+			Name: m.Name(), Rules: m.Rules, FailurePolicy: &failurePolicy, MatchPolicy: &matchPolicy,
+			NamespaceSelector: everything(m.NamespaceSelector), ObjectSelector: everything(m.ObjectSelector),
+			SideEffects: &sideEffects, AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy: &never, MatchConditions: m.MatchConditions,
+		})
+	}
+	return webhook.NewValidatingWebhookAccessor(uid, configuration, &admissionregistrationv1.ValidatingWebhook{
+		Name: m.Name(), Rules: m.Rules, FailurePolicy: &failurePolicy, MatchPolicy: &matchPolicy,
+		NamespaceSelector: everything(m.NamespaceSelector), ObjectSelector: everything(m.ObjectSelector),
+		SideEffects: &sideEffects, AdmissionReviewVersions: []string{"v1"}, MatchConditions: m.MatchConditions,
+	})
+}
+
+// staticSource is the fixed list of modules (hot reload will replace it).
+type staticSource []webhook.WebhookAccessor
+
+func (s staticSource) Webhooks() []webhook.WebhookAccessor { return s }
+func (s staticSource) HasSynced() bool                     { return true }
+
+// dispatcher calls the modules of one phase in order.
+type dispatcher struct{ a *Admission }
+
+func (d *dispatcher) Dispatch(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces, hooks []webhook.WebhookAccessor) error {
+	mutating := ctx.Value(phaseKey{}) == phaseMutating
+	if mutating && attr.GetReinvocationContext().IsReinvoke() {
+		return nil
+	}
+	v := &versionedAttributes{attr: attr, o: o}
+	for _, h := range hooks {
+		if _, isMutating := h.GetMutatingWebhook(); isMutating != mutating {
+			continue
+		}
+		check := attr
+		if v.va != nil {
+			check = v.va
+		}
+		invocation, statusErr := d.a.ShouldCallHook(ctx, h, check, o, v)
+		if statusErr != nil {
+			return statusErr
+		}
+		if invocation == nil {
+			continue
+		}
+		va, err := v.VersionedAttribute(invocation.Kind)
+		if err != nil {
+			return err
+		}
+		if err := d.a.call(ctx, d.a.modules[h.GetUID()], invocation, va, o); err != nil {
+			return err
+		}
+	}
+	// Hand the mutated object back to the admission chain in its internal version.
+	if v.va != nil && v.va.VersionedObject.Object() != nil && v.va.Dirty {
+		return o.GetObjectConvertor().Convert(v.va.VersionedObject.Object(), v.va.Attributes.GetObject(), nil)
+	}
+	return nil
+}
+
+// versionedAttributes converts the request's objects to the version a module asks for, once,
+// and keeps the mutations of earlier modules.
+type versionedAttributes struct {
+	attr admission.Attributes
+	o    admission.ObjectInterfaces
+	va   *admission.VersionedAttributes
+}
+
+func (v *versionedAttributes) VersionedAttribute(gvk schema.GroupVersionKind) (*admission.VersionedAttributes, error) {
+	if v.va == nil {
+		va, err := admission.NewVersionedAttributes(v.attr, gvk, v.o)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		v.va = va
+		return va, nil
+	}
+	if err := admission.ConvertVersionedAttributes(v.va, gvk, v.o); err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	return v.va, nil
+}
+
+// call sends one request to one module and applies its answer to va.
+func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *generic.WebhookInvocation, va *admission.VersionedAttributes, o admission.ObjectInterfaces) error {
+	review := webhookrequest.CreateV1AdmissionReview(uuid.NewUUID(), va, invocation)
+	res, err := m.Admit(ctx, m.Settings, review.Request, m.Mutating)
+	if err == nil && res.Allowed && len(res.Patch) > 0 {
+		err = applyPatch(va, res, o)
+	}
+	if err != nil {
+		return a.failed(ctx, m, va, err)
+	}
+	for k, val := range res.AuditAnnotations {
+		key := m.Name() + "/" + k
+		if err := va.Attributes.AddAnnotation(key, val); err != nil {
+			a.logger.Warn("admission module sent an audit annotation that cannot be recorded", "module", m.Name(), "key", key, "err", err)
+		}
+	}
+	for _, w := range res.Warnings {
+		warning.AddWarning(ctx, "", w)
+	}
+	if !res.Allowed {
+		return denial(m.Name(), res.Result)
+	}
+	return nil
+}
+
+// failed applies the module's failure policy to a failed call.
+func (a *Admission) failed(ctx context.Context, m AdmissionModule, va *admission.VersionedAttributes, err error) error {
+	if m.FailurePolicy == admissionregistrationv1.Ignore {
+		a.logger.Warn("admission module failed; ignored (failurePolicy Ignore)", "module", m.Name(), "err", err)
+		if err := va.Attributes.AddAnnotation(m.Name()+"/failed-open", err.Error()); err != nil {
+			a.logger.Warn("cannot record failed-open audit annotation", "module", m.Name(), "err", err)
+		}
+		if ctx.Err() != nil {
+			return apierrors.NewTimeoutError("request did not complete within requested timeout", 0)
+		}
+		return nil
+	}
+	a.logger.Warn("admission module failed; request rejected (failurePolicy Fail)", "module", m.Name(), "err", err)
+	return apierrors.NewInternalError(fmt.Errorf("admission WASM module %q failed: %w", m.Name(), err))
+}
+
+// denial is the error a client sees when a module rejects its request: the module's status, its
+// code (403 when it named none) and the message wasm.DenialMessage builds.
+func denial(module string, result *metav1.Status) error {
+	status := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden}
+	if result != nil {
+		status.Details = result.Details
+		if result.Code >= http.StatusBadRequest {
+			status.Code = result.Code
+			status.Reason = result.Reason
+		}
+	}
+	status.Message = wasm.DenialMessage(module, result)
+	return &apierrors.StatusError{ErrStatus: status}
+}
+
+// applyPatch applies a JSONPatch or a Full patch to the versioned object, as the mutating
+// webhook plugin does for JSONPatch.
+func applyPatch(va *admission.VersionedAttributes, res *wasm.AdmissionResult, o admission.ObjectInterfaces) error {
+	obj := va.VersionedObject.Object()
+	if obj == nil {
+		return fmt.Errorf("the module patched the object, but %s requests have none", va.GetOperation())
+	}
+	serializer := json.NewSerializerWithOptions(json.DefaultMetaFactory, o.GetObjectCreater(), o.GetObjectTyper(), json.SerializerOptions{})
+	var patched []byte
+	switch res.PatchType {
+	case admissionv1.PatchTypeJSONPatch:
+		patch, err := jsonpatch.DecodePatch(res.Patch)
+		if err != nil {
+			return fmt.Errorf("decode JSON patch: %w", err)
+		}
+		current, err := runtime.Encode(serializer, obj)
+		if err != nil {
+			return fmt.Errorf("encode object: %w", err)
+		}
+		if patched, err = patch.Apply(current); err != nil {
+			return fmt.Errorf("apply JSON patch: %w", err)
+		}
+	case wasm.PatchTypeFull:
+		patched = res.Patch
+	default:
+		return fmt.Errorf("unsupported patchType %q", res.PatchType)
+	}
+	var fresh runtime.Object
+	if _, ok := obj.(*unstructured.Unstructured); ok {
+		fresh = &unstructured.Unstructured{}
+	} else {
+		var err error
+		if fresh, err = o.GetObjectCreater().New(va.VersionedKind); err != nil {
+			return err
+		}
+	}
+	fresh, gvk, err := serializer.Decode(patched, &va.VersionedKind, fresh)
+	if err != nil {
+		return fmt.Errorf("the patched object does not decode as %s: %w", va.VersionedKind, err)
+	}
+	if *gvk != va.VersionedKind {
+		return fmt.Errorf("the patched object is a %s, not a %s", gvk, va.VersionedKind)
+	}
+	if apiequality.Semantic.DeepEqual(obj, fresh) {
+		return nil
+	}
+	va.UpdateObject(fresh)
+	o.GetObjectDefaulter().Default(va.VersionedObject.Object())
+	return nil
+}
