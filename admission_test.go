@@ -124,7 +124,17 @@ rules:
 	slow.Timeout = &metav1.Duration{Duration: 300 * time.Millisecond}
 	strict := fault("strict-namespace", "error", admissionregistrationv1.Fail)
 	strict.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"policy": "strict"}}
-	p.Admission.Modules = append(p.Admission.Modules, closed, open, slow, strict)
+	// Two mutating modules in order, each seeing the other's change, then a validating one that
+	// sees both.
+	var order []profiles.AdmissionModule
+	for _, name := range []string{"count-1", "count-2"} {
+		m := selectTest(fault(name, "increment", admissionregistrationv1.Fail), "order")
+		m.Mutating = true
+		order = append(order, m)
+	}
+	check := selectTest(fault("count-check", "expect", admissionregistrationv1.Fail), "order")
+	check.Settings = json.RawMessage(`{"mode":"expect","count":"2"}`)
+	p.Admission.Modules = append(p.Admission.Modules, closed, open, slow, strict, check, order[0], order[1])
 
 	return p, []string{
 		"--authentication-wasm-config-file=" + filepath.Join(dir, "authn.yaml"),
@@ -195,6 +205,19 @@ func testMagicAdmission(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// testMutationOrder: mutating modules run in order, each seeing the previous one's changes,
+// and validating modules see the result (count-check comes before count-1 in the profile).
+func testMutationOrder(t *testing.T) {
+	ctx := context.Background()
+	cm, err := client(t).CoreV1().ConfigMaps("default").Create(ctx, configMap("order", map[string]string{"test": "order"}, nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if got := cm.Annotations["wasmkube.dev/count"]; got != "2" {
+		t.Errorf("count = %q, want 2", got)
 	}
 }
 

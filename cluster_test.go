@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -98,6 +99,7 @@ func TestCluster(t *testing.T) {
 	t.Run("ServerVersion", testServerVersion)
 	t.Run("MagicTokenAuthnAuthz", testMagicToken)
 	t.Run("MagicAdmission", testMagicAdmission)
+	t.Run("MutationOrder", testMutationOrder)
 	t.Run("WarningsAndAuditAnnotations", testWarningsAndAudit)
 	t.Run("FailurePolicyAndTimeout", testFailurePolicy)
 	t.Run("SelectorsAndMatchConditions", testSelectors)
@@ -285,6 +287,11 @@ func testMagicToken(t *testing.T) {
 	}
 	if _, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("magic-user listing pods: %v, want forbidden", err)
+	}
+	// kubectl auth can-i --list: honest about what the modules cannot list.
+	rules, err := c.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: "default"}}, metav1.CreateOptions{})
+	if err != nil || !rules.Status.Incomplete || !strings.Contains(rules.Status.EvaluationError, "WASM") {
+		t.Errorf("rules review: %v %+v", err, rules.Status)
 	}
 	// Every call shows on the API server's /metrics, per module and hook.
 	body, err := client(t).CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)

@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -184,7 +185,8 @@ var yamlBlockRE = regexp.MustCompile("(?s)```yaml\n(.*?)```")
 // TestDocsExamplesLoad parses every profile example in the docs, so the docs cannot drift.
 func TestDocsExamplesLoad(t *testing.T) {
 	docs, _ := filepath.Glob("../docs/*.md")
-	docs = append(docs, "../README.md")
+	readmes, _ := filepath.Glob("../examples/*/README.md")
+	docs = append(append(docs, "../README.md"), readmes...)
 	count := 0
 	for _, doc := range docs {
 		data, err := os.ReadFile(doc)
@@ -192,12 +194,19 @@ func TestDocsExamplesLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, m := range yamlBlockRE.FindAllStringSubmatch(string(data), -1) {
-			if !strings.Contains(m[1], "kind: Profile") {
+			source := fmt.Sprintf("%s example %d", doc, i+1)
+			var err error
+			switch {
+			case strings.Contains(m[1], "kind: Profile"):
+				_, err = Parse([]byte(m[1]), source)
+			case strings.HasPrefix(m[1], "modules:"): // the original's module list
+				_, err = ParseModuleList([]byte(m[1]), source, "/", HookAdmission)
+			default:
 				continue
 			}
 			count++
-			if _, err := Parse([]byte(m[1]), doc+" example "+string(rune('1'+i))); err != nil {
-				t.Errorf("%s example %d: %v", doc, i+1, err)
+			if err != nil {
+				t.Error(err)
 			}
 		}
 	}

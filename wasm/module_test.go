@@ -157,7 +157,7 @@ func TestMissingExport(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	m := load(t, r, ModuleConfig{})
-	err = m.Call(context.Background(), "authz", nil, nil)
+	err = m.Call(context.Background(), "mutate", nil, nil)
 	if !IsKind(err, KindMissingExport) {
 		t.Fatalf("got %v", err)
 	}

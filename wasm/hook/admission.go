@@ -277,8 +277,10 @@ func denial(module string, result *metav1.Status) error {
 	if result != nil {
 		status.Details = result.Details
 		if result.Code >= http.StatusBadRequest {
-			status.Code = result.Code
-			status.Reason = result.Reason
+			status.Code, status.Reason = result.Code, result.Reason
+			if status.Reason == "" {
+				status.Reason = reasonFor(result.Code)
+			}
 		}
 	}
 	status.Message = wasm.DenialMessage(module, result)
@@ -334,4 +336,26 @@ func applyPatch(va *admission.VersionedAttributes, res *wasm.AdmissionResult, o 
 	va.UpdateObject(fresh)
 	o.GetObjectDefaulter().Default(va.VersionedObject.Object())
 	return nil
+}
+
+// reasonFor names the reason of a status code a module sent without one, so clients can tell
+// (kubectl prints "Error from server (Forbidden)").
+func reasonFor(code int32) metav1.StatusReason {
+	switch code {
+	case http.StatusBadRequest:
+		return metav1.StatusReasonBadRequest
+	case http.StatusUnauthorized:
+		return metav1.StatusReasonUnauthorized
+	case http.StatusForbidden:
+		return metav1.StatusReasonForbidden
+	case http.StatusNotFound:
+		return metav1.StatusReasonNotFound
+	case http.StatusConflict:
+		return metav1.StatusReasonConflict
+	case http.StatusUnprocessableEntity:
+		return metav1.StatusReasonInvalid
+	case http.StatusTooManyRequests:
+		return metav1.StatusReasonTooManyRequests
+	}
+	return metav1.StatusReasonUnknown
 }

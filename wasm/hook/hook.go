@@ -6,6 +6,7 @@ package hook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -87,8 +88,8 @@ type AuthzModule struct {
 //
 //   - Modules are never asked about system:masters or the API server's own identity
 //     (system:apiserver): no module can lock out the admin or the server itself.
-//   - It cannot list rules: RulesFor reports an incomplete, empty list, so `kubectl auth can-i
-//     --list` says that its answer may be incomplete.
+//   - It cannot list rules: RulesFor reports an incomplete, empty list and says why, so
+//     `kubectl auth can-i --list` says that its answer may be incomplete.
 type Authorizer struct {
 	Modules []AuthzModule
 	Logger  *slog.Logger
@@ -130,9 +131,15 @@ func (a *Authorizer) EvaluateConditions(context.Context, authorizer.ConditionsAw
 	return authorizer.DecisionDeny, "", authorizer.ErrorConditionEvaluationNotSupported
 }
 
+// errCannotListRules is what `kubectl auth can-i --list` shows after "the list may be incomplete".
+var errCannotListRules = errors.New("authorization modules (WASM) cannot list the rules they grant")
+
 // RulesFor implements authorizer.RuleResolver.
 func (a *Authorizer) RulesFor(context.Context, user.Info, string) ([]authorizer.ResourceRuleInfo, []authorizer.NonResourceRuleInfo, bool, error) {
-	return nil, nil, len(a.Modules) > 0, nil
+	if len(a.Modules) == 0 {
+		return nil, nil, false, nil
+	}
+	return nil, nil, true, errCannotListRules
 }
 
 func (a *Authorizer) logger() *slog.Logger {

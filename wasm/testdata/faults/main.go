@@ -4,9 +4,11 @@
 package main
 
 import (
+	"encoding/base64"
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +64,21 @@ func validate() {
 		for time.Now().Before(deadline) {
 		}
 		write(`{"response":{"slow":true}}`)
+	case "increment": // a mutating module: annotation wasmkube.dev/count = what it saw + 1
+		review := env.Get("request", "request")
+		seen := review.Get("object", "metadata", "annotations", "wasmkube.dev/count").String()
+		n, _ := strconv.Atoi(seen)
+		patch := `[{"op":"add","path":"/metadata/annotations","value":{"wasmkube.dev/count":"` + itoa(n+1) + `"}}]`
+		write(`{"response":{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"` + review.Get("uid").String() +
+			`","allowed":true,"patchType":"JSONPatch","patch":"` + base64.StdEncoding.EncodeToString([]byte(patch)) + `"}}}`)
+	case "expect": // a validating module: allowed when wasmkube.dev/count is settings.count
+		review := env.Get("request", "request")
+		got, want := review.Get("object", "metadata", "annotations", "wasmkube.dev/count").String(), env.Get("settings", "count").String()
+		status := `"allowed":true`
+		if got != want {
+			status = `"allowed":false,"status":{"code":422,"message":"count is '` + got + `', want '` + want + `'"}`
+		}
+		write(`{"response":{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"` + review.Get("uid").String() + `",` + status + `}}}`)
 	default:
 		write(`{"error":"unknown mode ` + mode + `"}`)
 	}
