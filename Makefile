@@ -52,8 +52,15 @@ clean: ## remove build outputs
 
 EXAMPLES := $(patsubst examples/%/main.go,%,$(wildcard examples/*/main.go))
 # The exact flags of every committed example .wasm; examples/examples_test.go checks them.
-WASM_BUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -buildvcs=false -ldflags="-s -w -buildid="
+# Kubewarden WASI-mode policies (executionMode: wasi in metadata.yml) are commands, the others
+# reactors (-buildmode=c-shared); a metadata.yml is written into the module (module annotate).
+WASM_BUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildvcs=false -ldflags="-s -w -buildid="
 
 .PHONY: examples
 examples: ## build every example module (examples/NAME/NAME.wasm)
-	@for e in $(EXAMPLES); do echo "building examples/$$e/$$e.wasm"; $(WASM_BUILD) -o examples/$$e/$$e.wasm ./examples/$$e || exit 1; done
+	@for e in $(EXAMPLES); do \
+	  out=examples/$$e/$$e.wasm; md=examples/$$e/metadata.yml; mode=-buildmode=c-shared; \
+	  if grep -q '^executionMode: wasi' $$md 2>/dev/null; then mode=; fi; \
+	  echo "building $$out"; $(WASM_BUILD) $$mode -o $$out ./examples/$$e || exit 1; \
+	  if [ -f $$md ]; then $(GO) run ./cmd/wasmkube module annotate $$out -m $$md -o $$out || exit 1; fi; \
+	done

@@ -129,7 +129,7 @@ rules:
 	var order []profiles.AdmissionModule
 	for _, name := range []string{"count-1", "count-2"} {
 		m := selectTest(fault(name, "increment", admissionregistrationv1.Fail), "order")
-		m.Mutating = true
+		m.Mutating = ptr.To(true)
 		order = append(order, m)
 	}
 	check := selectTest(fault("count-check", "expect", admissionregistrationv1.Fail), "order")

@@ -33,13 +33,70 @@ func ModuleCacheDir() string { return filepath.Join(xdg.CacheHome, "wasmkube", "
 type clusterModules struct {
 	rt      *wasm.Runtime
 	modules []*wasm.Module
+	closers []func() error
 }
 
 func (cm *clusterModules) close() error {
 	for _, m := range cm.modules {
 		_ = m.Close(context.Background())
 	}
+	for _, c := range cm.closers {
+		_ = c()
+	}
 	return cm.rt.Close(context.Background())
+}
+
+// count is how many modules were loaded.
+func (cm *clusterModules) count() int { return len(cm.modules) + len(cm.closers) }
+
+// loadedAdmission is an admission module ready for the plugin.
+type loadedAdmission struct {
+	hook.AdmissionModule
+	close func() error
+}
+
+// loadAdmission loads one admission entry: a module of the original ABI, or a Kubewarden policy
+// whose metadata gives rules and mutating when the entry does not.
+func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
+	m := e.m
+	bin, err := moduleBytes(p, m.Module.Module)
+	if err != nil {
+		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
+	}
+	am := hook.AdmissionModule{
+		Mutating: m.IsMutating(), Rules: m.Rules,
+		FailurePolicy:     admissionregistrationv1.FailurePolicyType(m.FailurePolicy),
+		NamespaceSelector: m.NamespaceSelector, ObjectSelector: m.ObjectSelector,
+		MatchConditions: m.MatchConditions, Monitor: m.Mode == "monitor", Message: m.Message,
+	}
+	if m.Type != "kubewarden" {
+		loaded, err := rt.Load(ctx, bin, moduleConfig(m.Module, wasm.ExportValidate))
+		if err != nil {
+			return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
+		}
+		am.Admitter = hook.WASI(hook.Module{Module: loaded, Settings: m.Settings})
+		return loadedAdmission{am, func() error { return loaded.Close(context.Background()) }}, nil
+	}
+	policy, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{
+		Module: moduleConfig(m.Module, ""), Mode: wasm.ExecutionMode(m.ExecutionMode),
+		Settings: m.Settings, Kubernetes: kube, Logger: logger,
+	})
+	if err != nil {
+		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
+	}
+	md := policy.Metadata()
+	if m.Mutating == nil {
+		am.Mutating = md.Mutating
+	}
+	if len(am.Rules) == 0 {
+		am.Rules = md.Rules
+	}
+	if len(am.Rules) == 0 {
+		_ = policy.Close(context.Background())
+		return loadedAdmission{}, fmt.Errorf("%s: the policy has no rules in its metadata and the entry names none: add rules (or annotate the policy)", e.where)
+	}
+	am.Admitter = policy
+	return loadedAdmission{am, func() error { return policy.Close(context.Background()) }}, nil
 }
 
 // entry is one module entry and where it was configured, for errors.
@@ -224,23 +281,17 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 	}
 	var adm *hook.Admission
 	if len(c.admission) > 0 {
+		kube := hook.NewKubernetesHost()
 		var mods []hook.AdmissionModule
 		for _, e := range c.admission {
-			if e.m.Type == "kubewarden" {
-				return nil, ext, nil, fmt.Errorf("%s: type kubewarden is not supported yet; use type: wasi", e.where)
-			}
-			hm, err := load(e.where, e.m.Module, wasm.ExportValidate)
+			m, err := loadAdmission(ctx, rt, p, e, kube, logger)
 			if err != nil {
 				return nil, ext, nil, err
 			}
-			mods = append(mods, hook.AdmissionModule{
-				Module: hm, Mutating: e.m.Mutating, Rules: e.m.Rules,
-				FailurePolicy:     admissionregistrationv1.FailurePolicyType(e.m.FailurePolicy),
-				NamespaceSelector: e.m.NamespaceSelector, ObjectSelector: e.m.ObjectSelector,
-				MatchConditions: e.m.MatchConditions,
-			})
+			cm.closers = append(cm.closers, m.close)
+			mods = append(mods, m.AdmissionModule)
 		}
-		if adm, err = hook.NewAdmission(mods, logger); err != nil {
+		if adm, err = hook.NewAdmission(mods, logger, kube); err != nil {
 			return nil, ext, nil, err
 		}
 	}

@@ -171,7 +171,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 	}
 	if mods != nil {
 		c.onStop(mods.close) // after the apiserver has stopped
-		progress(Step{Name: "modules", Duration: time.Since(start), Detail: fmt.Sprintf("%d loaded", len(mods.modules))})
+		progress(Step{Name: "modules", Duration: time.Since(start), Detail: fmt.Sprintf("%d loaded", mods.count())})
 		start = time.Now()
 	}
 	hooks := withModules(opts.Hooks, ext, adm)

@@ -34,7 +34,7 @@ import (
 func exampleDirs(t *testing.T) []string {
 	t.Helper()
 	mains, err := filepath.Glob("*/main.go")
-	if err != nil || len(mains) < 6 {
+	if err != nil || len(mains) < 9 {
 		t.Fatalf("examples: %v %v", mains, err)
 	}
 	var names []string
@@ -51,7 +51,15 @@ func TestCommittedWasmIsCurrent(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			fresh := filepath.Join(out, name+".wasm")
-			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", `-ldflags=-s -w -buildid=`, "-o", fresh, "./"+name)
+			metadata, err := os.ReadFile(filepath.Join(name, "metadata.yml"))
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			args := []string{"build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", `-ldflags=-s -w -buildid=`, "-o", fresh, "./" + name}
+			if bytes.Contains(metadata, []byte("\nexecutionMode: wasi\n")) {
+				args = slices.Delete(args, 1, 2) // a WASI command
+			}
+			cmd := exec.Command("go", args...)
 			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 			if b, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("build: %v\n%s", err, b)
@@ -59,6 +67,15 @@ func TestCommittedWasmIsCurrent(t *testing.T) {
 			want, err := os.ReadFile(fresh)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if metadata != nil { // as `wasmkube module annotate` writes it
+				md, err := wasm.ParseMetadata(metadata)
+				if err != nil {
+					t.Fatalf("metadata.yml: %v", err)
+				}
+				if want, err = wasm.Annotate(want, md); err != nil {
+					t.Fatal(err)
+				}
 			}
 			got, err := os.ReadFile(filepath.Join(name, name+".wasm"))
 			if err != nil {

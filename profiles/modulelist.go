@@ -91,10 +91,11 @@ func validateModuleList(list *Admission, hook Hook) field.ErrorList {
 		p := field.NewPath("modules").Index(i)
 		errs = append(errs, validateModule(&m.Module, p, names)...)
 		admissionOnly := map[string]bool{
-			"mutating": m.Mutating, "type": m.Type != "", "executionMode": m.ExecutionMode != "",
+			"mutating": m.Mutating != nil, "type": m.Type != "", "executionMode": m.ExecutionMode != "",
 			"rules": len(m.Rules) > 0, "namespaceSelector": m.NamespaceSelector != nil,
 			"objectSelector": m.ObjectSelector != nil, "matchConditions": len(m.MatchConditions) > 0,
 			"failurePolicy": hook == HookAuthentication && m.FailurePolicy != "",
+			"mode": m.Mode != "", "message": m.Message != "",
 		}
 		for _, f := range sets.List(sets.KeySet(admissionOnly)) {
 			if admissionOnly[f] {

@@ -13,7 +13,7 @@ func TestOriginalModuleList(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := list.Modules[0]
-	if m.Name != "my-module" || m.Module.Module != "/path/to/file.wasm" || m.Mutating || m.Type != "wasi" || string(m.Settings) != "{}" {
+	if m.Name != "my-module" || m.Module.Module != "/path/to/file.wasm" || m.IsMutating() || m.Type != "wasi" || string(m.Settings) != "{}" {
 		t.Errorf("decoded %+v", m)
 	}
 	if r := m.Rules[0]; len(r.Operations) != 2 || r.Resources[0] != "configmaps" || r.APIGroups[0] != "" {
@@ -43,7 +43,7 @@ func TestAdmissionConfigModules(t *testing.T) {
 		t.Fatalf("inline: %v %v", err, found)
 	}
 	abs, _ := filepath.Abs("testdata/original/modules/inline.wasm")
-	if m := list.Modules[0]; m.Name != "inline" || !m.Mutating || m.Module.Module != abs {
+	if m := list.Modules[0]; m.Name != "inline" || !m.IsMutating() || m.Module.Module != abs {
 		t.Errorf("inline: %+v, want module %s", m, abs)
 	}
 	if _, found, err := LoadAdmissionConfigModules("testdata/original/admission-config-inline.yaml", "Other"); found || err != nil {

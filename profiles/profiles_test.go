@@ -37,7 +37,7 @@ func TestFullProfileDecodes(t *testing.T) {
 		t.Errorf("defaulted module name = %q, want magic-authn", got)
 	}
 	m := p.Admission.Modules[0]
-	if !m.Mutating || m.Rules[0].Resources[0] != "configmaps" || m.Timeout.Duration.Seconds() != 2 || *m.PoolSize != 4 {
+	if !m.IsMutating() || m.Rules[0].Resources[0] != "configmaps" || m.Timeout.Duration.Seconds() != 2 || *m.PoolSize != 4 {
 		t.Errorf("admission module decoded as %+v", m)
 	}
 	if want := filepath.Join(filepath.Dir(p.Source), "data"); p.ResolvePath(p.DataDir) != want {

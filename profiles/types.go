@@ -147,14 +147,16 @@ type Admission struct {
 // AdmissionModule is one admission module; matching works as for admission webhooks.
 type AdmissionModule struct {
 	Module `json:",inline"`
-	// Mutating puts the module in the mutating phase.
-	Mutating bool `json:"mutating,omitempty"`
+	// Mutating puts the module in the mutating phase. For a Kubewarden policy it defaults to
+	// the policy metadata's mutating; otherwise to false.
+	Mutating *bool `json:"mutating,omitempty"`
 	// Type is wasi (the original module ABI, default) or kubewarden.
 	Type string `json:"type,omitempty"`
 	// ExecutionMode picks a Kubewarden policy's mode when its metadata does not:
 	// kubewarden-wapc, wasi, opa or gatekeeper.
 	ExecutionMode string `json:"executionMode,omitempty"`
-	// Rules select the requests the module sees. No rules: never called.
+	// Rules select the requests the module sees. No rules: never called (a Kubewarden policy
+	// without them uses its metadata's rules).
 	Rules []admissionregistrationv1.RuleWithOperations `json:"rules,omitempty"`
 	// FailurePolicy decides on a module error: Fail (default) or Ignore.
 	FailurePolicy string `json:"failurePolicy,omitempty"`
@@ -163,7 +165,16 @@ type AdmissionModule struct {
 	ObjectSelector    *metav1.LabelSelector `json:"objectSelector,omitempty"`
 	// MatchConditions are CEL expressions, as for webhooks; all must be true.
 	MatchConditions []admissionregistrationv1.MatchCondition `json:"matchConditions,omitempty"`
+	// Mode is protect (default: the module's decisions count) or monitor (every request is
+	// allowed; what the module would have decided is logged and recorded in the audit
+	// annotation NAME/monitor), as Kubewarden's policy modes.
+	Mode string `json:"mode,omitempty"`
+	// Message, when set, replaces the module's message when it rejects a request.
+	Message string `json:"message,omitempty"`
 }
+
+// IsMutating reports whether the entry says the module mutates (false when it says nothing).
+func (m *AdmissionModule) IsMutating() bool { return m.Mutating != nil && *m.Mutating }
 
 // ControllersEnabled reports whether kube-controller-manager runs (default true).
 func (p *Profile) ControllersEnabled() bool {

@@ -33,6 +33,7 @@ var (
 	authzFailurePolicies    = sets.New("", "NoOpinion", "Deny")
 	admissionFailurePolices = sets.New("", "Fail", "Ignore")
 	admissionTypes          = sets.New("", "wasi", "kubewarden")
+	admissionModes          = sets.New("", "protect", "monitor")
 	executionModes          = sets.New("", "kubewarden-wapc", "wasi", "opa", "gatekeeper")
 	operations              = sets.New("*", "CREATE", "UPDATE", "DELETE", "CONNECT")
 )
@@ -171,6 +172,9 @@ func validateAdmission(a *Admission, fld *field.Path) field.ErrorList {
 			errs = append(errs, field.NotSupported(p.Child("executionMode"), m.ExecutionMode, sets.List(executionModes.Clone().Delete(""))))
 		} else if m.ExecutionMode != "" && m.Type != "kubewarden" {
 			errs = append(errs, field.Invalid(p.Child("executionMode"), m.ExecutionMode, "applies to type: kubewarden only"))
+		}
+		if !admissionModes.Has(m.Mode) {
+			errs = append(errs, field.NotSupported(p.Child("mode"), m.Mode, []string{"protect", "monitor"}))
 		}
 		errs = append(errs, validateRules(m.Rules, p.Child("rules"))...)
 		for j, mc := range m.MatchConditions {

@@ -13,6 +13,9 @@ type input struct {
 
 func (in *input) reset(b []byte) { in.b, in.off = b, 0 }
 
+// append adds more input after what is there (never into the caller's slice).
+func (in *input) append(more []byte) { in.b = append(in.b[:len(in.b):len(in.b)], more...) }
+
 func (in *input) Read(p []byte) (int, error) {
 	if in.off >= len(in.b) {
 		return 0, io.EOF

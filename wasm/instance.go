@@ -35,16 +35,24 @@ type instance struct {
 	callCtx  context.Context
 	// broken marks an instance that must not be reused.
 	broken bool
+	// wapc is the running waPC call or WASI-mode command, for the host functions.
+	wapc *wapcCall
 }
 
 func (m *Module) newInstance(ctx context.Context) (*instance, error) {
+	return m.newInstanceArgs(ctx, nil)
+}
+
+// newInstanceArgs creates an instance; args, when given, replace the granted arguments (a WASI
+// command's argv for one call).
+func (m *Module) newInstanceArgs(ctx context.Context, args []string) (*instance, error) {
 	inst := &instance{m: m, fns: map[string]api.Function{}}
 	inst.stdout.limit = m.cfg.MaxOutputBytes
 	inst.stderr.max = stderrTail
 	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
 	cfg := wazero.NewModuleConfig().
 		WithName("").
-		WithStartFunctions("_initialize").
+		WithStartFunctions(m.cfg.StartFunctions...).
 		WithStdin(&inst.stdin).
 		WithStdout(&inst.stdout).
 		WithStderr(&inst.stderr).
@@ -55,8 +63,11 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	for k, v := range m.cfg.Grants.Env {
 		cfg = cfg.WithEnv(k, v)
 	}
-	if len(m.cfg.Grants.Args) > 0 {
-		cfg = cfg.WithArgs(m.cfg.Grants.Args...)
+	if args == nil {
+		args = m.cfg.Grants.Args
+	}
+	if len(args) > 0 {
+		cfg = cfg.WithArgs(args...)
 	}
 	inst.deadline, inst.callCtx = time.Now().Add(initTimeout), ctx
 	runCtx := inst.ctx
@@ -128,32 +139,12 @@ func (inst *instance) fn(name string) api.Function {
 
 // call runs one export; see Module.Call.
 func (inst *instance) call(ctx context.Context, export string, stdin []byte, deadline time.Time, decode func([]byte) error) error {
-	fail := func(kind ErrorKind, err error) error {
-		return &CallError{Module: inst.m.cfg.Name, Export: export, Kind: kind, Err: err, Stderr: strings.TrimSpace(inst.stderr.String())}
-	}
-	f := inst.fn(export)
-	if f == nil {
-		return fail(KindMissingExport, nil)
-	}
-	inst.stdin.reset(stdin)
-	inst.stdout.reset()
-	inst.stderr.reset()
-	inst.deadline, inst.callCtx = deadline, ctx
-	runCtx := inst.ctx
-	if inst.m.interrupt == InterruptContextDone {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithDeadline(context.WithValue(ctx, instanceKey{}, inst), deadline)
-		defer cancel()
-	}
-	_, err := f.Call(runCtx)
-	inst.callCtx = nil
-	if err != nil {
-		inst.broken = true
-		return inst.classify(err, fail)
+	if _, err := inst.run(ctx, export, stdin, deadline); err != nil {
+		return err
 	}
 	if inst.stdout.overflow {
 		inst.broken = true
-		return fail(KindOutputTooLarge, fmt.Errorf("wrote more than %d bytes", inst.stdout.limit))
+		return inst.fail(export, KindOutputTooLarge, fmt.Errorf("wrote more than %d bytes", inst.stdout.limit))
 	}
 	if decode != nil {
 		if err := decode(inst.stdout.b); err != nil {
@@ -166,10 +157,44 @@ func (inst *instance) call(ctx context.Context, export string, stdin []byte, dea
 				return ce
 			}
 			inst.broken = true
-			return fail(KindInvalidJSON, err)
+			return inst.fail(export, KindInvalidJSON, err)
 		}
 	}
 	return nil
+}
+
+// run calls export with params, stdin as its input, under deadline. A trap, a timeout or an exit
+// marks the instance broken; an exit with code 0 (a WASI command's main returning) is success,
+// though the instance cannot be used again.
+func (inst *instance) run(ctx context.Context, export string, stdin []byte, deadline time.Time, params ...uint64) ([]uint64, error) {
+	f := inst.fn(export)
+	if f == nil {
+		return nil, inst.fail(export, KindMissingExport, nil)
+	}
+	inst.stdin.reset(stdin)
+	inst.stdout.reset()
+	inst.stderr.reset()
+	inst.deadline, inst.callCtx = deadline, ctx
+	runCtx := inst.ctx
+	if inst.m.interrupt == InterruptContextDone {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithDeadline(context.WithValue(ctx, instanceKey{}, inst), deadline)
+		defer cancel()
+	}
+	results, err := f.Call(runCtx, params...)
+	inst.callCtx = nil
+	if err != nil {
+		inst.broken = true
+		if exit := (*sys.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == 0 {
+			return nil, nil
+		}
+		return nil, inst.classify(err, func(kind ErrorKind, err error) error { return inst.fail(export, kind, err) })
+	}
+	return results, nil
+}
+
+func (inst *instance) fail(export string, kind ErrorKind, err error) error {
+	return &CallError{Module: inst.m.cfg.Name, Export: export, Kind: kind, Err: err, Stderr: strings.TrimSpace(inst.stderr.String())}
 }
 
 // classify turns a wazero call error into a CallError.

@@ -77,6 +77,9 @@ type ModuleConfig struct {
 	// Interrupt picks how overrunning calls are stopped; InterruptLoopCheck when empty.
 	Interrupt Interrupt
 	Grants    Grants
+	// StartFunctions run once when an instance is created, those the module exports, in order;
+	// default _initialize (Go and Rust reactors).
+	StartFunctions []string
 	// Debug logs every envelope call's input and output (see CallEnvelope) at info level, with
 	// every "token" field redacted.
 	Debug bool
@@ -100,6 +103,9 @@ func (c ModuleConfig) withDefaults() ModuleConfig {
 	}
 	if c.Interrupt == "" {
 		c.Interrupt = InterruptLoopCheck
+	}
+	if c.StartFunctions == nil {
+		c.StartFunctions = []string{"_initialize"}
 	}
 	return c
 }
@@ -213,6 +219,14 @@ func (m *Module) Config() ModuleConfig { return m.cfg }
 //   - The call is bounded by the module's timeout and ctx's deadline, whichever comes first;
 //     waiting for a pooled instance counts against the same bound.
 func (m *Module) Call(ctx context.Context, export string, stdin []byte, decode func(stdout []byte) error) (err error) {
+	return m.with(ctx, export, nil, func(inst *instance, deadline time.Time) error {
+		return inst.call(ctx, export, stdin, deadline, decode)
+	})
+}
+
+// with runs use on an instance (pooled, or fresh with args) under the call's deadline and
+// records the call's metrics.
+func (m *Module) with(ctx context.Context, export string, args []string, use func(inst *instance, deadline time.Time) error) (err error) {
 	began := time.Now()
 	defer func() {
 		m.observer.ObserveCall(m.cfg.Name, export, time.Since(began))
@@ -229,19 +243,19 @@ func (m *Module) Call(ctx context.Context, export string, stdin []byte, decode f
 		deadline = d
 	}
 	if m.cfg.Isolation == Fresh {
-		inst, err := m.newInstance(ctx)
+		inst, err := m.newInstanceArgs(ctx, args)
 		if err != nil {
 			return &CallError{Module: m.cfg.Name, Export: export, Kind: KindTrap, Err: err}
 		}
 		defer inst.close()
-		return inst.call(ctx, export, stdin, deadline, decode)
+		return use(inst, deadline)
 	}
 	inst, err := m.acquire(ctx, export, deadline)
 	if err != nil {
 		return err
 	}
 	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
-	err = inst.call(ctx, export, stdin, deadline, decode)
+	err = use(inst, deadline)
 	m.release(inst, err)
 	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
 	return err

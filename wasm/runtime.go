@@ -120,6 +120,10 @@ func (r *Runtime) newWazero(ctx context.Context, closeOnContextDone bool) (wazer
 		rt.Close(ctx)
 		return nil, fmt.Errorf("instantiate host module %s: %w", HostModule, err)
 	}
+	if err := instantiateWAPC(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
 	return rt, nil
 }
 

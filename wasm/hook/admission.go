@@ -12,6 +12,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,8 +24,10 @@ import (
 	"k8s.io/apiserver/pkg/admission/plugin/webhook"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/generic"
 	webhookrequest "k8s.io/apiserver/pkg/admission/plugin/webhook/request"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/apiserver/pkg/warning"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 
 	"github.com/wasmkube/wasmkube/wasm"
@@ -33,10 +36,26 @@ import (
 // AdmissionPluginName is the admission plugin's name, as the original proof of concept named it.
 const AdmissionPluginName = "WASM"
 
+// Admitter is what answers admission requests: a module of the original ABI (WASI) or a
+// Kubewarden policy (*wasm.Policy).
+type Admitter interface {
+	Name() string
+	Admit(ctx context.Context, req *admissionv1.AdmissionRequest, mutating bool) (*wasm.AdmissionResult, error)
+}
+
+// WASI makes a module of the original ABI, with its settings, an Admitter.
+func WASI(m Module) Admitter { return wasiAdmitter{m} }
+
+type wasiAdmitter struct{ Module }
+
+func (w wasiAdmitter) Admit(ctx context.Context, req *admissionv1.AdmissionRequest, mutating bool) (*wasm.AdmissionResult, error) {
+	return w.Module.Admit(ctx, w.Settings, req, mutating)
+}
+
 // AdmissionModule is an admission module with what decides when it is called and what its
 // failure means. The fields mean what they mean for an admission webhook.
 type AdmissionModule struct {
-	Module
+	Admitter
 	// Mutating puts the module in the mutating phase; otherwise it validates.
 	Mutating bool
 	// Rules select the requests; no rules: never called.
@@ -48,6 +67,11 @@ type AdmissionModule struct {
 	ObjectSelector    *metav1.LabelSelector
 	// MatchConditions are CEL expressions; all must be true for the module to be called.
 	MatchConditions []admissionregistrationv1.MatchCondition
+	// Monitor allows every request: what the module would have decided is logged and recorded
+	// in the audit annotation NAME/monitor, and its patches are not applied.
+	Monitor bool
+	// Message, when set, replaces the module's message when it rejects a request.
+	Message string
 }
 
 // Admission is the admission plugin that runs modules: mutating modules in order in the
@@ -74,6 +98,7 @@ type Admission struct {
 	hooks   []webhook.WebhookAccessor
 	modules map[string]AdmissionModule // by webhook UID
 	logger  *slog.Logger
+	kube    *KubernetesHost
 }
 
 var (
@@ -82,12 +107,16 @@ var (
 )
 
 // NewAdmission builds the plugin for modules. The API server's plugin initializers complete
-// it (namespace lister, client, drained notification) before its first use.
-func NewAdmission(modules []AdmissionModule, logger *slog.Logger) (*Admission, error) {
+// it (namespace lister, clients, authorizer, drained notification) before its first use, and
+// connect kube, when given, the host of the Kubewarden policies among the modules.
+func NewAdmission(modules []AdmissionModule, logger *slog.Logger, kube *KubernetesHost) (*Admission, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &Admission{modules: map[string]AdmissionModule{}, logger: logger}
+	if kube == nil {
+		kube = NewKubernetesHost()
+	}
+	a := &Admission{modules: map[string]AdmissionModule{}, logger: logger, kube: kube}
 	for _, m := range modules {
 		uid := "wasm/" + m.Name()
 		a.modules[uid] = m
@@ -109,6 +138,26 @@ func NewAdmission(modules []AdmissionModule, logger *slog.Logger) (*Admission, e
 // plugin's own configuration, if any, has been read before: the reader is ignored.
 func (a *Admission) Factory() admission.Factory {
 	return func(io.Reader) (admission.Interface, error) { return a, nil }
+}
+
+// SetDynamicClient implements initializer.WantsDynamicClient (for the Kubewarden host).
+func (a *Admission) SetDynamicClient(c dynamic.Interface) { a.kube.setClient(c) }
+
+// SetRESTMapper implements initializer.WantsRESTMapper (for the Kubewarden host).
+func (a *Admission) SetRESTMapper(m meta.RESTMapper) { a.kube.setMapper(m) }
+
+// SetUnconditionalAuthorizer implements initializer.WantsUnconditionalAuthorizer: match
+// conditions and the Kubewarden host's can_i use it.
+func (a *Admission) SetUnconditionalAuthorizer(authz authorizer.UnconditionalAuthorizer) {
+	a.Webhook.SetUnconditionalAuthorizer(authz)
+	a.kube.setAuthorizer(authz)
+}
+
+// SetDrainedNotification implements initializer.WantsDrainedNotification: the Kubewarden host's
+// informers stop with the server.
+func (a *Admission) SetDrainedNotification(stop <-chan struct{}) {
+	a.Webhook.SetDrainedNotification(stop)
+	a.kube.setStop(stop)
 }
 
 // Admit runs the mutating modules.
@@ -232,7 +281,11 @@ func (v *versionedAttributes) VersionedAttribute(gvk schema.GroupVersionKind) (*
 // call sends one request to one module and applies its answer to va.
 func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *generic.WebhookInvocation, va *admission.VersionedAttributes, o admission.ObjectInterfaces) error {
 	review := webhookrequest.CreateV1AdmissionReview(uuid.NewUUID(), va, invocation)
-	res, err := m.Admit(ctx, m.Settings, review.Request, m.Mutating)
+	res, err := m.Admit(ctx, review.Request, m.Mutating)
+	if m.Monitor {
+		a.monitor(m, va, res, err)
+		return nil
+	}
 	if err == nil && res.Allowed && len(res.Patch) > 0 {
 		err = applyPatch(va, res, o)
 	}
@@ -249,9 +302,36 @@ func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *gen
 		warning.AddWarning(ctx, "", w)
 	}
 	if !res.Allowed {
-		return denial(m.Name(), res.Result)
+		result := res.Result
+		if m.Message != "" {
+			result = &metav1.Status{Message: m.Message}
+			if res.Result != nil {
+				result.Code, result.Reason = res.Result.Code, res.Result.Reason
+			}
+		}
+		return denial(m.Name(), result)
 	}
 	return nil
+}
+
+// monitor records what a module in monitor mode would have decided.
+func (a *Admission) monitor(m AdmissionModule, va *admission.VersionedAttributes, res *wasm.AdmissionResult, err error) {
+	var verdict string
+	switch {
+	case err != nil:
+		verdict = "failed: " + err.Error()
+	case !res.Allowed:
+		verdict = "would deny: " + denial(m.Name(), res.Result).Error()
+	case len(res.Patch) > 0:
+		verdict = "would mutate"
+	default:
+		verdict = "would allow"
+	}
+	a.logger.Info("admission module in monitor mode", "module", m.Name(), "verdict", verdict,
+		"resource", va.GetResource().String(), "namespace", va.GetNamespace(), "name", va.GetName())
+	if err := va.Attributes.AddAnnotation(m.Name()+"/monitor", verdict); err != nil {
+		a.logger.Warn("cannot record monitor audit annotation", "module", m.Name(), "err", err)
+	}
 }
 
 // failed applies the module's failure policy to a failed call.

@@ -28,9 +28,9 @@ import (
 func newModuleCommand(s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "module",
-		Short: "Run, inspect and benchmark WebAssembly modules offline",
+		Short: "Run, inspect, benchmark and annotate WebAssembly modules offline",
 	}
-	cmd.AddCommand(newModuleRunCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s))
+	cmd.AddCommand(newModuleRunCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s))
 	return cmd
 }
 
@@ -280,6 +280,46 @@ func loadModule(ctx context.Context, path string, cfg wasm.ModuleConfig) (*wasm.
 		return nil, nil, err
 	}
 	return m, rt, nil
+}
+
+func newModuleAnnotateCommand(s streams) *cobra.Command {
+	var metadataPath, outPath string
+	cmd := &cobra.Command{
+		Use:   "annotate POLICY.wasm -m metadata.yml -o ANNOTATED.wasm",
+		Short: "Write Kubewarden metadata into a policy (the role of kwctl annotate)",
+		Long: `Writes metadata.yml (rules, mutating, executionMode, contextAwareResources, annotations…)
+into the policy's io.kubewarden.metadata custom section, replacing one it had, so the policy can be
+listed as type: kubewarden without further configuration.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bin, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			doc, err := os.ReadFile(metadataPath)
+			if err != nil {
+				return err
+			}
+			md, err := wasm.ParseMetadata(doc)
+			if err != nil {
+				return fmt.Errorf("%s: %w", metadataPath, err)
+			}
+			out, err := wasm.Annotate(bin, md)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if err := os.WriteFile(outPath, out, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "wrote %s (%d bytes, metadata from %s)\n", outPath, len(out), metadataPath)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&metadataPath, "metadata", "m", "", "the metadata file (YAML or JSON)")
+	cmd.Flags().StringVarP(&outPath, "output", "o", "", "where to write the annotated policy (may be POLICY.wasm itself)")
+	_ = cmd.MarkFlagRequired("metadata")
+	_ = cmd.MarkFlagRequired("output")
+	return cmd
 }
 
 func newModuleInspectCommand(s streams) *cobra.Command {

@@ -201,3 +201,7 @@ func Handle[S any](settings guest.Settings[S], h func(*Request, S) Response) {
 
 // Run answers one call from in to out with the registered handler.
 func Run(in io.Reader, out io.Writer) { hook.Run(in, out) }
+
+// ParseRequest reads an admission.k8s.io/v1 AdmissionRequest, for modules of other ABIs that
+// receive one (Kubewarden policies).
+func ParseRequest(raw guest.JSON) *Request { return decode(raw) }

@@ -1,0 +1,75 @@
+// Command safe-annotations is a Kubewarden waPC policy in standard Go: objects must carry the
+// mandatory annotations and none of the forbidden ones (settings). validate_settings refuses an
+// annotation that is both. Built with -buildmode=c-shared and annotated with metadata.yml.
+package main
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/wasmkube/wasmkube/wasm/guest"
+	"github.com/wasmkube/wasmkube/wasm/guest/admission"
+	"github.com/wasmkube/wasmkube/wasm/guest/kubewarden"
+	"github.com/wasmkube/wasmkube/wasm/guest/kubewarden/wapc"
+)
+
+func main() {}
+
+type settings struct {
+	mandatory, forbidden []string
+}
+
+func init() {
+	wapc.Register(kubewarden.Policy[settings]{
+		Settings: func(raw guest.JSON) (settings, error) {
+			return settings{mandatory: raw.Get("mandatory_annotations").Strings(), forbidden: raw.Get("forbidden_annotations").Strings()}, nil
+		},
+		ValidateSettings: func(s settings) error {
+			for _, a := range s.mandatory {
+				if slices.Contains(s.forbidden, a) {
+					return errors.New("annotation " + a + " is both mandatory and forbidden")
+				}
+			}
+			return nil
+		},
+		Validate: validate,
+	})
+}
+
+func validate(r *admission.Request, s settings) kubewarden.Response {
+	annotations := r.Object.Get("metadata", "annotations").StringMap()
+	var missing, forbidden []string
+	for _, a := range s.mandatory {
+		if _, ok := annotations[a]; !ok {
+			missing = append(missing, a)
+		}
+	}
+	for _, a := range s.forbidden {
+		if _, ok := annotations[a]; ok {
+			forbidden = append(forbidden, a)
+		}
+	}
+	var problems []string
+	if len(missing) > 0 {
+		problems = append(problems, "missing mandatory annotations: "+strings.Join(missing, ", "))
+	}
+	if len(forbidden) > 0 {
+		problems = append(problems, "forbidden annotations: "+strings.Join(forbidden, ", "))
+	}
+	if len(problems) > 0 {
+		return kubewarden.Reject(r.Kind.Kind+" "+r.Name+": "+strings.Join(problems, "; "), 0)
+	}
+	return kubewarden.Accept().WithAuditAnnotation("checked", itoa(len(annotations)))
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}

@@ -1,0 +1,479 @@
+package wasm
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wasmkube/wasmkube/wasm/internal/wasmbin"
+)
+
+// ExecutionMode is how a Kubewarden policy is run.
+type ExecutionMode string
+
+// Kubewarden execution modes.
+const (
+	// ModeWAPC is a waPC guest (the default).
+	ModeWAPC ExecutionMode = "kubewarden-wapc"
+	// ModeWASI is a WASI command run once per call with argv validate or validate-settings.
+	ModeWASI ExecutionMode = "wasi"
+	// ModeOPA and ModeGatekeeper are Rego policies compiled to WebAssembly (not supported yet).
+	ModeOPA        ExecutionMode = "opa"
+	ModeGatekeeper ExecutionMode = "gatekeeper"
+)
+
+// MetadataSection is the custom section that holds a Kubewarden policy's metadata (JSON).
+const MetadataSection = "io.kubewarden.metadata"
+
+// Metadata is a Kubewarden policy's metadata, as `kwctl annotate` (and `wasmkube module
+// annotate`) write it into the MetadataSection.
+type Metadata struct {
+	ProtocolVersion          string                                       `json:"protocolVersion,omitempty"`
+	Rules                    []admissionregistrationv1.RuleWithOperations `json:"rules,omitempty"`
+	Mutating                 bool                                         `json:"mutating"`
+	BackgroundAudit          *bool                                        `json:"backgroundAudit,omitempty"`
+	ContextAwareResources    []ContextAwareResource                       `json:"contextAwareResources,omitempty"`
+	HostCapabilities         []string                                     `json:"hostCapabilities,omitempty"`
+	ExecutionMode            ExecutionMode                                `json:"executionMode,omitempty"`
+	PolicyType               string                                       `json:"policyType,omitempty"`
+	MinimumKubewardenVersion string                                       `json:"minimumKubewardenVersion,omitempty"`
+	Annotations              map[string]string                            `json:"annotations,omitempty"`
+}
+
+// ContextAwareResource is a kind a context-aware policy may read.
+type ContextAwareResource struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+// ReadMetadata returns a module's Kubewarden metadata; found is false when it has none.
+func ReadMetadata(bin []byte) (_ *Metadata, found bool, err error) {
+	raw, found, err := wasmbin.CustomSection(bin, MetadataSection)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	var md Metadata
+	if err := json.Unmarshal(raw, &md); err != nil {
+		return nil, true, fmt.Errorf("custom section %s: %w", MetadataSection, err)
+	}
+	return &md, true, nil
+}
+
+// ParseMetadata reads a Kubewarden metadata document (metadata.yml, YAML or JSON) strictly:
+// unknown fields are errors.
+func ParseMetadata(doc []byte) (*Metadata, error) {
+	var md Metadata
+	if err := yaml.UnmarshalStrict(doc, &md); err != nil {
+		return nil, err
+	}
+	switch md.ExecutionMode {
+	case "", ModeWAPC, ModeWASI, ModeOPA, ModeGatekeeper:
+	default:
+		return nil, fmt.Errorf("executionMode %q: want kubewarden-wapc, wasi, opa or gatekeeper", md.ExecutionMode)
+	}
+	return &md, nil
+}
+
+// Annotate returns bin with md as its Kubewarden metadata (replacing any it had).
+func Annotate(bin []byte, md *Metadata) ([]byte, error) {
+	raw, err := json.Marshal(md)
+	if err != nil {
+		return nil, err
+	}
+	return wasmbin.SetCustomSection(bin, MetadataSection, raw)
+}
+
+// KubernetesHost answers a policy's kubernetes host calls (get_resource,
+// list_resources_by_namespace, list_resources_all, can_i) with Kubewarden's payloads; the
+// Policy has already checked that the policy may make the call.
+type KubernetesHost interface {
+	Kubernetes(ctx context.Context, operation string, payload []byte) ([]byte, error)
+}
+
+// PolicyConfig configures a Kubewarden policy.
+type PolicyConfig struct {
+	// Module configures the module; its exports, start functions and isolation are set from
+	// the execution mode.
+	Module ModuleConfig
+	// Mode overrides the execution mode of the metadata (default: metadata, else waPC).
+	Mode ExecutionMode
+	// Settings are the policy's settings (JSON object); {} when empty.
+	Settings json.RawMessage
+	// Kubernetes answers kubernetes host calls; nil: they fail as not available (offline).
+	Kubernetes KubernetesHost
+	// Logger receives tracing/log and __console_log lines and stderr of WASI-mode calls.
+	Logger *slog.Logger
+}
+
+// Policy is a loaded Kubewarden policy whose settings were validated.
+type Policy struct {
+	mod      *Module
+	meta     Metadata
+	mode     ExecutionMode
+	settings json.RawMessage
+	kube     KubernetesHost
+	logger   *slog.Logger
+}
+
+// LoadPolicy loads a Kubewarden policy: reads its metadata, picks the execution mode, compiles
+// (and for waPC pre-warms) it and runs validate_settings once.
+//
+// # Notes
+//
+//   - waPC instances run _start, _initialize and wapc_init once each, those exported.
+//   - WASI-mode policies get a fresh instance per call (a command runs once).
+//   - Invalid settings are an error carrying the policy's own message.
+func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) (_ *Policy, err error) {
+	md, _, err := ReadMetadata(bin)
+	if err != nil {
+		return nil, err
+	}
+	if md == nil {
+		md = &Metadata{}
+	}
+	mode := cfg.Mode
+	if mode == "" {
+		mode = md.ExecutionMode
+	}
+	if mode == "" {
+		mode = ModeWAPC
+	}
+	mc := cfg.Module
+	switch mode {
+	case ModeWAPC:
+		mc.Exports = []string{"__guest_call"}
+		mc.StartFunctions = []string{"_start", "_initialize", "wapc_init"}
+	case ModeWASI:
+		mc.Exports = []string{"_start"}
+		mc.StartFunctions = []string{}
+		mc.Isolation = Fresh
+	case ModeOPA, ModeGatekeeper:
+		return nil, fmt.Errorf("policy %q: execution mode %s (Rego) is not supported yet", mc.Name, mode)
+	default:
+		return nil, fmt.Errorf("policy %q: unknown execution mode %q (kubewarden-wapc, wasi, opa, gatekeeper)", mc.Name, mode)
+	}
+	settings := cfg.Settings
+	if len(settings) == 0 || string(settings) == "null" {
+		settings = json.RawMessage("{}")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = r.logger
+	}
+	mod, err := r.Load(ctx, bin, mc)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{mod: mod, meta: *md, mode: mode, settings: settings, kube: cfg.Kubernetes, logger: logger.With("policy", mc.Name)}
+	defer func() {
+		if err != nil {
+			_ = mod.Close(context.Background())
+		}
+	}()
+	if err := p.ValidateSettings(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Name is the policy's name.
+func (p *Policy) Name() string { return p.mod.Name() }
+
+// Mode is the execution mode the policy runs in.
+func (p *Policy) Mode() ExecutionMode { return p.mode }
+
+// Metadata is the policy's metadata (empty when it has none).
+func (p *Policy) Metadata() Metadata { return p.meta }
+
+// Module is the policy's module.
+func (p *Policy) Module() *Module { return p.mod }
+
+// Close releases the policy's module.
+func (p *Policy) Close(ctx context.Context) error { return p.mod.Close(ctx) }
+
+// ValidateSettings asks the policy whether its settings are valid.
+func (p *Policy) ValidateSettings(ctx context.Context) error {
+	out, err := p.call(ctx, "validate_settings", "validate-settings", p.settings)
+	if err != nil {
+		return fmt.Errorf("policy %q: validate settings: %w", p.Name(), err)
+	}
+	var v struct {
+		Valid   *bool  `json:"valid"`
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil || v.Valid == nil {
+		return p.mod.callError("validate_settings", KindInvalidResponse, fmt.Errorf("want {\"valid\": bool, \"message\": string}, got %.200q", out))
+	}
+	if !*v.Valid {
+		msg := v.Message
+		if msg == "" {
+			msg = "no reason given"
+		}
+		return fmt.Errorf("policy %q: settings are invalid: %s", p.Name(), msg)
+	}
+	return nil
+}
+
+// validationResponse is Kubewarden's answer to validate.
+type validationResponse struct {
+	Accepted         *bool             `json:"accepted"`
+	Message          string            `json:"message"`
+	Code             int32             `json:"code"`
+	MutatedObject    json.RawMessage   `json:"mutated_object"`
+	AuditAnnotations map[string]string `json:"audit_annotations"`
+	Warnings         []string          `json:"warnings"`
+}
+
+// Admit asks the policy about req and converts its answer: a mutated_object becomes an RFC 6902
+// JSONPatch against req.Object.
+//
+// # Notes
+//
+//   - mutating says the profile lets the policy mutate; a mutation otherwise, or on DELETE, is
+//     rejected as Kubewarden does.
+func (p *Policy) Admit(ctx context.Context, req *admissionv1.AdmissionRequest, mutating bool) (*AdmissionResult, error) {
+	payload, err := json.Marshal(struct {
+		Request  *admissionv1.AdmissionRequest `json:"request"`
+		Settings json.RawMessage               `json:"settings"`
+	}{req, p.settings})
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.call(ctx, "validate", "validate", payload)
+	if err != nil {
+		return nil, err
+	}
+	var vr validationResponse
+	if err := json.Unmarshal(out, &vr); err != nil || vr.Accepted == nil {
+		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("want a ValidationResponse {\"accepted\": bool, …}, got %.200q", out))
+	}
+	res := &AdmissionResult{Allowed: *vr.Accepted, Warnings: vr.Warnings, AuditAnnotations: vr.AuditAnnotations}
+	if vr.Message != "" || vr.Code != 0 {
+		res.Result = &metav1.Status{Message: vr.Message, Code: vr.Code}
+	}
+	if len(vr.MutatedObject) == 0 || string(vr.MutatedObject) == "null" || !res.Allowed {
+		return res, nil
+	}
+	switch {
+	case !mutating:
+		return denied(res, fmt.Sprintf("the policy is not allowed to mutate the request (%s is not a mutating policy)", p.Name())), nil
+	case req.Operation == admissionv1.Delete:
+		return denied(res, "mutating the object of a DELETE request is not allowed"), nil
+	}
+	ops, err := jsonpatch.CreatePatch(req.Object.Raw, vr.MutatedObject)
+	if err != nil {
+		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("mutated_object: %w", err))
+	}
+	if len(ops) == 0 {
+		return res, nil
+	}
+	if res.Patch, err = json.Marshal(ops); err != nil {
+		return nil, err
+	}
+	res.PatchType = admissionv1.PatchTypeJSONPatch
+	return res, nil
+}
+
+func denied(res *AdmissionResult, msg string) *AdmissionResult {
+	res.Allowed, res.Result = false, &metav1.Status{Message: msg, Code: 400}
+	return res
+}
+
+// call runs one operation in the policy's mode: a waPC operation, or the command with argv.
+func (p *Policy) call(ctx context.Context, op, argv string, payload []byte) ([]byte, error) {
+	host := func(ctx context.Context, binding, namespace, operation string, payload []byte) ([]byte, error) {
+		return p.hostCall(ctx, binding, namespace, operation, payload)
+	}
+	if p.mode == ModeWASI {
+		out, err := p.mod.CallCommand(ctx, []string{"policy.wasm", argv}, payload, host)
+		var ce *CallError
+		if errors.As(err, &ce) && ce.Stderr != "" {
+			p.logger.Info("policy stderr", "stderr", ce.Stderr)
+		}
+		return out, err
+	}
+	return p.mod.CallWAPC(ctx, op, payload, host, func(line string) { p.logger.Info(line, "source", "console") })
+}
+
+// Kubewarden's error texts for calls a policy may not make.
+var errUnknownBinding = errors.New("unknown binding")
+
+// hostCall serves the kubewarden binding: tracing always; kubernetes for the policy's
+// contextAwareResources; net, crypto and oci only when hostCapabilities allow them.
+func (p *Policy) hostCall(ctx context.Context, binding, namespace, operation string, payload []byte) ([]byte, error) {
+	if binding != "kubewarden" {
+		return nil, fmt.Errorf("%w %q", errUnknownBinding, binding)
+	}
+	capability := namespace + "/" + operation
+	if namespace != "tracing" && !p.allowed(capability) {
+		return nil, fmt.Errorf("host capability %s is not allowed for policy %s (its metadata's hostCapabilities)", capability, p.Name())
+	}
+	switch namespace {
+	case "tracing":
+		if operation != "log" {
+			break
+		}
+		var l struct {
+			Level   string `json:"level"`
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(payload, &l)
+		p.logger.Info(l.Message, "level", l.Level, "source", "tracing")
+		return nil, nil
+	case "kubernetes":
+		return p.kubernetes(ctx, operation, payload)
+	case "net":
+		if operation == "v1/dns_lookup_host" {
+			return dnsLookup(ctx, payload)
+		}
+	case "crypto":
+		if operation == "v1/is_certificate_trusted" {
+			return certificateTrusted(payload)
+		}
+	case "oci":
+		return nil, fmt.Errorf("%s is not available: wasmkube runs offline and cannot reach OCI registries", capability)
+	}
+	return nil, fmt.Errorf("unknown operation %s in namespace %s", operation, namespace)
+}
+
+// allowed reports whether the policy's hostCapabilities allow capability. Without
+// hostCapabilities, a policy may make the kubernetes calls its contextAwareResources bound.
+func (p *Policy) allowed(capability string) bool {
+	if len(p.meta.HostCapabilities) == 0 {
+		return strings.HasPrefix(capability, "kubernetes/") && len(p.meta.ContextAwareResources) > 0
+	}
+	for _, pattern := range p.meta.HostCapabilities {
+		if ok, _ := path.Match(pattern, capability); ok || pattern == capability || pattern == "*" {
+			return true
+		}
+		if prefix, ok := strings.CutSuffix(pattern, "/*"); ok && strings.HasPrefix(capability, prefix+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Policy) kubernetes(ctx context.Context, operation string, payload []byte) ([]byte, error) {
+	if operation != "can_i" {
+		var r struct {
+			APIVersion string `json:"api_version"`
+			Kind       string `json:"kind"`
+		}
+		if err := json.Unmarshal(payload, &r); err != nil {
+			return nil, fmt.Errorf("kubernetes/%s: %w", operation, err)
+		}
+		allowed := slices.ContainsFunc(p.meta.ContextAwareResources, func(c ContextAwareResource) bool {
+			return c.APIVersion == r.APIVersion && c.Kind == r.Kind
+		})
+		if !allowed {
+			return nil, fmt.Errorf("policy %s cannot access %s %s: not among its contextAwareResources", p.Name(), r.APIVersion, r.Kind)
+		}
+	}
+	if p.kube == nil {
+		return nil, errors.New("kubernetes host calls are not available here (no cluster)")
+	}
+	return p.kube.Kubernetes(ctx, operation, payload)
+}
+
+func dnsLookup(ctx context.Context, payload []byte) ([]byte, error) {
+	var host string
+	if err := json.Unmarshal(payload, &host); err != nil {
+		return nil, fmt.Errorf("net/v1/dns_lookup_host: payload must be a JSON string: %w", err)
+	}
+	ips, err := net.DefaultResolver.LookupHost(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string][]string{"ips": ips})
+}
+
+// certificateTrusted verifies a PEM certificate against the system roots plus the given chain.
+func certificateTrusted(payload []byte) ([]byte, error) {
+	type cert struct {
+		Encoding string    `json:"encoding"`
+		Data     byteArray `json:"data"`
+	}
+	var req struct {
+		Cert      cert   `json:"cert"`
+		CertChain []cert `json:"cert_chain"`
+		NotAfter  string `json:"not_after"`
+	}
+	if err := json.Unmarshal(payload, &req); err != nil {
+		return nil, fmt.Errorf("crypto/v1/is_certificate_trusted: %w", err)
+	}
+	parse := func(c cert) (*x509.Certificate, error) {
+		data := c.Data
+		if block, _ := pem.Decode(data); block != nil {
+			data = block.Bytes
+		}
+		return x509.ParseCertificate(data)
+	}
+	leaf, err := parse(req.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("crypto/v1/is_certificate_trusted: cert: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	for _, c := range req.CertChain {
+		ca, err := parse(c)
+		if err != nil {
+			return nil, fmt.Errorf("crypto/v1/is_certificate_trusted: cert_chain: %w", err)
+		}
+		roots.AddCert(ca)
+	}
+	opts := x509.VerifyOptions{Roots: roots}
+	if req.NotAfter != "" {
+		t, err := time.Parse(time.RFC3339, req.NotAfter)
+		if err != nil {
+			return nil, fmt.Errorf("crypto/v1/is_certificate_trusted: not_after: %w", err)
+		}
+		opts.CurrentTime = t
+	}
+	answer := map[string]any{"trusted": true}
+	if _, err := leaf.Verify(opts); err != nil {
+		answer = map[string]any{"trusted": false, "reason": err.Error()}
+	}
+	return json.Marshal(answer)
+}
+
+// byteArray decodes bytes sent as Kubewarden's SDKs send them, a JSON array of numbers (Rust's
+// Vec<u8>), or as a base64 string (Go's []byte).
+type byteArray []byte
+
+func (b *byteArray) UnmarshalJSON(data []byte) error {
+	var ints []int
+	if err := json.Unmarshal(data, &ints); err == nil {
+		out := make([]byte, len(ints))
+		for i, v := range ints {
+			if v < 0 || v > 255 {
+				return fmt.Errorf("byte %d out of range: %d", i, v)
+			}
+			out[i] = byte(v)
+		}
+		*b = out
+		return nil
+	}
+	var raw []byte
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return errors.New("want an array of bytes or a base64 string")
+	}
+	*b = raw
+	return nil
+}

@@ -1,0 +1,202 @@
+package wasm_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/wasmkube/wasmkube/examples"
+	"github.com/wasmkube/wasmkube/wasm"
+)
+
+func policy(t *testing.T, bin []byte, name string, settings string, mode wasm.ExecutionMode) (*wasm.Policy, error) {
+	t.Helper()
+	rt, err := wasm.NewRuntime(context.Background(), wasm.RuntimeConfig{CacheDir: filepath.Join(os.TempDir(), "wasmkube-test-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	p, err := rt.LoadPolicy(context.Background(), bin, wasm.PolicyConfig{
+		Module: wasm.ModuleConfig{Name: name, PoolSize: 1}, Mode: mode, Settings: json.RawMessage(settings),
+	})
+	if err == nil {
+		t.Cleanup(func() { p.Close(context.Background()) })
+	}
+	return p, err
+}
+
+func example(t *testing.T, name string) []byte {
+	t.Helper()
+	bin, ok := examples.Module(name)
+	if !ok {
+		t.Fatalf("no example %s", name)
+	}
+	return bin
+}
+
+func request(op admissionv1.Operation, object string) *admissionv1.AdmissionRequest {
+	return &admissionv1.AdmissionRequest{
+		UID: "u1", Operation: op, Name: "c", Namespace: "default",
+		Object: runtime.RawExtension{Raw: []byte(object)},
+	}
+}
+
+// TestKubewardenWAPCSettingsAndValidate: safe-annotations through the waPC host.
+func TestKubewardenWAPCSettingsAndValidate(t *testing.T) {
+	bin := example(t, "safe-annotations")
+	md, found, err := wasm.ReadMetadata(bin)
+	if err != nil || !found || md.ExecutionMode != wasm.ModeWAPC || len(md.Rules) != 2 || md.Mutating {
+		t.Fatalf("metadata: %+v %v %v", md, found, err)
+	}
+	_, err = policy(t, bin, "safe-annotations", `{"mandatory_annotations":["a"],"forbidden_annotations":["a"]}`, "")
+	if err == nil || !strings.Contains(err.Error(), `policy "safe-annotations": settings are invalid: annotation a is both mandatory and forbidden`) {
+		t.Errorf("invalid settings: %v", err)
+	}
+	p, err := policy(t, bin, "safe-annotations", `{"mandatory_annotations":["owner"],"forbidden_annotations":["x/unsafe"]}`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode() != wasm.ModeWAPC {
+		t.Errorf("mode %s", p.Mode())
+	}
+	res, err := p.Admit(context.Background(), request(admissionv1.Create, `{"kind":"ConfigMap","metadata":{"name":"c","annotations":{"x/unsafe":"1"}}}`), false)
+	if err != nil || res.Allowed || !strings.Contains(res.Result.Message, "missing mandatory annotations: owner; forbidden annotations: x/unsafe") {
+		t.Errorf("rejection: %+v %v", res, err)
+	}
+	res, err = p.Admit(context.Background(), request(admissionv1.Create, `{"kind":"ConfigMap","metadata":{"name":"c","annotations":{"owner":"me"}}}`), false)
+	if err != nil || !res.Allowed || res.AuditAnnotations["checked"] != "1" {
+		t.Errorf("accepted: %+v %v", res, err)
+	}
+}
+
+// TestKubewardenMutatedObject: default-labels answers with mutated_object; the host makes a
+// JSON patch of it, and refuses it from a non-mutating policy or on DELETE.
+func TestKubewardenMutatedObject(t *testing.T) {
+	p, err := policy(t, example(t, "default-labels"), "default-labels", `{"labels":{"owner":"platform","team":"a"}}`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","labels":{"team":"mine"}},"data":{"k":"v"}}`
+	res, err := p.Admit(context.Background(), request(admissionv1.Create, obj), true)
+	if err != nil || !res.Allowed || res.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if string(res.Patch) != `[{"op":"add","path":"/metadata/labels/owner","value":"platform"}]` {
+		t.Errorf("patch %s", res.Patch)
+	}
+	res, err = p.Admit(context.Background(), request(admissionv1.Create, obj), false)
+	if err != nil || res.Allowed || !strings.Contains(res.Result.Message, "not allowed to mutate") {
+		t.Errorf("non-mutating: %+v %v", res, err)
+	}
+	res, err = p.Admit(context.Background(), request(admissionv1.Delete, obj), true)
+	if err != nil || res.Allowed || !strings.Contains(res.Result.Message, "DELETE") {
+		t.Errorf("DELETE: %+v %v", res, err)
+	}
+	if _, err := policy(t, example(t, "default-labels"), "default-labels", `{}`, ""); err == nil || !strings.Contains(err.Error(), "names no label") {
+		t.Errorf("settings without labels: %v", err)
+	}
+}
+
+// TestKubewardenWASIMode: unique-ingress-host is a WASI command; without a cluster its
+// kubernetes host call fails and the policy says so; a kind outside its contextAwareResources is
+// refused before any cluster is asked.
+func TestKubewardenWASIMode(t *testing.T) {
+	bin := example(t, "unique-ingress-host")
+	p, err := policy(t, bin, "unique-ingress-host", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode() != wasm.ModeWASI || p.Metadata().ContextAwareResources[0].Kind != "Ingress" {
+		t.Fatalf("mode %s metadata %+v", p.Mode(), p.Metadata())
+	}
+	ingress := `{"kind":"Ingress","metadata":{"name":"i"},"spec":{"rules":[{"host":"a.example.com"}]}}`
+	res, err := p.Admit(context.Background(), request(admissionv1.Create, ingress), false)
+	if err != nil || res.Allowed || !strings.Contains(res.Result.Message, "cannot list Ingresses: kubernetes host calls are not available here") {
+		t.Errorf("no cluster: %+v %v", res, err)
+	}
+	res, err = p.Admit(context.Background(), request(admissionv1.Create, `{"kind":"Ingress","spec":{}}`), false)
+	if err != nil || !res.Allowed {
+		t.Errorf("no hosts: %+v %v", res, err)
+	}
+	// The same binary as waPC does not work: it has no __guest_call.
+	if _, err := policy(t, bin, "as-wapc", "", wasm.ModeWAPC); err == nil || !strings.Contains(err.Error(), "__guest_call") {
+		t.Errorf("WASI policy forced to waPC: %v", err)
+	}
+}
+
+// TestKubewardenFaults: traps, endless loops, garbage and errors are typed call errors; the
+// instances are replaced and the next call works.
+func TestKubewardenFaults(t *testing.T) {
+	bin := buildFaults(t)
+	if _, err := policy(t, bin, "faults", `{"mode":"invalid-settings"}`, ""); err == nil || !strings.Contains(err.Error(), "mode says the settings are invalid") {
+		t.Errorf("invalid settings: %v", err)
+	}
+	cases := map[string]wasm.ErrorKind{"trap": wasm.KindTrap, "loop": wasm.KindTimeout, "garbage": wasm.KindInvalidResponse, "error": wasm.KindModuleError}
+	for mode, kind := range cases {
+		p, err := policy(t, bin, "faults-"+mode, `{"mode":"`+mode+`"}`, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = p.Admit(context.Background(), request(admissionv1.Create, `{}`), false)
+		if !wasm.IsKind(err, kind) {
+			t.Errorf("%s: %v, want %s", mode, err, kind)
+		}
+	}
+	p, err := policy(t, bin, "faults-reject", `{"mode":"reject"}`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Admit(context.Background(), request(admissionv1.Create, `{}`), false)
+	if err != nil || res.Allowed || res.Result.Code != 418 || res.Result.Message != "rejected by faults" || res.Warnings[0] != "careful" || res.AuditAnnotations["seen"] != "yes" {
+		t.Errorf("reject: %+v %v", res, err)
+	}
+}
+
+func buildFaults(t *testing.T) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "faults.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./testdata/faults")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build faults: %v\n%s", err, b)
+	}
+	bin, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestAnnotate: metadata written by Annotate reads back; annotating twice keeps one section.
+func TestAnnotate(t *testing.T) {
+	bin := example(t, "magic-validate")
+	md, err := wasm.ParseMetadata([]byte("executionMode: wasi\nmutating: true\nrules: [{apiGroups: [''], apiVersions: [v1], resources: [pods], operations: [CREATE]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	once, err := wasm.Annotate(bin, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice, err := wasm.Annotate(once, md)
+	if err != nil || len(twice) != len(once) {
+		t.Fatalf("annotate twice: %d vs %d bytes, %v", len(twice), len(once), err)
+	}
+	got, found, err := wasm.ReadMetadata(twice)
+	if err != nil || !found || got.ExecutionMode != wasm.ModeWASI || !got.Mutating || got.Rules[0].Resources[0] != "pods" {
+		t.Errorf("read back: %+v %v %v", got, found, err)
+	}
+	if _, err := wasm.ParseMetadata([]byte("executionMode: wasm\n")); err == nil {
+		t.Error("unknown execution mode accepted")
+	}
+	if _, err := wasm.ParseMetadata([]byte("rulez: []\n")); err == nil {
+		t.Error("unknown field accepted")
+	}
+}
