@@ -19,6 +19,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -136,6 +137,22 @@ rules:
 	check.Settings = json.RawMessage(`{"mode":"expect","count":"2"}`)
 	p.Admission.Modules = append(p.Admission.Modules, closed, open, slow, strict, check, order[0], order[1])
 
+	// Kubewarden policies, their rules and mutating from their metadata.
+	kubewarden := func(name, module, settings, selected string) profiles.AdmissionModule {
+		m := profiles.AdmissionModule{Module: profiles.Module{Name: name, Module: "builtin:" + module, Settings: json.RawMessage(settings)}, Type: "kubewarden"}
+		if selected != "" {
+			m = selectTest(m, selected)
+		}
+		return m
+	}
+	annotations := kubewarden("kw-annotations", "safe-annotations", `{"mandatory_annotations":["owner"]}`, "kubewarden")
+	annotations.Message = "every object needs an owner annotation"
+	monitor := kubewarden("kw-monitor", "safe-annotations", `{"mandatory_annotations":["owner"]}`, "monitor")
+	monitor.Mode = "monitor"
+	p.Admission.Modules = append(p.Admission.Modules,
+		kubewarden("kw-labels", "default-labels", `{"labels":{"owner":"platform"}}`, "kubewarden"),
+		annotations, monitor, kubewarden("kw-ingress", "unique-ingress-host", "", ""))
+
 	return p, []string{
 		"--authentication-wasm-config-file=" + filepath.Join(dir, "authn.yaml"),
 		"--authorization-mode=Node,RBAC,WASM",
@@ -218,6 +235,49 @@ func testMutationOrder(t *testing.T) {
 	}
 	if got := cm.Annotations["wasmkube.dev/count"]; got != "2" {
 		t.Errorf("count = %q, want 2", got)
+	}
+}
+
+// testKubewarden: Kubewarden policies built for Kubewarden run with the rules of their
+// metadata: waPC validation (with a custom message), waPC mutation through mutated_object,
+// monitor mode, and a WASI-mode policy that looks up Ingresses in this API server.
+func testKubewarden(t *testing.T) {
+	ctx := context.Background()
+	c := client(t)
+	cms := c.CoreV1().ConfigMaps("default")
+	_, err := cms.Create(ctx, configMap("kw1", map[string]string{"test": "kubewarden"}, nil), metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), `admission WASM module "kw-annotations" denied the request: every object needs an owner annotation`) {
+		t.Errorf("without owner annotation: %v", err)
+	}
+	cm := configMap("kw2", map[string]string{"test": "kubewarden"}, nil)
+	cm.Annotations = map[string]string{"owner": "me"}
+	got, err := cms.Create(ctx, cm, metav1.CreateOptions{})
+	if err != nil || got.Labels["owner"] != "platform" {
+		t.Errorf("with owner annotation: %v %v, want the owner label added by kw-labels", got, err)
+	}
+	if _, err := cms.Create(ctx, configMap("kw3", map[string]string{"test": "monitor"}, nil), metav1.CreateOptions{}); err != nil {
+		t.Errorf("monitor mode rejected: %v", err)
+	}
+	waitForAudit(t, func(e auditEvent) bool {
+		return e.ObjectRef.Name == "kw3" && strings.Contains(e.Annotations["kw-monitor/monitor"], "would deny")
+	}, "kw-monitor's monitor annotation")
+	waitForAudit(t, func(e auditEvent) bool {
+		return e.ObjectRef.Name == "kw2" && e.Annotations["kw-annotations/checked"] == "1"
+	}, "kw-annotations' audit annotation")
+
+	ing := func(name, host string) *networkingv1.Ingress {
+		return &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: host}}}}
+	}
+	ingresses := c.NetworkingV1().Ingresses("default")
+	if _, err := ingresses.Create(ctx, ing("first", "a.example.com"), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("first Ingress: %v", err)
+	}
+	poll(t, "the second Ingress with the same host to be rejected", func(ctx context.Context) (bool, error) {
+		_, err := ingresses.Create(ctx, ing("second", "a.example.com"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "host already in use: a.example.com (used by default/first)"), nil
+	})
+	if _, err := ingresses.Create(ctx, ing("third", "b.example.com"), metav1.CreateOptions{}); err != nil {
+		t.Errorf("an Ingress with another host: %v", err)
 	}
 }
 

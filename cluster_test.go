@@ -104,6 +104,7 @@ func TestCluster(t *testing.T) {
 	t.Run("FailurePolicyAndTimeout", testFailurePolicy)
 	t.Run("SelectorsAndMatchConditions", testSelectors)
 	t.Run("DryRun", testDryRun)
+	t.Run("Kubewarden", testKubewarden)
 	t.Run("OriginalFlagsAndConfigFiles", testOriginalFlags)
 	t.Run("NamespaceLifecycle", testNamespaceLifecycle)
 	t.Run("DefaultServiceAccountAndRootCA", testDefaultServiceAccount)

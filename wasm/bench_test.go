@@ -66,26 +66,84 @@ func BenchmarkAdmitMagicValidate(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer m.Close(context.Background())
-			ctx := context.Background()
-			for i := 0; i < 20; i++ { // warm up the instance (its heap grows to a steady size)
-				if _, err := m.Admit(ctx, nil, req, false); err != nil {
-					b.Fatal(err)
-				}
-			}
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				began := time.Now()
-				res, err := m.Admit(ctx, nil, req, false)
-				lat = append(lat, time.Since(began))
+			lat := measureCalls(b, func() {
+				res, err := m.Admit(context.Background(), nil, req, false)
 				if err != nil || !res.Allowed {
 					b.Fatalf("admit: %v %+v", err, res)
 				}
-			}
-			b.StopTimer()
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			})
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 		})
 	}
+}
+
+// BenchmarkKubewardenPolicy calls Kubewarden policies (examples/safe-annotations, waPC, and
+// examples/default-labels, waPC with mutated_object → JSON patch) with the ConfigMap request,
+// pooled, with timeout and memory limit enforced; the original-ABI magic-validate call in the
+// same run is the baseline:
+//
+//	go test ./wasm -run '^$' -bench BenchmarkKubewardenPolicy -benchtime 2000x
+func BenchmarkKubewardenPolicy(b *testing.B) {
+	rows := []struct {
+		name, file, settings string
+		mutating             bool
+	}{
+		{"waPC/safe-annotations", "safe-annotations", `{"mandatory_annotations":["owner"]}`, false},
+		{"waPC/default-labels (mutated_object)", "default-labels", `{"labels":{"owner":"platform"}}`, true},
+		{"wasmkube-ABI/magic-validate (baseline)", "magic-validate", "", false},
+	}
+	r := newRuntime(b)
+	req := configMapCreate()
+	for _, row := range rows {
+		b.Run(row.name, func(b *testing.B) {
+			bin, err := os.ReadFile("../examples/" + row.file + "/" + row.file + ".wasm")
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := ModuleConfig{Name: row.file, PoolSize: 1, Timeout: 2 * time.Second, MemoryLimit: 64 << 20}
+			var call func(ctx context.Context) (*AdmissionResult, error)
+			if row.file == "magic-validate" {
+				cfg.Exports = []string{ExportValidate}
+				m, err := r.Load(context.Background(), bin, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer m.Close(context.Background())
+				call = func(ctx context.Context) (*AdmissionResult, error) { return m.Admit(ctx, nil, req, false) }
+			} else {
+				p, err := r.LoadPolicy(context.Background(), bin, PolicyConfig{Module: cfg, Settings: []byte(row.settings)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close(context.Background())
+				call = func(ctx context.Context) (*AdmissionResult, error) { return p.Admit(ctx, req, row.mutating) }
+			}
+			lat := measureCalls(b, func() {
+				if _, err := call(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			})
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// measureCalls warms call up (an instance's heap grows to a steady size), then times b.N calls
+// and returns the sorted latencies.
+func measureCalls(b *testing.B, call func()) []time.Duration {
+	for i := 0; i < 20; i++ {
+		call()
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		began := time.Now()
+		call()
+		lat = append(lat, time.Since(began))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat
 }

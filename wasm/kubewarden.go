@@ -275,7 +275,12 @@ func (p *Policy) Admit(ctx context.Context, req *admissionv1.AdmissionRequest, m
 	case req.Operation == admissionv1.Delete:
 		return denied(res, "mutating the object of a DELETE request is not allowed"), nil
 	}
-	ops, err := jsonpatch.CreatePatch(req.Object.Raw, vr.MutatedObject)
+	// The object as the policy saw it (the API server sends it decoded, not as Raw).
+	original, err := json.Marshal(&req.Object)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := jsonpatch.CreatePatch(original, vr.MutatedObject)
 	if err != nil {
 		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("mutated_object: %w", err))
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/wasmkube/wasmkube/examples"
@@ -90,6 +92,16 @@ func TestKubewardenMutatedObject(t *testing.T) {
 	}
 	if string(res.Patch) != `[{"op":"add","path":"/metadata/labels/owner","value":"platform"}]` {
 		t.Errorf("patch %s", res.Patch)
+	}
+	// The API server sends the object decoded (RawExtension.Object), not as bytes.
+	decoded := request(admissionv1.Create, "")
+	decoded.Object = runtime.RawExtension{Object: &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: "c", Labels: map[string]string{"team": "mine"}},
+	}}
+	res, err = p.Admit(context.Background(), decoded, true)
+	if err != nil || string(res.Patch) != `[{"op":"add","path":"/metadata/labels/owner","value":"platform"}]` {
+		t.Errorf("decoded object: %+v %v", res, err)
 	}
 	res, err = p.Admit(context.Background(), request(admissionv1.Create, obj), false)
 	if err != nil || res.Allowed || !strings.Contains(res.Result.Message, "not allowed to mutate") {
@@ -198,5 +210,33 @@ func TestAnnotate(t *testing.T) {
 	}
 	if _, err := wasm.ParseMetadata([]byte("rulez: []\n")); err == nil {
 		t.Error("unknown field accepted")
+	}
+}
+
+// TestKubewardenContextAwareRefusal: kubernetes calls outside the policy's
+// contextAwareResources, or without any, are refused by the host.
+func TestKubewardenContextAwareRefusal(t *testing.T) {
+	bin := example(t, "unique-ingress-host")
+	ingress := `{"kind":"Ingress","metadata":{"name":"i"},"spec":{"rules":[{"host":"a.example.com"}]}}`
+	for doc, want := range map[string]string{
+		"executionMode: wasi\ncontextAwareResources: [{apiVersion: v1, kind: Service}]\n": "cannot access networking.k8s.io/v1 Ingress: not among its contextAwareResources",
+		"executionMode: wasi\n": "host capability kubernetes/list_resources_all is not allowed",
+	} {
+		md, err := wasm.ParseMetadata([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		annotated, err := wasm.Annotate(bin, md)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := policy(t, annotated, "refused", "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := p.Admit(context.Background(), request(admissionv1.Create, ingress), false)
+		if err != nil || res.Allowed || !strings.Contains(res.Result.Message, want) {
+			t.Errorf("%q: %+v %v, want %q", doc, res.Result, err, want)
+		}
 	}
 }

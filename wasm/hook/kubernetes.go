@@ -250,6 +250,16 @@ func (k *KubernetesHost) canI(ctx context.Context, payload []byte) ([]byte, erro
 	return json.Marshal(status)
 }
 
+// Connect points the host at an API server: a dynamic client and REST mapper for reads, an
+// authorizer for can_i (nil: can_i fails), stop ending the informers. The admission plugin does
+// this through the API server's initializers; Connect serves other callers (tools, benchmarks).
+func (k *KubernetesHost) Connect(c dynamic.Interface, m meta.RESTMapper, authz authorizer.UnconditionalAuthorizer, stop <-chan struct{}) {
+	k.setClient(c)
+	k.setMapper(m)
+	k.setAuthorizer(authz)
+	k.setStop(stop)
+}
+
 func (k *KubernetesHost) setClient(c dynamic.Interface) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

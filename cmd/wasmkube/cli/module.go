@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -42,6 +43,9 @@ type moduleFlags struct {
 	mutating    bool
 	timeout     time.Duration
 	memoryLimit string
+	// kind and mode select a Kubewarden policy (run only).
+	kind string
+	mode string
 }
 
 func (f *moduleFlags) add(cmd *cobra.Command) {
@@ -201,7 +205,7 @@ func admissionDecision(name string, res *wasm.AdmissionResult) string {
 	if res.Allowed {
 		b.WriteString("allowed")
 	} else {
-		code := int32(400)
+		code := int32(403) // as the API server answers a rejection without a code
 		if res.Result != nil && res.Result.Code != 0 {
 			code = res.Result.Code
 		}
@@ -234,6 +238,12 @@ func newModuleRunCommand(s streams) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if f.kind == "kubewarden" {
+				return runPolicy(ctx, s, &f, args[0])
+			}
+			if f.kind != "" && f.kind != "wasi" {
+				return fmt.Errorf("--type %q: want wasi (the original module ABI) or kubewarden", f.kind)
+			}
 			inv, _, err := f.prepare(s.in)
 			if err != nil {
 				return err
@@ -262,7 +272,68 @@ func newModuleRunCommand(s streams) *cobra.Command {
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&isolation, "isolation", "pooled", "pooled | fresh")
+	cmd.Flags().StringVar(&f.kind, "type", "wasi", "wasi (the original module ABI) | kubewarden (a Kubewarden policy; --hook validate)")
+	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none: kubewarden-wapc | wasi")
 	return cmd
+}
+
+// runPolicy runs a Kubewarden policy once, as `kwctl run` does: validate_settings, then
+// validate with the AdmissionReview's request. There is no cluster: kubernetes host calls fail.
+func runPolicy(ctx context.Context, s streams, f *moduleFlags, path string) error {
+	if f.hook != "validate" {
+		return fmt.Errorf("--hook %q: Kubewarden policies answer admission requests; use --hook validate", f.hook)
+	}
+	var settings json.RawMessage
+	if f.settings != "" {
+		doc, err := readDoc(f.settings, s.in)
+		if err != nil {
+			return fmt.Errorf("--settings: %w", err)
+		}
+		settings = doc
+	}
+	if f.request == "" {
+		return errors.New("--request is required: an AdmissionReview")
+	}
+	raw, err := readDoc(f.request, s.in)
+	if err != nil {
+		return fmt.Errorf("--request: %w", err)
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(raw, &review); err != nil || review.Request == nil {
+		return fmt.Errorf("--request: not an AdmissionReview with a request: %v", err)
+	}
+	mem, err := resource.ParseQuantity(f.memoryLimit)
+	if err != nil {
+		return fmt.Errorf("--memory-limit %q: %w", f.memoryLimit, err)
+	}
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	rt, err := runtimeForCLI(ctx)
+	if err != nil {
+		return err
+	}
+	defer rt.Close(context.Background())
+	name := moduleName(path)
+	p, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{
+		Module:   wasm.ModuleConfig{Name: name, PoolSize: 1, Timeout: f.timeout, MemoryLimit: mem.Value()},
+		Mode:     wasm.ExecutionMode(f.mode),
+		Settings: settings,
+		Logger:   slog.New(slog.NewTextHandler(s.err, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	defer p.Close(context.Background())
+	mutating := f.mutating || p.Metadata().Mutating
+	fmt.Fprintf(s.out, "policy: %s (%s, mutating %v), settings valid\n", name, p.Mode(), mutating)
+	res, err := p.Admit(ctx, review.Request, mutating)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "decision: %s\n", admissionDecision(name, res))
+	return nil
 }
 
 func loadModule(ctx context.Context, path string, cfg wasm.ModuleConfig) (*wasm.Module, *wasm.Runtime, error) {

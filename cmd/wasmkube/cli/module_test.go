@@ -42,3 +42,57 @@ func TestModuleRunInspectBench(t *testing.T) {
 		t.Errorf("bench: %d\n%s\n%s", code, out, stderr)
 	}
 }
+
+// TestModuleKubewarden: `module run --type kubewarden` runs policies as their READMEs say, and
+// `module annotate` writes metadata that `module run` then follows.
+func TestModuleKubewarden(t *testing.T) {
+	e := newEnv(t)
+	ex := func(p string) string { return filepath.Join("..", "..", "..", "examples", p) }
+	run := func(name string, extra ...string) (int, string, string) {
+		args := append([]string{"module", "run", ex(name + "/" + name + ".wasm"), "--type", "kubewarden", "--hook", "validate", "--request", ex(name + "/request.yaml")}, extra...)
+		return e.run(args...)
+	}
+	code, out, stderr := run("safe-annotations", "--settings", ex("safe-annotations/settings.yaml"))
+	if code != 0 || !strings.Contains(out, "policy: safe-annotations (kubewarden-wapc, mutating false), settings valid") ||
+		!strings.Contains(out, `decision: denied (HTTP 403): admission WASM module "safe-annotations" denied the request: ConfigMap demo: missing mandatory annotations: owner`) {
+		t.Errorf("safe-annotations: %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = run("default-labels", "--settings", ex("default-labels/settings.yaml"))
+	if code != 0 || !strings.Contains(out, `patch (JSONPatch): [{"op":"add","path":"/metadata/labels","value":{"cost-center":"42","owner":"platform"}}]`) {
+		t.Errorf("default-labels: %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = run("unique-ingress-host")
+	if code != 0 || !strings.Contains(out, "policy: unique-ingress-host (wasi, mutating false)") || !strings.Contains(out, "kubernetes host calls are not available here (no cluster)") {
+		t.Errorf("unique-ingress-host: %d\n%s%s", code, out, stderr)
+	}
+	code, _, stderr = run("default-labels")
+	if code == 0 || !strings.Contains(stderr, `policy "default-labels": settings are invalid: settings.labels names no label to add`) {
+		t.Errorf("default-labels without settings: %d %s", code, stderr)
+	}
+
+	// annotate: the same policy, now claiming to be a WASI command, no longer loads as one.
+	md := filepath.Join(e.root, "metadata.yml")
+	if err := os.WriteFile(md, []byte("executionMode: wasi\nrules: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	annotated := filepath.Join(e.root, "annotated.wasm")
+	code, out, stderr = e.run("module", "annotate", ex("safe-annotations/safe-annotations.wasm"), "-m", md, "-o", annotated)
+	if code != 0 || !strings.Contains(out, "wrote "+annotated) {
+		t.Fatalf("annotate: %d %s %s", code, out, stderr)
+	}
+	code, _, stderr = e.run("module", "run", annotated, "--type", "kubewarden", "--hook", "validate", "--request", ex("safe-annotations/request.yaml"))
+	if code == 0 || !strings.Contains(stderr, "missing function '_start'") {
+		t.Errorf("run of the re-annotated policy: %d %s", code, stderr)
+	}
+	code, out, _ = e.run("module", "inspect", annotated)
+	if code != 0 || !strings.Contains(out, "io.kubewarden.metadata") {
+		t.Errorf("inspect: %s", out)
+	}
+	if err := os.WriteFile(md, []byte("executionMode: wasm\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = e.run("module", "annotate", ex("safe-annotations/safe-annotations.wasm"), "-m", md, "-o", annotated)
+	if code == 0 || !strings.Contains(stderr, "metadata.yml") || !strings.Contains(stderr, "executionMode") {
+		t.Errorf("bad metadata: %d %s", code, stderr)
+	}
+}
