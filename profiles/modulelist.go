@@ -95,7 +95,7 @@ func validateModuleList(list *Admission, hook Hook) field.ErrorList {
 			"rules": len(m.Rules) > 0, "namespaceSelector": m.NamespaceSelector != nil,
 			"objectSelector": m.ObjectSelector != nil, "matchConditions": len(m.MatchConditions) > 0,
 			"failurePolicy": hook == HookAuthentication && m.FailurePolicy != "",
-			"mode": m.Mode != "", "message": m.Message != "",
+			"mode":          m.Mode != "", "message": m.Message != "",
 		}
 		for _, f := range sets.List(sets.KeySet(admissionOnly)) {
 			if admissionOnly[f] {
