@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build test bench-up bench-wasm bench-admission cross clean
+.PHONY: help run build test bench-up bench-wasm bench-admission bench-kubewarden cross clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ bench-wasm: ## module call latency, pooled vs fresh, per interrupt mode (docs/be
 
 bench-admission: ## latency the demo's admission modules add to a ConfigMap create (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkAdmissionLatency -benchtime 2000x -timeout 20m
+
+bench-kubewarden: ## Kubewarden policy calls (waPC) and context-aware lookups (docs/benchmarks.md)
+	$(GO) test ./wasm -run '^$$' -bench BenchmarkKubewardenPolicy -benchtime 2000x
+	$(GO) test . -run '^$$' -bench BenchmarkKubewardenLookup -benchtime 1000x -timeout 20m
 
 cross: ## build for $(PLATFORMS) into dist/
 	@for p in $(PLATFORMS); do \

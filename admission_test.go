@@ -145,7 +145,7 @@ rules:
 		}
 		return m
 	}
-	annotations := kubewarden("kw-annotations", "safe-annotations", `{"mandatory_annotations":["owner"]}`, "kubewarden")
+	annotations := kubewarden("kw-annotations", "safe-annotations", `{"mandatory_annotations":["owner"],"recommended_annotations":["description"]}`, "kubewarden")
 	annotations.Message = "every object needs an owner annotation"
 	monitor := kubewarden("kw-monitor", "safe-annotations", `{"mandatory_annotations":["owner"]}`, "monitor")
 	monitor.Mode = "monitor"
@@ -251,9 +251,15 @@ func testKubewarden(t *testing.T) {
 	}
 	cm := configMap("kw2", map[string]string{"test": "kubewarden"}, nil)
 	cm.Annotations = map[string]string{"owner": "me"}
-	got, err := cms.Create(ctx, cm, metav1.CreateOptions{})
+	w := &warnings{}
+	cfg := rest.CopyConfig(cluster.RESTConfig)
+	cfg.WarningHandler = w
+	got, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{})
 	if err != nil || got.Labels["owner"] != "platform" {
 		t.Errorf("with owner annotation: %v %v, want the owner label added by kw-labels", got, err)
+	}
+	if !strings.Contains(w.all(), "ConfigMap kw2 has no description annotation") {
+		t.Errorf("the policy's warning did not reach the client: %q", w.all())
 	}
 	if _, err := cms.Create(ctx, configMap("kw3", map[string]string{"test": "monitor"}, nil), metav1.CreateOptions{}); err != nil {
 		t.Errorf("monitor mode rejected: %v", err)

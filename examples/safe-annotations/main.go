@@ -1,6 +1,7 @@
 // Command safe-annotations is a Kubewarden waPC policy in standard Go: objects must carry the
-// mandatory annotations and none of the forbidden ones (settings). validate_settings refuses an
-// annotation that is both. Built with -buildmode=c-shared and annotated with metadata.yml.
+// mandatory annotations and none of the forbidden ones, and get a warning for each recommended
+// one they lack (settings). validate_settings refuses an annotation that is both mandatory and
+// forbidden. Built with -buildmode=c-shared and annotated with metadata.yml.
 package main
 
 import (
@@ -17,13 +18,17 @@ import (
 func main() {}
 
 type settings struct {
-	mandatory, forbidden []string
+	mandatory, forbidden, recommended []string
 }
 
 func init() {
 	wapc.Register(kubewarden.Policy[settings]{
 		Settings: func(raw guest.JSON) (settings, error) {
-			return settings{mandatory: raw.Get("mandatory_annotations").Strings(), forbidden: raw.Get("forbidden_annotations").Strings()}, nil
+			return settings{
+				mandatory:   raw.Get("mandatory_annotations").Strings(),
+				forbidden:   raw.Get("forbidden_annotations").Strings(),
+				recommended: raw.Get("recommended_annotations").Strings(),
+			}, nil
 		},
 		ValidateSettings: func(s settings) error {
 			for _, a := range s.mandatory {
@@ -60,7 +65,13 @@ func validate(r *admission.Request, s settings) kubewarden.Response {
 	if len(problems) > 0 {
 		return kubewarden.Reject(r.Kind.Kind+" "+r.Name+": "+strings.Join(problems, "; "), 0)
 	}
-	return kubewarden.Accept().WithAuditAnnotation("checked", itoa(len(annotations)))
+	res := kubewarden.Accept().WithAuditAnnotation("checked", itoa(len(annotations)))
+	for _, a := range s.recommended {
+		if _, ok := annotations[a]; !ok {
+			res = res.WithWarnings(r.Kind.Kind + " " + r.Name + " has no " + a + " annotation; consider adding one")
+		}
+	}
+	return res
 }
 
 func itoa(n int) string {
