@@ -7,9 +7,9 @@ import (
 	"errors"
 
 	"github.com/wasmkube/wasmkube/wasm/guest"
-	"github.com/wasmkube/wasmkube/wasm/guest/admission"
 	"github.com/wasmkube/wasmkube/wasm/guest/kubewarden"
 	"github.com/wasmkube/wasmkube/wasm/guest/kubewarden/wapc"
+	"github.com/wasmkube/wasmkube/wasm/guest/review"
 )
 
 func main() {}
@@ -27,7 +27,7 @@ func init() {
 	})
 }
 
-func mutate(r *admission.Request, labels map[string]string) kubewarden.Response {
+func mutate(r *review.Request, labels map[string]string) kubewarden.Response {
 	have := r.Object.Get("metadata", "labels").StringMap()
 	merged := map[string]string{}
 	for k, v := range have {

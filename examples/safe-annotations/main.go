@@ -7,12 +7,13 @@ package main
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/wasmkube/wasmkube/wasm/guest"
-	"github.com/wasmkube/wasmkube/wasm/guest/admission"
 	"github.com/wasmkube/wasmkube/wasm/guest/kubewarden"
 	"github.com/wasmkube/wasmkube/wasm/guest/kubewarden/wapc"
+	"github.com/wasmkube/wasmkube/wasm/guest/review"
 )
 
 func main() {}
@@ -42,7 +43,7 @@ func init() {
 	})
 }
 
-func validate(r *admission.Request, s settings) kubewarden.Response {
+func validate(r *review.Request, s settings) kubewarden.Response {
 	annotations := r.Object.Get("metadata", "annotations").StringMap()
 	var missing, forbidden []string
 	for _, a := range s.mandatory {
@@ -65,22 +66,11 @@ func validate(r *admission.Request, s settings) kubewarden.Response {
 	if len(problems) > 0 {
 		return kubewarden.Reject(r.Kind.Kind+" "+r.Name+": "+strings.Join(problems, "; "), 0)
 	}
-	res := kubewarden.Accept().WithAuditAnnotation("checked", itoa(len(annotations)))
+	res := kubewarden.Accept().WithAuditAnnotation("checked", strconv.Itoa(len(annotations)))
 	for _, a := range s.recommended {
 		if _, ok := annotations[a]; !ok {
 			res = res.WithWarnings(r.Kind.Kind + " " + r.Name + " has no " + a + " annotation; consider adding one")
 		}
 	}
 	return res
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
 }

@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/wasmkube/wasmkube/wasm/guest"
-	"github.com/wasmkube/wasmkube/wasm/guest/admission"
 	"github.com/wasmkube/wasmkube/wasm/guest/kubewarden"
 	"github.com/wasmkube/wasmkube/wasm/guest/kubewarden/wasi"
+	"github.com/wasmkube/wasmkube/wasm/guest/review"
 )
 
 func main() {
@@ -29,7 +29,7 @@ func hosts(ingress guest.JSON) []string {
 	return out
 }
 
-func validate(r *admission.Request, _ struct{}) kubewarden.Response {
+func validate(r *review.Request, _ struct{}) kubewarden.Response {
 	wanted := hosts(r.Object)
 	if len(wanted) == 0 {
 		return kubewarden.Accept()

@@ -353,6 +353,24 @@ func loadModule(ctx context.Context, path string, cfg wasm.ModuleConfig) (*wasm.
 	return m, rt, nil
 }
 
+// printMetadata shows what a Kubewarden policy's metadata makes of it.
+func printMetadata(w io.Writer, md *wasm.Metadata) {
+	mode := md.ExecutionMode
+	if mode == "" {
+		mode = wasm.ModeWAPC
+	}
+	fmt.Fprintf(w, "kubewarden:\t%s, mutating %v, %d rules\n", mode, md.Mutating, len(md.Rules))
+	for _, r := range md.Rules {
+		fmt.Fprintf(w, "kubewarden rule:\t%v %v/%v %v\n", r.Operations, r.APIGroups, r.APIVersions, r.Resources)
+	}
+	for _, c := range md.ContextAwareResources {
+		fmt.Fprintf(w, "kubewarden context:\t%s %s\n", c.APIVersion, c.Kind)
+	}
+	if len(md.HostCapabilities) > 0 {
+		fmt.Fprintf(w, "kubewarden capabilities:\t%s\n", strings.Join(md.HostCapabilities, ", "))
+	}
+}
+
 func newModuleAnnotateCommand(s streams) *cobra.Command {
 	var metadataPath, outPath string
 	cmd := &cobra.Command{
@@ -426,6 +444,13 @@ func newModuleInspectCommand(s streams) *cobra.Command {
 			}
 			for _, c := range info.CustomSections {
 				fmt.Fprintf(w, "custom section:\t%s (%d bytes)\n", c.Name, c.Size)
+			}
+			if md, found, err := wasm.ReadMetadata(bin); found {
+				if err != nil {
+					fmt.Fprintf(w, "kubewarden:\tmetadata unreadable: %v\n", err)
+				} else {
+					printMetadata(w, md)
+				}
 			}
 			return w.Flush()
 		},

@@ -85,8 +85,12 @@ func TestModuleKubewarden(t *testing.T) {
 		t.Errorf("run of the re-annotated policy: %d %s", code, stderr)
 	}
 	code, out, _ = e.run("module", "inspect", annotated)
-	if code != 0 || !strings.Contains(out, "io.kubewarden.metadata") {
+	if code != 0 || !strings.Contains(out, "io.kubewarden.metadata") || !strings.Contains(out, "wasi, mutating false, 0 rules") {
 		t.Errorf("inspect: %s", out)
+	}
+	code, out, _ = e.run("module", "inspect", ex("unique-ingress-host/unique-ingress-host.wasm"))
+	if code != 0 || !strings.Contains(out, "networking.k8s.io/v1 Ingress") || !strings.Contains(out, "[CREATE UPDATE] [networking.k8s.io]/[v1] [ingresses]") {
+		t.Errorf("inspect unique-ingress-host: %s", out)
 	}
 	if err := os.WriteFile(md, []byte("executionMode: wasm\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -8,77 +8,23 @@ import (
 	"io"
 
 	"github.com/wasmkube/wasmkube/wasm/guest"
+	"github.com/wasmkube/wasmkube/wasm/guest/review"
 )
 
-// GroupVersionKind names a kind.
-type GroupVersionKind struct{ Group, Version, Kind string }
+// Request and the types it uses live in package review, so Kubewarden policies can read
+// requests without this package's validate export.
+type (
+	// Request is an admission.k8s.io/v1 AdmissionRequest.
+	Request = review.Request
+	// GroupVersionKind names a kind.
+	GroupVersionKind = review.GroupVersionKind
+	// GroupVersionResource names a resource.
+	GroupVersionResource = review.GroupVersionResource
+	// UserInfo is who sent the request.
+	UserInfo = review.UserInfo
+)
 
-// GroupVersionResource names a resource.
-type GroupVersionResource struct{ Group, Version, Resource string }
-
-// UserInfo is who sent the request.
-type UserInfo struct {
-	Username string
-	UID      string
-	Groups   []string
-	Extra    map[string][]string
-}
-
-// Request is an admission.k8s.io/v1 AdmissionRequest. Objects stay raw JSON: query them with
-// Get (a key path) or decode them yourself.
-type Request struct {
-	UID         string
-	Kind        GroupVersionKind
-	Resource    GroupVersionResource
-	SubResource string
-	Name        string
-	Namespace   string
-	// Operation is CREATE, UPDATE, DELETE or CONNECT.
-	Operation string
-	UserInfo  UserInfo
-	Object    guest.JSON
-	OldObject guest.JSON
-	DryRun    bool
-	Options   guest.JSON
-	// Raw is the whole request.
-	Raw guest.JSON
-}
-
-// decode reads the request in one pass over its fields.
-func decode(raw guest.JSON) *Request {
-	r := &Request{Raw: raw}
-	raw.Fields(func(k string, v guest.JSON) bool {
-		switch k {
-		case "uid":
-			r.UID = v.String()
-		case "kind":
-			r.Kind = GroupVersionKind{v.Get("group").String(), v.Get("version").String(), v.Get("kind").String()}
-		case "resource":
-			r.Resource = GroupVersionResource{v.Get("group").String(), v.Get("version").String(), v.Get("resource").String()}
-		case "subResource":
-			r.SubResource = v.String()
-		case "name":
-			r.Name = v.String()
-		case "namespace":
-			r.Namespace = v.String()
-		case "operation":
-			r.Operation = v.String()
-		case "userInfo":
-			r.UserInfo = UserInfo{Username: v.Get("username").String(), UID: v.Get("uid").String(),
-				Groups: v.Get("groups").Strings(), Extra: v.Get("extra").StringsMap()}
-		case "object":
-			r.Object = v
-		case "oldObject":
-			r.OldObject = v
-		case "dryRun":
-			r.DryRun = v.Bool()
-		case "options":
-			r.Options = v
-		}
-		return true
-	})
-	return r
-}
+func decode(raw guest.JSON) *Request { return review.Parse(raw) }
 
 // Operation is one RFC 6902 JSON patch operation. Value is raw JSON (use guest.Writer or
 // strconv.Quote for a string).
@@ -201,7 +147,3 @@ func Handle[S any](settings guest.Settings[S], h func(*Request, S) Response) {
 
 // Run answers one call from in to out with the registered handler.
 func Run(in io.Reader, out io.Writer) { hook.Run(in, out) }
-
-// ParseRequest reads an admission.k8s.io/v1 AdmissionRequest, for modules of other ABIs that
-// receive one (Kubewarden policies).
-func ParseRequest(raw guest.JSON) *Request { return decode(raw) }

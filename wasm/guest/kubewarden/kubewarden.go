@@ -11,7 +11,7 @@ import (
 	"errors"
 
 	"github.com/wasmkube/wasmkube/wasm/guest"
-	"github.com/wasmkube/wasmkube/wasm/guest/admission"
+	"github.com/wasmkube/wasmkube/wasm/guest/review"
 )
 
 // Policy is a Kubewarden policy with settings S.
@@ -21,7 +21,7 @@ type Policy[S any] struct {
 	// ValidateSettings checks decoded settings; nil accepts any that decode.
 	ValidateSettings func(S) error
 	// Validate decides about a request.
-	Validate func(*admission.Request, S) Response
+	Validate func(*review.Request, S) Response
 }
 
 // Response is a policy's answer; build it with Accept, Reject or Mutate.
@@ -116,7 +116,7 @@ func (p Policy[S]) Serve(op string, payload []byte) (out []byte, err error) {
 		if err != nil {
 			return Reject("invalid settings: "+err.Error(), 500).JSON(), nil
 		}
-		return p.Validate(admission.ParseRequest(in.Get("request")), s).JSON(), nil
+		return p.Validate(review.Parse(in.Get("request")), s).JSON(), nil
 	}
 	return nil, errors.New("unknown operation " + op)
 }

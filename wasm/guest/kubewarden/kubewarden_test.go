@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/wasmkube/wasmkube/wasm/guest"
-	"github.com/wasmkube/wasmkube/wasm/guest/admission"
+	"github.com/wasmkube/wasmkube/wasm/guest/review"
 )
 
 func TestServe(t *testing.T) {
@@ -17,7 +17,7 @@ func TestServe(t *testing.T) {
 			}
 			return nil
 		},
-		Validate: func(r *admission.Request, word string) Response {
+		Validate: func(r *review.Request, word string) Response {
 			switch r.Name {
 			case "panic":
 				panic("boom")
