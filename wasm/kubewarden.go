@@ -135,7 +135,8 @@ type Policy struct {
 //
 // # Notes
 //
-//   - waPC instances run _start, _initialize and wapc_init once each, those exported.
+//   - waPC instances run _start, _initialize and wapc_init once each, those exported; the
+//     policy must answer protocol_version with "v1".
 //   - WASI-mode policies get a fresh instance per call (a command runs once).
 //   - Invalid settings are an error carrying the policy's own message.
 func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) (_ *Policy, err error) {
@@ -185,10 +186,29 @@ func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) 
 			_ = mod.Close(context.Background())
 		}
 	}()
+	if mode == ModeWAPC {
+		if err := p.checkProtocolVersion(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.ValidateSettings(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkProtocolVersion asks a waPC policy for its protocol version, as policy-server does: only
+// v1 exists.
+func (p *Policy) checkProtocolVersion(ctx context.Context) error {
+	out, err := p.mod.CallWAPC(ctx, "protocol_version", nil, nil, nil)
+	if err != nil {
+		return fmt.Errorf("policy %q: protocol_version: %w", p.Name(), err)
+	}
+	var v string
+	if err := json.Unmarshal(out, &v); err != nil || v != "v1" {
+		return fmt.Errorf("policy %q: protocol version %.40q is not supported: Kubewarden's waPC protocol is v1", p.Name(), out)
+	}
+	return nil
 }
 
 // Name is the policy's name.

@@ -35,6 +35,11 @@ func guestCall(opLen, payloadLen uint32) uint32 {
 	guestRequest(unsafe.Pointer(&op[0]), unsafe.Pointer(&payload[0]))
 	in := guest.JSON(payload[:payloadLen])
 	switch string(op[:opLen]) {
+	case "protocol_version":
+		if in := string(payload[:payloadLen]); in != "" {
+			return answer("protocol_version takes no payload", false)
+		}
+		return answer(`"v1"`, true)
 	case "validate_settings":
 		if in.Get("mode").String() == "invalid-settings" {
 			return answer(`{"valid":false,"message":"mode says the settings are invalid"}`, true)
