@@ -128,6 +128,9 @@ type Policy struct {
 	settings json.RawMessage
 	kube     KubernetesHost
 	logger   *slog.Logger
+	// host and console serve the policy's host calls and console lines (made once, not per call).
+	host    HostCallFunc
+	console func(string)
 }
 
 // LoadPolicy loads a Kubewarden policy: reads its metadata, picks the execution mode, compiles
@@ -181,6 +184,8 @@ func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) 
 		return nil, err
 	}
 	p := &Policy{mod: mod, meta: *md, mode: mode, settings: settings, kube: cfg.Kubernetes, logger: logger.With("policy", mc.Name)}
+	p.host = p.hostCall
+	p.console = func(line string) { p.logger.Info(line, "source", "console") }
 	defer func() {
 		if err != nil {
 			_ = mod.Close(context.Background())
@@ -321,18 +326,15 @@ func denied(res *AdmissionResult, msg string) *AdmissionResult {
 
 // call runs one operation in the policy's mode: a waPC operation, or the command with argv.
 func (p *Policy) call(ctx context.Context, op, argv string, payload []byte) ([]byte, error) {
-	host := func(ctx context.Context, binding, namespace, operation string, payload []byte) ([]byte, error) {
-		return p.hostCall(ctx, binding, namespace, operation, payload)
-	}
 	if p.mode == ModeWASI {
-		out, err := p.mod.CallCommand(ctx, []string{"policy.wasm", argv}, payload, host)
+		out, err := p.mod.CallCommand(ctx, []string{"policy.wasm", argv}, payload, p.host)
 		var ce *CallError
 		if errors.As(err, &ce) && ce.Stderr != "" {
 			p.logger.Info("policy stderr", "stderr", ce.Stderr)
 		}
 		return out, err
 	}
-	return p.mod.CallWAPC(ctx, op, payload, host, func(line string) { p.logger.Info(line, "source", "console") })
+	return p.mod.CallWAPC(ctx, op, payload, p.host, p.console)
 }
 
 // Kubewarden's error texts for calls a policy may not make.

@@ -1,6 +1,7 @@
 // Package hook adapts loaded modules to the API server's extension points: a token
-// authenticator and an authorizer (admission follows). It imports k8s.io/apiserver, never
-// k8s.io/kubernetes.
+// authenticator, an authorizer, the admission plugin WASM (modules of the original ABI and
+// Kubewarden policies) and the host that answers Kubewarden policies' kubernetes calls from the
+// API server. It imports k8s.io/apiserver, never k8s.io/kubernetes.
 package hook
 
 import (
