@@ -410,3 +410,51 @@ func TestProfilesAndVersion(t *testing.T) {
 		t.Errorf("completion bash: %d", code)
 	}
 }
+
+// TestKubewardenDemo runs the kubewarden-demo profile and the walkthroughs of its policies'
+// READMEs with the built-in kubectl.
+func TestKubewardenDemo(t *testing.T) {
+	e := newEnv(t)
+	up := e.startUp("--profile", "kubewarden-demo", "--port", "0")
+	up.waitReady(t)
+	kubectl := func(stdin string, args ...string) (int, string, string) {
+		cmd := e.command(context.Background(), append([]string{"kubectl", "--profile", "kubewarden-demo"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		_ = cmd.Run()
+		return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+	}
+	steps := []struct {
+		stdin string
+		args  []string
+		ok    bool
+		want  string // in stdout and stderr together
+	}{
+		{"", []string{"create", "configmap", "c", "--from-literal=a=b"}, false,
+			`admission WASM module "safe-annotations" denied the request: ConfigMap c: missing mandatory annotations: owner`},
+		{"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, annotations: {owner: me}}\n", []string{"create", "-f", "-"}, true,
+			"Warning: ConfigMap c has no description annotation"},
+		{"", []string{"get", "configmap", "c", "-o", "jsonpath={.metadata.labels}"}, true, `{"cost-center":"42","owner":"platform"}`},
+		{"", []string{"create", "ingress", "web", "--rule=a.example.com/*=web:80"}, true, "ingress.networking.k8s.io/web created"},
+		{"", []string{"create", "ingress", "web2", "--rule=a.example.com/*=web:80"}, false,
+			`admission WASM module "unique-ingress-host" denied the request: host already in use: a.example.com (used by default/web)`},
+	}
+	for _, s := range steps {
+		var code int
+		var out, stderr string
+		// The Ingress cache of unique-ingress-host catches up within moments of a create.
+		for range 20 {
+			if code, out, stderr = kubectl(s.stdin, s.args...); (code == 0) == s.ok {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if (code == 0) != s.ok || !strings.Contains(out+stderr, s.want) {
+			t.Errorf("kubectl %s: exit %d, want ok=%v and %q in:\n%s%s", strings.Join(s.args, " "), code, s.ok, s.want, out, stderr)
+		}
+	}
+	if code := up.interrupt(t); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
