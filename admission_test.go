@@ -27,7 +27,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/wasmkube/wasmkube"
+	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
+	"github.com/wasmkube/wasmkube/wasm"
 )
 
 const hmacSecret = "a-test-secret-that-is-long-enough"
@@ -149,9 +151,25 @@ rules:
 	annotations.Message = "every object needs an owner annotation"
 	monitor := kubewarden("kw-monitor", "safe-annotations", `{"mandatory_annotations":["owner"]}`, "monitor")
 	monitor.Mode = "monitor"
+	// unique-ingress-host re-annotated to read Services only: its Ingress lookups are refused.
+	md, err := wasm.ParseMetadata([]byte("executionMode: wasi\ncontextAwareResources: [{apiVersion: v1, kind: Service}]\n" +
+		"rules: [{apiGroups: [networking.k8s.io], apiVersions: [v1], resources: [ingresses], operations: [CREATE]}]\n"))
+	if err != nil {
+		return nil, nil, err
+	}
+	bin, _ := examples.Module("unique-ingress-host")
+	if bin, err = wasm.Annotate(bin, md); err != nil {
+		return nil, nil, err
+	}
+	refusedPath := filepath.Join(dir, "services-only.wasm")
+	if err := os.WriteFile(refusedPath, bin, 0o600); err != nil {
+		return nil, nil, err
+	}
+	refused := kubewarden("kw-refused", "", "", "refused")
+	refused.Module.Module = refusedPath
 	p.Admission.Modules = append(p.Admission.Modules,
 		kubewarden("kw-labels", "default-labels", `{"labels":{"owner":"platform"}}`, "kubewarden"),
-		annotations, monitor, kubewarden("kw-ingress", "unique-ingress-host", "", ""))
+		annotations, monitor, kubewarden("kw-ingress", "unique-ingress-host", "", ""), refused)
 
 	return p, []string{
 		"--authentication-wasm-config-file=" + filepath.Join(dir, "authn.yaml"),
@@ -284,6 +302,13 @@ func testKubewarden(t *testing.T) {
 	})
 	if _, err := ingresses.Create(ctx, ing("third", "b.example.com"), metav1.CreateOptions{}); err != nil {
 		t.Errorf("an Ingress with another host: %v", err)
+	}
+	// A policy that may read Services only is refused its Ingress lookup by the host.
+	outside := ing("outside", "c.example.com")
+	outside.Labels = map[string]string{"test": "refused"}
+	_, err = ingresses.Create(ctx, outside, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "cannot list Ingresses: policy kw-refused cannot access networking.k8s.io/v1 Ingress: not among its contextAwareResources") {
+		t.Errorf("lookup outside contextAwareResources: %v", err)
 	}
 }
 
