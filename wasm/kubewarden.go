@@ -140,7 +140,8 @@ type Policy struct {
 //
 //   - waPC instances run _start, _initialize and wapc_init once each, those exported; the
 //     policy must answer protocol_version with "v1".
-//   - WASI-mode policies get a fresh instance per call (a command runs once).
+//   - WASI-mode policies get a fresh instance per call (a command runs once); the next one for
+//     validate is made in the background while the policy waits for its next request.
 //   - Invalid settings are an error carrying the policy's own message.
 func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) (_ *Policy, err error) {
 	md, _, err := ReadMetadata(bin)
@@ -166,6 +167,7 @@ func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) 
 		mc.Exports = []string{"_start"}
 		mc.StartFunctions = []string{}
 		mc.Isolation = Fresh
+		mc.SpareArgs = []string{"policy.wasm", "validate"}
 	case ModeOPA, ModeGatekeeper:
 		return nil, fmt.Errorf("policy %q: execution mode %s (Rego) is not supported yet", mc.Name, mode)
 	default:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,9 @@ type ModuleConfig struct {
 	// StartFunctions run once when an instance is created, those the module exports, in order;
 	// default _initialize (Go and Rust reactors).
 	StartFunctions []string
+	// SpareArgs are the arguments of the spare instance a Fresh module keeps ready for its
+	// next call (nil: Grants.Args); calls with other arguments create their own instance.
+	SpareArgs []string
 	// Debug logs every envelope call's input and output (see CallEnvelope) at info level, with
 	// every "token" field redacted.
 	Debug bool
@@ -121,6 +125,10 @@ type Module struct {
 	// interrupt is how calls are actually stopped (after a possible fallback).
 	interrupt Interrupt
 	pool      chan *instance // nil entries are slots whose instance must be created
+	// spare holds one instance of a Fresh module made ahead of its next call, so the call does
+	// not wait for instantiation (and the start functions); refilling says one is being made.
+	spare     chan *instance
+	refilling atomic.Bool
 	closed    atomic.Bool
 	wg        sync.WaitGroup
 }
@@ -161,6 +169,15 @@ func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Mo
 		if _, ok := exported[e]; !ok {
 			return nil, fmt.Errorf("missing function '%s' in module '%s'", e, cfg.Name)
 		}
+	}
+	if cfg.Isolation == Fresh {
+		// The spare is made now: a module that cannot be instantiated fails to load.
+		inst, err := m.newInstanceArgs(ctx, cfg.SpareArgs)
+		if err != nil {
+			return nil, err
+		}
+		m.spare = make(chan *instance, 1)
+		m.spare <- inst
 	}
 	if cfg.Isolation == Pooled {
 		m.pool = make(chan *instance, cfg.PoolSize)
@@ -243,7 +260,7 @@ func (m *Module) with(ctx context.Context, export string, args []string, use fun
 		deadline = d
 	}
 	if m.cfg.Isolation == Fresh {
-		inst, err := m.newInstanceArgs(ctx, args)
+		inst, err := m.freshInstance(ctx, args)
 		if err != nil {
 			return &CallError{Module: m.cfg.Name, Export: export, Kind: KindTrap, Err: err}
 		}
@@ -259,6 +276,42 @@ func (m *Module) with(ctx context.Context, export string, args []string, use fun
 	m.release(inst, err)
 	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
 	return err
+}
+
+// freshInstance returns the spare instance when args are its arguments (and has the next one
+// made in the background), or a new instance.
+func (m *Module) freshInstance(ctx context.Context, args []string) (*instance, error) {
+	if m.spare != nil && slices.Equal(args, m.cfg.SpareArgs) {
+		defer m.refillSpare()
+		select {
+		case inst := <-m.spare:
+			return inst, nil
+		default:
+		}
+	}
+	return m.newInstanceArgs(ctx, args)
+}
+
+// refillSpare makes the next spare instance in the background, unless one is there or being
+// made. A failure leaves the slot empty; the next call makes its own instance and tries again.
+func (m *Module) refillSpare() {
+	if m.closed.Load() || len(m.spare) > 0 || !m.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer m.refilling.Store(false)
+		inst, err := m.newInstanceArgs(context.Background(), m.cfg.SpareArgs)
+		if err != nil {
+			return
+		}
+		select {
+		case m.spare <- inst:
+		default:
+			inst.close()
+		}
+	}()
 }
 
 func (m *Module) acquire(ctx context.Context, export string, deadline time.Time) (*instance, error) {
@@ -318,6 +371,13 @@ func (m *Module) Close(ctx context.Context) error {
 		return nil
 	}
 	m.wg.Wait()
+	if m.spare != nil {
+		select {
+		case inst := <-m.spare:
+			inst.close()
+		default:
+		}
+	}
 	if m.pool != nil {
 		for i := 0; i < cap(m.pool); i++ {
 			select {

@@ -194,6 +194,27 @@ func TestFreshInstancePerCall(t *testing.T) {
 			t.Fatalf("fresh instance served %v calls, want 1", out["calls"])
 		}
 	}
+	// The spare instance made for the next call is there again once the module is idle, also
+	// after a call that trapped; Close closes it.
+	if _, err := call(m, "trap"); !IsKind(err, KindTrap) {
+		t.Fatalf("trap: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(m.spare) != 1 || m.refilling.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("no spare instance after the calls")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if out, err := call(m, "count"); err != nil || out["calls"] != 1.0 {
+		t.Fatalf("after a trap: %v %v", out, err)
+	}
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.spare) != 0 {
+		t.Error("Close left the spare instance open")
+	}
 }
 
 func TestCallerDeadlineAndBusyPool(t *testing.T) {
