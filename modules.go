@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/adrg/xdg"
+	"golang.org/x/sync/errgroup"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apiserver/pkg/authentication/token/cache"
@@ -31,15 +34,12 @@ func ModuleCacheDir() string { return filepath.Join(xdg.CacheHome, "wasmkube", "
 
 // clusterModules are the modules of one cluster and the runtime that hosts them.
 type clusterModules struct {
-	rt      *wasm.Runtime
-	modules []*wasm.Module
+	rt *wasm.Runtime
+	// closers close the loaded modules and policies.
 	closers []func() error
 }
 
 func (cm *clusterModules) close() error {
-	for _, m := range cm.modules {
-		_ = m.Close(context.Background())
-	}
 	for _, c := range cm.closers {
 		_ = c()
 	}
@@ -47,7 +47,7 @@ func (cm *clusterModules) close() error {
 }
 
 // count is how many modules were loaded.
-func (cm *clusterModules) count() int { return len(cm.modules) + len(cm.closers) }
+func (cm *clusterModules) count() int { return len(cm.closers) }
 
 // loadedAdmission is an admission module ready for the plugin.
 type loadedAdmission struct {
@@ -230,6 +230,24 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 			_ = cm.close()
 		}
 	}()
+	// Modules compile in parallel (a cold compile takes ~0.5 s per Go module); each result
+	// keeps its entry's place, so the order of the profile holds.
+	var mu sync.Mutex
+	track := func(close func() error) {
+		mu.Lock()
+		defer mu.Unlock()
+		cm.closers = append(cm.closers, close)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.NumCPU())
+	start := func(job func() error) {
+		g.Go(func() error {
+			if gctx.Err() != nil { // another module failed: stop early
+				return nil
+			}
+			return job()
+		})
+	}
 	load := func(where string, m profiles.Module, export string) (hook.Module, error) {
 		bin, err := moduleBytes(p, m.Module)
 		if err != nil {
@@ -239,18 +257,44 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 		if err != nil {
 			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 		}
-		cm.modules = append(cm.modules, loaded)
+		track(func() error { return loaded.Close(context.Background()) })
 		return hook.Module{Module: loaded, Settings: m.Settings}, nil
 	}
-	if len(c.authn) > 0 {
-		a := &hook.TokenAuthenticator{Logger: logger}
-		for _, e := range c.authn {
-			hm, err := load(e.where, e.m, wasm.ExportAuthn)
-			if err != nil {
-				return nil, ext, nil, err
+	authn := make([]hook.Module, len(c.authn))
+	for i, e := range c.authn {
+		start(func() (err error) { authn[i], err = load(e.where, e.m, wasm.ExportAuthn); return err })
+	}
+	authz := make([]hook.AuthzModule, len(c.authz))
+	for i, e := range c.authz {
+		start(func() error {
+			hm, err := load(e.where, e.m.Module, wasm.ExportAuthz)
+			policy := hook.NoOpinion
+			if e.m.FailurePolicy == "Deny" {
+				policy = hook.Deny
 			}
-			a.Modules = append(a.Modules, hm)
-		}
+			authz[i] = hook.AuthzModule{Module: hm, FailurePolicy: policy}
+			return err
+		})
+	}
+	kube := hook.NewKubernetesHost()
+	admissions := make([]hook.AdmissionModule, len(c.admission))
+	for i, e := range c.admission {
+		start(func() error {
+			m, err := loadAdmission(ctx, rt, p, e, kube, logger)
+			if err != nil {
+				return err
+			}
+			track(m.close)
+			admissions[i] = m.AdmissionModule
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, ext, nil, err
+	}
+
+	if len(authn) > 0 {
+		a := &hook.TokenAuthenticator{Logger: logger, Modules: authn}
 		ttl := DefaultAuthnCacheTTL
 		if p.Authentication != nil && p.Authentication.CacheTTL != nil {
 			ttl = p.Authentication.CacheTTL.Duration
@@ -260,38 +304,17 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 			ext.Token = cache.New(a, false, ttl, 0)
 		}
 	}
-	if len(c.authz) > 0 {
-		a := &hook.Authorizer{Logger: logger}
-		for _, e := range c.authz {
-			hm, err := load(e.where, e.m.Module, wasm.ExportAuthz)
-			if err != nil {
-				return nil, ext, nil, err
-			}
-			policy := hook.NoOpinion
-			if e.m.FailurePolicy == "Deny" {
-				policy = hook.Deny
-			}
-			a.Modules = append(a.Modules, hook.AuthzModule{Module: hm, FailurePolicy: policy})
-		}
+	if len(authz) > 0 {
 		first, err := wasmFirst(w.AuthorizationChain)
 		if err != nil {
 			return nil, ext, nil, err
 		}
+		a := &hook.Authorizer{Logger: logger, Modules: authz}
 		ext.Authorizer, ext.RuleResolver, ext.First = a, a, first
 	}
 	var adm *hook.Admission
-	if len(c.admission) > 0 {
-		kube := hook.NewKubernetesHost()
-		var mods []hook.AdmissionModule
-		for _, e := range c.admission {
-			m, err := loadAdmission(ctx, rt, p, e, kube, logger)
-			if err != nil {
-				return nil, ext, nil, err
-			}
-			cm.closers = append(cm.closers, m.close)
-			mods = append(mods, m.AdmissionModule)
-		}
-		if adm, err = hook.NewAdmission(mods, logger, kube); err != nil {
+	if len(admissions) > 0 {
+		if adm, err = hook.NewAdmission(admissions, logger, kube); err != nil {
 			return nil, ext, nil, err
 		}
 	}
