@@ -280,60 +280,68 @@ func newModuleRunCommand(s streams) *cobra.Command {
 // runPolicy runs a Kubewarden policy once, as `kwctl run` does: validate_settings, then
 // validate with the AdmissionReview's request. There is no cluster: kubernetes host calls fail.
 func runPolicy(ctx context.Context, s streams, f *moduleFlags, path string) error {
-	if f.hook != "validate" {
-		return fmt.Errorf("--hook %q: Kubewarden policies answer admission requests; use --hook validate", f.hook)
-	}
-	var settings json.RawMessage
-	if f.settings != "" {
-		doc, err := readDoc(f.settings, s.in)
-		if err != nil {
-			return fmt.Errorf("--settings: %w", err)
-		}
-		settings = doc
-	}
-	if f.request == "" {
-		return errors.New("--request is required: an AdmissionReview")
-	}
-	raw, err := readDoc(f.request, s.in)
-	if err != nil {
-		return fmt.Errorf("--request: %w", err)
-	}
-	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(raw, &review); err != nil || review.Request == nil {
-		return fmt.Errorf("--request: not an AdmissionReview with a request: %v", err)
-	}
-	mem, err := resource.ParseQuantity(f.memoryLimit)
-	if err != nil {
-		return fmt.Errorf("--memory-limit %q: %w", f.memoryLimit, err)
-	}
-	bin, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	rt, err := runtimeForCLI(ctx)
+	p, rt, req, err := f.loadPolicy(ctx, s, path, wasm.Pooled, 1)
 	if err != nil {
 		return err
 	}
 	defer rt.Close(context.Background())
-	name := moduleName(path)
+	defer p.Close(context.Background())
+	mutating := f.mutating || p.Metadata().Mutating
+	fmt.Fprintf(s.out, "policy: %s (%s, mutating %v), settings valid\n", p.Name(), p.Mode(), mutating)
+	res, err := p.Admit(ctx, req, mutating)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "decision: %s\n", admissionDecision(p.Name(), res))
+	return nil
+}
+
+// loadPolicy loads the Kubewarden policy at path with the flags' settings, limits and mode, and
+// reads the request to send it.
+func (f *moduleFlags) loadPolicy(ctx context.Context, s streams, path string, iso wasm.Isolation, poolSize int) (_ *wasm.Policy, _ *wasm.Runtime, _ *admissionv1.AdmissionRequest, err error) {
+	if f.hook != "validate" {
+		return nil, nil, nil, fmt.Errorf("--hook %q: Kubewarden policies answer admission requests; use --hook validate", f.hook)
+	}
+	var settings json.RawMessage
+	if f.settings != "" {
+		if settings, err = readDoc(f.settings, s.in); err != nil {
+			return nil, nil, nil, fmt.Errorf("--settings: %w", err)
+		}
+	}
+	if f.request == "" {
+		return nil, nil, nil, errors.New("--request is required: an AdmissionReview")
+	}
+	raw, err := readDoc(f.request, s.in)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--request: %w", err)
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(raw, &review); err != nil || review.Request == nil {
+		return nil, nil, nil, fmt.Errorf("--request: not an AdmissionReview with a request: %v", err)
+	}
+	mem, err := resource.ParseQuantity(f.memoryLimit)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--memory-limit %q: %w", f.memoryLimit, err)
+	}
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rt, err := runtimeForCLI(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	p, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{
-		Module:   wasm.ModuleConfig{Name: name, PoolSize: 1, Timeout: f.timeout, MemoryLimit: mem.Value()},
+		Module:   wasm.ModuleConfig{Name: moduleName(path), Isolation: iso, PoolSize: poolSize, Timeout: f.timeout, MemoryLimit: mem.Value()},
 		Mode:     wasm.ExecutionMode(f.mode),
 		Settings: settings,
 		Logger:   slog.New(slog.NewTextHandler(s.err, nil)),
 	})
 	if err != nil {
-		return err
+		rt.Close(context.Background())
+		return nil, nil, nil, err
 	}
-	defer p.Close(context.Background())
-	mutating := f.mutating || p.Metadata().Mutating
-	fmt.Fprintf(s.out, "policy: %s (%s, mutating %v), settings valid\n", name, p.Mode(), mutating)
-	res, err := p.Admit(ctx, review.Request, mutating)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(s.out, "decision: %s\n", admissionDecision(name, res))
-	return nil
+	return p, rt, review.Request, nil
 }
 
 func loadModule(ctx context.Context, path string, cfg wasm.ModuleConfig) (*wasm.Module, *wasm.Runtime, error) {
@@ -469,6 +477,9 @@ func newModuleBenchCommand(s streams) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if f.kind == "kubewarden" {
+				return benchPolicy(ctx, s, &f, args[0], calls, concurrency)
+			}
 			inv, _, err := f.prepare(s.in)
 			if err != nil {
 				return err
@@ -510,5 +521,39 @@ func newModuleBenchCommand(s streams) *cobra.Command {
 	f.add(cmd)
 	cmd.Flags().IntVar(&calls, "calls", 2000, "calls per pooled run (fresh runs 1/20 of them)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 1, "concurrent callers (and pool size)")
+	cmd.Flags().StringVar(&f.kind, "type", "wasi", "wasi (the original module ABI) | kubewarden")
+	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none")
 	return cmd
+}
+
+// benchPolicy measures a Kubewarden policy like `kwctl bench`: pooled and fresh instances for
+// waPC policies, fresh only for WASI-mode ones (a command runs once per instance).
+func benchPolicy(ctx context.Context, s streams, f *moduleFlags, path string, calls, concurrency int) error {
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ISOLATION\tCALLS\tCALLS/S\tP50\tP99")
+	for _, iso := range []wasm.Isolation{wasm.Pooled, wasm.Fresh} {
+		p, rt, req, err := f.loadPolicy(ctx, s, path, iso, concurrency)
+		if err != nil {
+			return err
+		}
+		if p.Mode() == wasm.ModeWASI && iso == wasm.Pooled {
+			fmt.Fprintln(w, "pooled\t-\t-\t-\t- (a WASI-mode policy gets a fresh instance per call)")
+			p.Close(context.Background())
+			rt.Close(context.Background())
+			continue
+		}
+		n := calls
+		if iso == wasm.Fresh {
+			n = max(1, calls/20)
+		}
+		mutating := f.mutating || p.Metadata().Mutating
+		res, err := wasm.Measure(n, concurrency, func() error { _, err := p.Admit(ctx, req, mutating); return err })
+		p.Close(context.Background())
+		rt.Close(context.Background())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s\t%d\t%.0f\t%s\t%s\n", iso, res.Calls, res.CallsPerSec, res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond))
+	}
+	return w.Flush()
 }

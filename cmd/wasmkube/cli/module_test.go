@@ -70,6 +70,12 @@ func TestModuleKubewarden(t *testing.T) {
 		t.Errorf("default-labels without settings: %d %s", code, stderr)
 	}
 
+	code, out, stderr = e.run("module", "bench", ex("safe-annotations/safe-annotations.wasm"), "--type", "kubewarden", "--hook", "validate",
+		"--request", ex("safe-annotations/request.yaml"), "--settings", ex("safe-annotations/settings.yaml"), "--calls", "100")
+	if code != 0 || !strings.Contains(out, "pooled     100") || !strings.Contains(out, "fresh      5") {
+		t.Errorf("bench: %d\n%s%s", code, out, stderr)
+	}
+
 	// annotate: the same policy, now claiming to be a WASI command, no longer loads as one.
 	md := filepath.Join(e.root, "metadata.yml")
 	if err := os.WriteFile(md, []byte("executionMode: wasi\nrules: []\n"), 0o600); err != nil {
