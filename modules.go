@@ -70,7 +70,7 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e 
 		MatchConditions: m.MatchConditions, Monitor: m.Mode == "monitor", Message: m.Message,
 	}
 	if m.Type != "kubewarden" {
-		loaded, err := rt.Load(ctx, bin, moduleConfig(m.Module, wasm.ExportValidate))
+		loaded, err := rt.Load(ctx, bin, moduleConfig(p, m.Module, wasm.ExportValidate))
 		if err != nil {
 			return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 		}
@@ -78,7 +78,7 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e 
 		return loadedAdmission{am, func() error { return loaded.Close(context.Background()) }}, nil
 	}
 	policy, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{
-		Module: moduleConfig(m.Module, ""), Mode: wasm.ExecutionMode(m.ExecutionMode),
+		Module: moduleConfig(p, m.Module, ""), Mode: wasm.ExecutionMode(m.ExecutionMode),
 		Settings: m.Settings, Kubernetes: kube, Logger: logger,
 	})
 	if err != nil {
@@ -253,7 +253,7 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 		if err != nil {
 			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 		}
-		loaded, err := rt.Load(ctx, bin, moduleConfig(m, export))
+		loaded, err := rt.Load(ctx, bin, moduleConfig(p, m, export))
 		if err != nil {
 			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 		}
@@ -353,8 +353,8 @@ func moduleBytes(p *profiles.Loaded, ref string) ([]byte, error) {
 	return bin, nil
 }
 
-func moduleConfig(m profiles.Module, export string) wasm.ModuleConfig {
-	cfg := wasm.ModuleConfig{Name: m.Name, Exports: []string{export}, Isolation: wasm.Isolation(m.Isolation)}
+func moduleConfig(p *profiles.Loaded, m profiles.Module, export string) wasm.ModuleConfig {
+	cfg := wasm.ModuleConfig{Name: m.Name, Exports: []string{export}, Isolation: wasm.Isolation(m.Isolation), Debug: m.Debug}
 	if m.Timeout != nil {
 		cfg.Timeout = m.Timeout.Duration
 	}
@@ -366,6 +366,11 @@ func moduleConfig(m profiles.Module, export string) wasm.ModuleConfig {
 	if m.PoolSize != nil {
 		cfg.PoolSize = int(*m.PoolSize)
 	}
-	cfg.Debug = m.Debug
+	if g := m.Grants; g != nil {
+		cfg.Grants = wasm.Grants{Env: g.Env, Args: g.Args}
+		for _, d := range g.ReadOnlyDirs {
+			cfg.Grants.ReadOnlyDirs = append(cfg.Grants.ReadOnlyDirs, wasm.DirMount{HostPath: p.ResolvePath(d.HostPath), GuestPath: d.GuestPath})
+		}
+	}
 	return cfg
 }

@@ -42,7 +42,7 @@ const (
 )
 
 // LoadModuleList reads the original proof of concept's module configuration file for hook.
-// Relative module paths are made absolute against the file's directory.
+// Relative module paths and granted directories are made absolute against the file's directory.
 func LoadModuleList(path string, hook Hook) (*Admission, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -75,6 +75,13 @@ func ParseModuleList(data []byte, source, baseDir string, hook Hook) (*Admission
 		m := &list.Modules[i].Module
 		if !strings.HasPrefix(m.Module, BuiltinPrefix) && !filepath.IsAbs(m.Module) {
 			m.Module = filepath.Join(baseDir, m.Module)
+		}
+		if m.Grants != nil {
+			for j, d := range m.Grants.ReadOnlyDirs {
+				if !filepath.IsAbs(d.HostPath) {
+					m.Grants.ReadOnlyDirs[j].HostPath = filepath.Join(baseDir, d.HostPath)
+				}
+			}
 		}
 	}
 	return list, nil

@@ -72,6 +72,11 @@ func TestInvalidProfiles(t *testing.T) {
 			`admission.modules[1].name: Duplicate value: "a"`,
 		},
 		"external-etcd-empty.yaml": {"etcd.external.servers: Required value"},
+		"bad-admission.yaml": {
+			"bad-admission.yaml:7: admission.modules[0].mode", `"audit"`,
+			"admission.modules[0].grants.readOnlyDirs[0].hostPath: Required value",
+			"admission.modules[0].grants.readOnlyDirs[0].guestPath", "absolute path",
+		},
 		"not-yaml.yaml":            {"not-yaml.yaml", "not valid YAML"},
 	}
 	files, _ := filepath.Glob("testdata/invalid/*.yaml")

@@ -115,6 +115,26 @@ type Module struct {
 	PoolSize *int32 `json:"poolSize,omitempty"`
 	// Debug logs each call's input and output, with tokens redacted.
 	Debug bool `json:"debug,omitempty"`
+	// Grants are what the module may reach besides its input and output; nothing by default.
+	Grants *Grants `json:"grants,omitempty"`
+}
+
+// Grants give a module environment variables, arguments or read-only directories.
+type Grants struct {
+	// Env are environment variables the module sees (it sees none of the host's).
+	Env map[string]string `json:"env,omitempty"`
+	// Args are the module's arguments (argv).
+	Args []string `json:"args,omitempty"`
+	// ReadOnlyDirs mount host directories read-only into the module's file system.
+	ReadOnlyDirs []DirMount `json:"readOnlyDirs,omitempty"`
+}
+
+// DirMount mounts a host directory at a path inside the module.
+type DirMount struct {
+	// HostPath is the directory on the host (relative to the profile file).
+	HostPath string `json:"hostPath"`
+	// GuestPath is where the module sees it, an absolute path such as /data.
+	GuestPath string `json:"guestPath"`
 }
 
 // Authentication lists token authenticator modules, tried in order after the built-in

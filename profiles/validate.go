@@ -248,5 +248,16 @@ func validateModule(m *Module, fld *field.Path, names sets.Set[string]) field.Er
 	if m.PoolSize != nil && *m.PoolSize < 1 {
 		errs = append(errs, field.Invalid(fld.Child("poolSize"), *m.PoolSize, "must be at least 1"))
 	}
+	if g := m.Grants; g != nil {
+		for i, d := range g.ReadOnlyDirs {
+			p := fld.Child("grants", "readOnlyDirs").Index(i)
+			if d.HostPath == "" {
+				errs = append(errs, field.Required(p.Child("hostPath"), "the host directory to mount"))
+			}
+			if !path.IsAbs(d.GuestPath) {
+				errs = append(errs, field.Invalid(p.Child("guestPath"), d.GuestPath, "must be an absolute path such as /data"))
+			}
+		}
+	}
 	return errs
 }

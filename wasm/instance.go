@@ -60,6 +60,13 @@ func (m *Module) newInstanceArgs(ctx context.Context, args []string) (*instance,
 		WithSysNanotime().
 		WithNanosleep(inst.sleep).
 		WithRandSource(rand.Reader)
+	if dirs := m.cfg.Grants.ReadOnlyDirs; len(dirs) > 0 {
+		fs := wazero.NewFSConfig()
+		for _, d := range dirs {
+			fs = fs.WithReadOnlyDirMount(d.HostPath, d.GuestPath)
+		}
+		cfg = cfg.WithFSConfig(fs)
+	}
 	for k, v := range m.cfg.Grants.Env {
 		cfg = cfg.WithEnv(k, v)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -52,10 +53,18 @@ const (
 )
 
 // Grants are what a module may reach beyond stdin, stdout, stderr, clocks and randomness.
-// Nothing is granted by default.
+// Nothing is granted by default: no environment, no arguments, no files. (WASI preview 1 has no
+// sockets: modules never reach the network.)
 type Grants struct {
 	Env  map[string]string
 	Args []string
+	// ReadOnlyDirs mount host directories read-only into the module's file system.
+	ReadOnlyDirs []DirMount
+}
+
+// DirMount mounts the host directory HostPath at GuestPath (e.g. /data).
+type DirMount struct {
+	HostPath, GuestPath string
 }
 
 // ModuleConfig configures one loaded module.
@@ -141,6 +150,11 @@ type Module struct {
 //   - Compilation is cached by content (see RuntimeConfig.CacheDir).
 func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Module, err error) {
 	cfg = cfg.withDefaults()
+	for _, d := range cfg.Grants.ReadOnlyDirs {
+		if st, err := os.Stat(d.HostPath); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("module %q: grants: %s is not a directory to mount at %s", cfg.Name, d.HostPath, d.GuestPath)
+		}
+	}
 	sum := sha256.Sum256(bin)
 	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), interrupt: cfg.Interrupt, observer: r.observer, logger: r.logger}
 	pages := uint32((cfg.MemoryLimit + pageSize - 1) / pageSize)

@@ -338,3 +338,44 @@ func TestDebugLogsRedactTokens(t *testing.T) {
 		t.Errorf("non-JSON output: %q", RedactTokens([]byte("not json")))
 	}
 }
+
+// TestGrants: a module sees no environment and no files unless they are granted.
+func TestGrants(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "data.txt"), []byte("granted line\nmore\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Setenv("WASMKUBE_TEST_SECRET", "host-only")
+	defer os.Unsetenv("WASMKUBE_TEST_SECRET")
+	envCall := func(m *Module, name string) (any, error) {
+		var out map[string]any
+		err := m.CallEnvelope(context.Background(), ExportValidate, 1, json.RawMessage(`{"mode":"env","name":"`+name+`"}`), &out)
+		return out["value"], err
+	}
+	fileCall := func(m *Module, path string) (any, error) {
+		var out map[string]any
+		err := m.CallEnvelope(context.Background(), ExportValidate, 1, json.RawMessage(`{"mode":"file","path":"`+path+`"}`), &out)
+		return out["value"], err
+	}
+	r := newRuntime(t)
+	none := load(t, r, ModuleConfig{Name: "ungranted"})
+	if v, err := envCall(none, "WASMKUBE_TEST_SECRET"); err != nil || v != "" {
+		t.Errorf("the host environment leaked: %v %v", v, err)
+	}
+	if _, err := fileCall(none, "/data/data.txt"); !IsKind(err, KindModuleError) {
+		t.Errorf("a file without a grant: %v", err)
+	}
+	granted := load(t, r, ModuleConfig{Name: "granted", Grants: Grants{
+		Env: map[string]string{"GREETING": "hi"}, ReadOnlyDirs: []DirMount{{HostPath: dir, GuestPath: "/data"}},
+	}})
+	if v, err := envCall(granted, "GREETING"); err != nil || v != "hi" {
+		t.Errorf("granted env: %v %v", v, err)
+	}
+	if v, err := fileCall(granted, "/data/data.txt"); err != nil || v != "granted line" {
+		t.Errorf("granted dir: %v %v", v, err)
+	}
+	_, err := r.Load(context.Background(), faultsWasm, ModuleConfig{Name: "bad-grant", Grants: Grants{ReadOnlyDirs: []DirMount{{HostPath: filepath.Join(dir, "nope"), GuestPath: "/data"}}}})
+	if err == nil || !strings.Contains(err.Error(), "nope is not a directory to mount at /data") {
+		t.Errorf("missing granted dir: %v", err)
+	}
+}

@@ -59,6 +59,15 @@ func validate() {
 		for {
 			hoard = append(hoard, make([]byte, 1<<20))
 		}
+	case "env": // the environment variable settings.name
+		write(`{"response":{"value":"` + os.Getenv(env.Get("settings", "name").String()) + `"}}`)
+	case "file": // the first line of the file settings.path
+		b, err := os.ReadFile(env.Get("settings", "path").String())
+		if err != nil {
+			write(`{"error":"read: ` + strings.ReplaceAll(err.Error(), `"`, `'`) + `"}`)
+			return
+		}
+		write(`{"response":{"value":"` + strings.SplitN(string(b), "\n", 2)[0] + `"}}`)
 	case "slow": // about 50 ms of work
 		deadline := time.Now().Add(50 * time.Millisecond)
 		for time.Now().Before(deadline) {
