@@ -77,7 +77,7 @@ func TestInvalidProfiles(t *testing.T) {
 			"admission.modules[0].grants.readOnlyDirs[0].hostPath: Required value",
 			"admission.modules[0].grants.readOnlyDirs[0].guestPath", "absolute path",
 		},
-		"not-yaml.yaml":            {"not-yaml.yaml", "not valid YAML"},
+		"not-yaml.yaml": {"not-yaml.yaml", "not valid YAML"},
 	}
 	files, _ := filepath.Glob("testdata/invalid/*.yaml")
 	if len(files) != len(cases) {
