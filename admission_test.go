@@ -303,6 +303,19 @@ func testKubewarden(t *testing.T) {
 	if _, err := ingresses.Create(ctx, ing("third", "b.example.com"), metav1.CreateOptions{}); err != nil {
 		t.Errorf("an Ingress with another host: %v", err)
 	}
+	// Once first moves to another host, a.example.com is free: the cache follows updates.
+	first, err := ingresses.Get(ctx, "first", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Spec.Rules[0].Host = "z.example.com"
+	if _, err := ingresses.Update(ctx, first, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "a.example.com to be free again", func(ctx context.Context) (bool, error) {
+		_, err := ingresses.Create(ctx, ing("second", "a.example.com"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil, nil
+	})
 	// A policy that may read Services only is refused its Ingress lookup by the host.
 	outside := ing("outside", "c.example.com")
 	outside.Labels = map[string]string{"test": "refused"}

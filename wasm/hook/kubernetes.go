@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -36,6 +35,8 @@ type KubernetesHost struct {
 	stop      <-chan struct{}
 	factory   dynamicinformer.DynamicSharedInformerFactory
 	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
+	// encoded caches objects' JSON by UID (see encode).
+	encoded sync.Map
 }
 
 var _ wasm.KubernetesHost = (*KubernetesHost)(nil)
@@ -67,11 +68,7 @@ func (k *KubernetesHost) Kubernetes(ctx context.Context, operation string, paylo
 	}
 	switch operation {
 	case "get_resource":
-		obj, err := k.get(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(obj)
+		return k.get(ctx, req)
 	case "list_resources_by_namespace":
 		if req.Namespace == "" {
 			return nil, errors.New("kubernetes/list_resources_by_namespace: namespace is required")
@@ -109,7 +106,7 @@ func (k *KubernetesHost) resource(req kubernetesRequest) (schema.GroupVersionRes
 	return m.Resource, m.Scope.Name() == meta.RESTScopeNameNamespace, nil
 }
 
-func (k *KubernetesHost) get(ctx context.Context, req kubernetesRequest) (runtime.Object, error) {
+func (k *KubernetesHost) get(ctx context.Context, req kubernetesRequest) ([]byte, error) {
 	gvr, namespaced, err := k.resource(req)
 	if err != nil {
 		return nil, err
@@ -120,7 +117,11 @@ func (k *KubernetesHost) get(ctx context.Context, req kubernetesRequest) (runtim
 	}
 	if req.DisableCache {
 		client, _, _ := k.connected()
-		return client.Resource(gvr).Namespace(ns).Get(ctx, req.Name, metav1.GetOptions{})
+		obj, err := client.Resource(gvr).Namespace(ns).Get(ctx, req.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(obj)
 	}
 	informer, err := k.informer(ctx, gvr)
 	if err != nil {
@@ -137,7 +138,7 @@ func (k *KubernetesHost) get(ctx context.Context, req kubernetesRequest) (runtim
 	case !exists:
 		return nil, fmt.Errorf("%s %q not found", gvr.GroupResource(), key)
 	}
-	return obj.(runtime.Object), nil
+	return k.encode(obj)
 }
 
 func (k *KubernetesHost) list(ctx context.Context, req kubernetesRequest) ([]byte, error) {
@@ -161,27 +162,66 @@ func (k *KubernetesHost) list(ctx context.Context, req kubernetesRequest) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	list := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": req.APIVersion, "kind": req.Kind + "List"}}
-	add := func(obj any) {
-		u, ok := obj.(*unstructured.Unstructured)
-		if ok && selector.Matches(labels.Set(u.GetLabels())) {
-			list.Items = append(list.Items, *u)
+	objs := informer.GetStore().List()
+	if req.Namespace != "" {
+		if objs, err = informer.GetIndexer().ByIndex(cache.NamespaceIndex, req.Namespace); err != nil {
+			return nil, err
 		}
 	}
-	if req.Namespace == "" {
-		for _, obj := range informer.GetStore().List() {
-			add(obj)
+	// The list is assembled from each object's JSON, encoded once per resourceVersion.
+	head, _ := json.Marshal(map[string]string{"apiVersion": req.APIVersion, "kind": req.Kind + "List"})
+	out := append(head[:len(head)-1], `,"metadata":{},"items":[`...)
+	first := true
+	for _, obj := range objs {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok || !selector.Matches(labels.Set(u.GetLabels())) {
+			continue
 		}
-	} else {
-		objs, err := informer.GetIndexer().ByIndex(cache.NamespaceIndex, req.Namespace)
+		b, err := k.encode(u)
 		if err != nil {
 			return nil, err
 		}
-		for _, obj := range objs {
-			add(obj)
+		if !first {
+			out = append(out, ',')
 		}
+		out, first = append(out, b...), false
 	}
-	return json.Marshal(list)
+	return append(out, "]}"...), nil
+}
+
+// encodedObject is an object's JSON at one resourceVersion.
+type encodedObject struct {
+	resourceVersion string
+	json            []byte
+}
+
+// encode returns a cached object's JSON, encoding it only when its resourceVersion changed.
+// Objects are immutable in the informer's store; entries go when the object is deleted.
+func (k *KubernetesHost) encode(obj any) ([]byte, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok || u.GetUID() == "" {
+		return json.Marshal(obj)
+	}
+	uid, rv := u.GetUID(), u.GetResourceVersion()
+	if e, ok := k.encoded.Load(uid); ok && e.(encodedObject).resourceVersion == rv {
+		return e.(encodedObject).json, nil
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return nil, err
+	}
+	k.encoded.Store(uid, encodedObject{rv, b})
+	return b, nil
+}
+
+// forget drops a deleted object's cached JSON.
+func (k *KubernetesHost) forget(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		k.encoded.Delete(u.GetUID())
+	}
 }
 
 // informer returns the synced informer of gvr, starting it on first use.
@@ -193,6 +233,10 @@ func (k *KubernetesHost) informer(ctx context.Context, gvr schema.GroupVersionRe
 			k.factory = dynamicinformer.NewDynamicSharedInformerFactory(k.client, 0)
 		}
 		informer = k.factory.ForResource(gvr).Informer()
+		if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: k.forget}); err != nil {
+			k.mu.Unlock()
+			return nil, err
+		}
 		k.informers[gvr] = informer
 		k.factory.Start(k.stop)
 	}
