@@ -40,7 +40,7 @@ func configMapCreate() *admissionv1.AdmissionRequest {
 //
 //	go test ./wasm -run '^$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
 //
-// pooled/loop-check is the default; the other rows are the baselines measured in the same run.
+// pooled/metered is the default; the other rows are the baselines measured in the same run.
 func BenchmarkAdmitMagicValidate(b *testing.B) {
 	bin, err := os.ReadFile("../examples/magic-validate/magic-validate.wasm")
 	if err != nil {
@@ -50,10 +50,9 @@ func BenchmarkAdmitMagicValidate(b *testing.B) {
 		name string
 		cfg  ModuleConfig
 	}{
-		{"pooled/loop-check", ModuleConfig{Isolation: Pooled, Interrupt: InterruptLoopCheck}},
-		{"pooled/context-done", ModuleConfig{Isolation: Pooled, Interrupt: InterruptContextDone}},
+		{"pooled/metered", ModuleConfig{Isolation: Pooled, Interrupt: InterruptMetered}},
 		{"pooled/none", ModuleConfig{Isolation: Pooled, Interrupt: InterruptNone}},
-		{"fresh/loop-check", ModuleConfig{Isolation: Fresh, Interrupt: InterruptLoopCheck}},
+		{"fresh/metered", ModuleConfig{Isolation: Fresh, Interrupt: InterruptMetered}},
 	}
 	r := newRuntime(b)
 	req := configMapCreate()

@@ -19,6 +19,11 @@ const (
 	KindExit ErrorKind = "exit"
 	// KindMemory: the module ran out of its memory limit.
 	KindMemory ErrorKind = "memory"
+	// KindStack: the module's estimated call stack passed its limit (deep or endless recursion).
+	KindStack ErrorKind = "stack"
+	// KindLimit: the module passed a data limit of the host: what it exchanged through host
+	// calls in one call.
+	KindLimit ErrorKind = "limit"
 	// KindMissingExport: the module has no such exported function.
 	KindMissingExport ErrorKind = "missing-export"
 	// KindOutputTooLarge: the module wrote more than the output limit.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"sort"
 
 	"github.com/tetratelabs/wazero"
@@ -25,10 +24,21 @@ type Info struct {
 	CustomSections []Section
 	// MemoryMinPages is what the module asks for at instantiation (64 KiB pages).
 	MemoryMinPages uint32
-	// Loops is the number of loop headers; Interruptible is false when the code cannot be
-	// instrumented (the module would run with close-on-context-done).
-	Loops         int
-	Interruptible bool
+	// Metering is what the sandbox's rewrite inserts (package wasmbin), when it accepts the
+	// module; otherwise Refused says why a load would fail.
+	Metering *Metering
+	Refused  string
+}
+
+// Metering describes a module's metered code.
+type Metering struct {
+	// Functions are the functions the module defines; EntryCharges of them pay at their entry,
+	// the others at their first loop (or, small leaves, not at all).
+	Functions, EntryCharges int
+	// Loops and BulkCharges are the loop headers and bulk instructions that pay.
+	Loops, BulkCharges int
+	// MaxFrame is the largest frame estimate of a function, in bytes.
+	MaxFrame uint32
 }
 
 // Function is an exported or imported function.
@@ -64,16 +74,15 @@ func Inspect(ctx context.Context, bin []byte) (*Info, error) {
 	for _, s := range cm.CustomSections() {
 		info.CustomSections = append(info.CustomSections, Section{Name: s.Name(), Size: len(s.Data())})
 	}
-	res, err := wasmbin.Rewrite(bin, wasmbin.Options{CheckModule: HostModule, CheckName: checkFunction, Interval: checkInterval})
-	switch {
-	case err == nil:
-		info.Loops, info.MemoryMinPages, info.Interruptible = res.Loops, res.MinMemoryPages, true
-	case errors.Is(err, wasmbin.ErrUnsupported):
-		if r, err := wasmbin.Rewrite(bin, wasmbin.Options{}); err == nil {
-			info.MemoryMinPages = r.MinMemoryPages
-		}
-	default:
-		return nil, err
+	m := &Module{cfg: ModuleConfig{}.withDefaults()}
+	opts := m.rewriteOptions()
+	opts.MaxMemoryPages = 0 // what the module asks for, not what a limit would allow
+	if res, err := wasmbin.Rewrite(bin, opts); err == nil {
+		info.MemoryMinPages = res.MinMemoryPages
+		info.Metering = &Metering{Functions: res.Functions, EntryCharges: res.EntryCharges,
+			Loops: res.Loops, BulkCharges: res.BulkCharges, MaxFrame: res.MaxFrame}
+	} else {
+		info.Refused = err.Error()
 	}
 	info.ABIs = detectABIs(cm.ExportedFunctions())
 	return info, nil

@@ -10,46 +10,44 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
 
 type instanceKey struct{}
 
-var (
-	errDeadline = errors.New("deadline exceeded")
-	// initTimeout bounds a new instance's _initialize (the Go runtime's start-up takes ~1 ms).
-	initTimeout = 10 * time.Second
-)
+var errDeadline = errors.New("deadline exceeded")
 
 // instance is one instantiated module with its own stdin, stdout and stderr.
 type instance struct {
 	m      *Module
 	mod    api.Module
 	fns    map[string]api.Function
-	ctx    context.Context // carries the instance for checkDeadline
+	ctx    context.Context // carries the instance for the host functions
 	stdin  input
 	stdout output
 	stderr headTail
-	// deadline and callCtx bound the running call; read by checkDeadline on the same goroutine.
+	// deadline and callCtx bound the running call (or the instantiation); read by the host
+	// functions on the same goroutine.
 	deadline time.Time
 	callCtx  context.Context
+	// hostBytes is what the running call exchanged through host calls so far.
+	hostBytes int
 	// broken marks an instance that must not be reused.
 	broken bool
 	// wapc is the running waPC call or WASI-mode command, for the host functions.
 	wapc *wapcCall
 }
 
-func (m *Module) newInstance(ctx context.Context) (*instance, error) {
-	return m.newInstanceArgs(ctx, nil)
-}
-
-// newInstanceArgs creates an instance; args, when given, replace the granted arguments (a WASI
-// command's argv for one call).
-func (m *Module) newInstanceArgs(ctx context.Context, args []string) (*instance, error) {
+// newInstance creates an instance under deadline (and ctx); args, when not nil, replace the
+// granted arguments (a WASI command's argv for one call). Failures are CallErrors of export
+// "_initialize" (the start functions run here).
+func (m *Module) newInstance(ctx context.Context, args []string, deadline time.Time) (*instance, error) {
 	inst := &instance{m: m, fns: map[string]api.Function{}}
+	inst.stdin.inst, inst.stdout.inst, inst.stderr.inst = inst, inst, inst
 	inst.stdout.limit = m.cfg.MaxOutputBytes
 	inst.stderr.max = stderrTail
-	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
+	inst.ctx = experimental.WithMemoryAllocator(context.WithValue(context.Background(), instanceKey{}, inst), memoryAllocator)
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(m.cfg.StartFunctions...).
@@ -59,7 +57,7 @@ func (m *Module) newInstanceArgs(ctx context.Context, args []string) (*instance,
 		WithSysWalltime().
 		WithSysNanotime().
 		WithNanosleep(inst.sleep).
-		WithRandSource(rand.Reader)
+		WithRandSource(randSource{inst})
 	if dirs := m.cfg.Grants.ReadOnlyDirs; len(dirs) > 0 {
 		fs := wazero.NewFSConfig()
 		for _, d := range dirs {
@@ -76,35 +74,26 @@ func (m *Module) newInstanceArgs(ctx context.Context, args []string) (*instance,
 	if len(args) > 0 {
 		cfg = cfg.WithArgs(args...)
 	}
-	inst.deadline, inst.callCtx = time.Now().Add(initTimeout), ctx
-	runCtx := inst.ctx
-	if m.interrupt == InterruptContextDone {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithDeadline(inst.ctx, inst.deadline)
-		defer cancel()
-	}
-	mod, err := m.rt.InstantiateModule(runCtx, m.compiled, cfg)
+	inst.deadline, inst.callCtx = deadline, ctx
+	mod, err := m.rt.InstantiateModule(inst.ctx, m.compiled, cfg)
 	inst.callCtx = nil
 	if err != nil {
-		return nil, fmt.Errorf("module %q: instantiate: %w%s", m.cfg.Name, err, stderrSuffix(inst.stderr.String()))
+		if mod != nil {
+			_ = mod.Close(context.Background())
+		}
+		return nil, inst.classify(err, func(kind ErrorKind, err error) error {
+			ce := inst.fail("_initialize", kind, err).(*CallError)
+			ce.Err = fmt.Errorf("instantiate: %w", ce.Err)
+			return ce
+		})
 	}
 	inst.mod = mod
 	return inst, nil
 }
 
-func stderrSuffix(s string) string {
-	if s == "" {
-		return ""
-	}
-	return "; stderr: " + s
-}
-
 // sleep is the module's nanosleep: it never sleeps past the call's deadline.
 func (inst *instance) sleep(ns int64) {
-	d := time.Duration(ns)
-	if left := time.Until(inst.deadline); left < d {
-		d = left
-	}
+	d := min(time.Duration(ns), time.Until(inst.deadline))
 	if d <= 0 {
 		return
 	}
@@ -120,8 +109,11 @@ func (inst *instance) sleep(ns int64) {
 	}
 }
 
-// expired reports why the running call must stop, or nil.
+// expired reports why the running call must stop, or nil (always nil for a nil instance).
 func (inst *instance) expired() error {
+	if inst == nil {
+		return nil
+	}
 	if time.Now().After(inst.deadline) {
 		return errDeadline
 	}
@@ -133,6 +125,26 @@ func (inst *instance) expired() error {
 		}
 	}
 	return nil
+}
+
+// randSource is the module's random source; it fails once the call's deadline has passed, so
+// a guest asking for huge amounts of randomness in a loop is not kept busy past it.
+type randSource struct{ inst *instance }
+
+func (r randSource) Read(p []byte) (int, error) {
+	const chunk = 256 << 10
+	n := 0
+	for n < len(p) {
+		if err := r.inst.expired(); err != nil {
+			return n, err
+		}
+		k, err := rand.Read(p[n:min(len(p), n+chunk)])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (inst *instance) fn(name string) api.Function {
@@ -181,14 +193,8 @@ func (inst *instance) run(ctx context.Context, export string, stdin []byte, dead
 	inst.stdin.reset(stdin)
 	inst.stdout.reset()
 	inst.stderr.reset()
-	inst.deadline, inst.callCtx = deadline, ctx
-	runCtx := inst.ctx
-	if inst.m.interrupt == InterruptContextDone {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithDeadline(context.WithValue(ctx, instanceKey{}, inst), deadline)
-		defer cancel()
-	}
-	results, err := f.Call(runCtx, params...)
+	inst.deadline, inst.callCtx, inst.hostBytes = deadline, ctx, 0
+	results, err := f.Call(inst.ctx, params...)
 	inst.callCtx = nil
 	if err != nil {
 		inst.broken = true
@@ -207,18 +213,19 @@ func (inst *instance) fail(export string, kind ErrorKind, err error) error {
 // classify turns a wazero call error into a CallError.
 func (inst *instance) classify(err error, fail func(ErrorKind, error) error) error {
 	var exit *sys.ExitError
+	var limit *limitError
 	switch {
 	case errors.Is(err, errDeadline), errors.Is(err, context.DeadlineExceeded):
 		return fail(KindTimeout, fmt.Errorf("stopped after the call's deadline (timeout %s)", inst.m.cfg.Timeout))
 	case errors.Is(err, context.Canceled):
 		return fail(KindTimeout, errors.New("caller canceled the call"))
+	case errors.Is(err, errStackExhausted):
+		return fail(KindStack, fmt.Errorf("the call stack passed its limit of %d MiB (deep or endless recursion)", inst.m.cfg.stackLimit()>>20))
+	case errors.As(err, &limit):
+		return fail(KindLimit, limit)
+	case errors.Is(err, errOutputLimit):
+		return fail(KindOutputTooLarge, firstLine(err))
 	case errors.As(err, &exit):
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			return fail(KindTimeout, fmt.Errorf("stopped after the call's deadline (timeout %s)", inst.m.cfg.Timeout))
-		case sys.ExitCodeContextCanceled:
-			return fail(KindTimeout, errors.New("caller canceled the call"))
-		}
 		if inst.outOfMemory() {
 			return fail(KindMemory, fmt.Errorf("out of memory (limit %d MiB)", inst.m.cfg.MemoryLimit>>20))
 		}
@@ -252,4 +259,18 @@ func (inst *instance) close() {
 	if inst.mod != nil {
 		_ = inst.mod.Close(context.Background())
 	}
+}
+
+// limitError ends a call that went past one of the module's data limits (host calls).
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
+
+// chargeHostBytes counts n bytes exchanged through a host call against MaxHostCallBytes and
+// ends the call (by panicking, as the host functions do) when they pass it.
+func (inst *instance) chargeHostBytes(n int) {
+	if n < 0 || n > inst.m.cfg.MaxHostCallBytes-inst.hostBytes {
+		panic(&limitError{fmt.Sprintf("host calls exchanged more than %d bytes in one call", inst.m.cfg.MaxHostCallBytes)})
+	}
+	inst.hostBytes += n
 }

@@ -332,7 +332,7 @@ func (p *Policy) call(ctx context.Context, op, argv string, payload []byte) ([]b
 		out, err := p.mod.CallCommand(ctx, []string{"policy.wasm", argv}, payload, p.host)
 		var ce *CallError
 		if errors.As(err, &ce) && ce.Stderr != "" {
-			p.logger.Info("policy stderr", "stderr", ce.Stderr)
+			p.mod.logLine(p.logger, "policy stderr", "stderr", ce.Stderr)
 		}
 		return out, err
 	}
@@ -362,7 +362,7 @@ func (p *Policy) hostCall(ctx context.Context, binding, namespace, operation str
 			Message string `json:"message"`
 		}
 		_ = json.Unmarshal(payload, &l)
-		p.logger.Info(l.Message, "level", l.Level, "source", "tracing")
+		p.mod.logLine(p.logger, l.Message, "level", l.Level, "source", "tracing")
 		return nil, nil
 	case "kubernetes":
 		return p.kubernetes(ctx, operation, payload)

@@ -33,23 +33,26 @@ const (
 type Interrupt string
 
 const (
-	// InterruptLoopCheck inserts a deadline check at loop headers (the default); a module that
-	// cannot be rewritten falls back to InterruptContextDone.
-	InterruptLoopCheck Interrupt = "loop-check"
-	// InterruptContextDone uses wazero's close-on-context-done: safe, ~5× slower on loop-heavy code.
-	InterruptContextDone Interrupt = "context-done"
-	// InterruptNone stops nothing: for trusted modules only. A module that loops forever then
-	// blocks its caller forever and stalls the Go garbage collector of the whole process.
+	// InterruptMetered meters the module's code (the default): function entries, loop headers
+	// and bulk instructions pay fuel, and the host checks the deadline whenever a budget of it
+	// is used up. Recursion is bounded by a stack estimate.
+	InterruptMetered Interrupt = "metered"
+	// InterruptNone stops nothing: for trusted modules only. A module that loops or recurses
+	// forever then blocks its caller forever and stalls the Go garbage collector of the whole
+	// process. Memory and table limits still hold.
 	InterruptNone Interrupt = "none"
 )
 
 // Defaults of ModuleConfig.
 const (
-	DefaultTimeout        = 2 * time.Second
-	DefaultMemoryLimit    = 64 << 20
-	DefaultMaxOutputBytes = 4 << 20
-	pageSize              = 64 << 10
-	stderrTail            = 1 << 10
+	DefaultTimeout          = 2 * time.Second
+	DefaultMemoryLimit      = 64 << 20
+	DefaultMaxOutputBytes   = 4 << 20
+	pageSize                = 64 << 10
+	stderrTail              = 1 << 10
+	// tableEntryBytes is what one table element costs the host (a pointer); tables together
+	// may take an eighth of the memory limit.
+	tableEntryBytes = 8
 )
 
 // Grants are what a module may reach beyond stdin, stdout, stderr, clocks and randomness.
@@ -75,16 +78,23 @@ type ModuleConfig struct {
 	Exports []string
 	// Isolation is Pooled (default) or Fresh.
 	Isolation Isolation
-	// PoolSize bounds concurrent calls of a pooled module; default runtime.NumCPU().
+	// PoolSize bounds concurrent calls: the instances of a pooled module, the instances a
+	// fresh module has at a time. Default runtime.NumCPU().
 	PoolSize int
 	// Timeout bounds one call; DefaultTimeout when zero.
 	Timeout time.Duration
 	// MemoryLimit bounds an instance's linear memory in bytes (rounded up to 64 KiB pages);
-	// DefaultMemoryLimit when zero.
+	// DefaultMemoryLimit when zero. Tables may hold MemoryLimit/64 elements together and the
+	// estimated call stack may take MemoryLimit/2 bytes.
 	MemoryLimit int64
-	// MaxOutputBytes bounds what a call may write to stdout; DefaultMaxOutputBytes when zero.
+	// MaxOutputBytes bounds what a call may write to stdout (or hand back through waPC);
+	// DefaultMaxOutputBytes when zero.
 	MaxOutputBytes int
-	// Interrupt picks how overrunning calls are stopped; InterruptLoopCheck when empty.
+	// MaxHostCallBytes bounds what one call exchanges through host calls, requests and
+	// answers together; a quarter of MemoryLimit (at least 1 MiB) when zero: the guest has to
+	// hold the answers in its memory anyway.
+	MaxHostCallBytes int
+	// Interrupt picks how overrunning calls are stopped; InterruptMetered when empty.
 	Interrupt Interrupt
 	Grants    Grants
 	// StartFunctions run once when an instance is created, those the module exports, in order;
@@ -114,8 +124,11 @@ func (c ModuleConfig) withDefaults() ModuleConfig {
 	if c.MaxOutputBytes <= 0 {
 		c.MaxOutputBytes = DefaultMaxOutputBytes
 	}
+	if c.MaxHostCallBytes <= 0 {
+		c.MaxHostCallBytes = int(min(max(c.MemoryLimit/4, 1<<20), 1<<30))
+	}
 	if c.Interrupt == "" {
-		c.Interrupt = InterruptLoopCheck
+		c.Interrupt = InterruptMetered
 	}
 	if c.StartFunctions == nil {
 		c.StartFunctions = []string{"_initialize"}
@@ -123,59 +136,73 @@ func (c ModuleConfig) withDefaults() ModuleConfig {
 	return c
 }
 
+// stackLimit is the bound of a call's estimated stack: half the memory limit, within
+// [1 MiB, 1 GiB].
+func (c ModuleConfig) stackLimit() uint32 {
+	return uint32(min(max(c.MemoryLimit/2, 1<<20), 1<<30))
+}
+
+// startBudget bounds the creation of an instance that no call waits for: the module's timeout,
+// at least DefaultTimeout (a Go guest's runtime start-up takes milliseconds).
+func (c ModuleConfig) startBudget() time.Duration { return max(c.Timeout, DefaultTimeout) }
+
 // Module is a compiled module with its instances.
 type Module struct {
 	cfg      ModuleConfig
 	observer Observer
 	logger   *slog.Logger
+	logs     *logLimiter
 	hash     string
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
-	// interrupt is how calls are actually stopped (after a possible fallback).
-	interrupt Interrupt
-	pool      chan *instance // nil entries are slots whose instance must be created
+	// pool holds a pooled module's instances; nil entries are slots whose instance must be
+	// created. slots bounds a fresh module's instances in use.
+	pool  chan *instance
+	slots chan struct{}
 	// spare holds one instance of a Fresh module made ahead of its next call, so the call does
 	// not wait for instantiation (and the start functions); refilling says one is being made.
 	spare     chan *instance
 	refilling atomic.Bool
-	closed    atomic.Bool
-	wg        sync.WaitGroup
+	// mu orders closing against starting background work: once closed is set under mu, no
+	// goroutine is added to wg.
+	mu     sync.Mutex
+	closed atomic.Bool
+	wg     sync.WaitGroup
 }
 
 // Load compiles bin and, for a pooled module, creates and initializes all its instances.
 //
 // # Notes
 //
+//   - The module is checked and metered before it is compiled (package wasmbin): a module that
+//     is invalid, or uses WebAssembly beyond 2.0, fails to load with an error saying why.
 //   - The module's memory is capped at MemoryLimit; a module that needs more at start fails to load.
+//   - Instances made at load (and their start functions) must be ready within ctx's deadline
+//     and the module's start budget (its timeout, at least DefaultTimeout).
 //   - Compilation is cached by content (see RuntimeConfig.CacheDir).
 func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Module, err error) {
 	cfg = cfg.withDefaults()
+	if cfg.Interrupt != InterruptMetered && cfg.Interrupt != InterruptNone {
+		return nil, fmt.Errorf("module %q: interrupt %q: want %s or %s", cfg.Name, cfg.Interrupt, InterruptMetered, InterruptNone)
+	}
 	for _, d := range cfg.Grants.ReadOnlyDirs {
 		if st, err := os.Stat(d.HostPath); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("module %q: grants: %s is not a directory to mount at %s", cfg.Name, d.HostPath, d.GuestPath)
 		}
 	}
 	sum := sha256.Sum256(bin)
-	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), interrupt: cfg.Interrupt, observer: r.observer, logger: r.logger}
-	pages := uint32((cfg.MemoryLimit + pageSize - 1) / pageSize)
-
-	rewritten, err := m.rewrite(bin, pages)
+	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), observer: r.observer, logger: r.logger, rt: r.rt}
+	m.logs = newLogLimiter(r.logger.With("module", cfg.Name))
+	res, err := wasmbin.Rewrite(bin, m.rewriteOptions())
 	if err != nil {
 		return nil, fmt.Errorf("module %q: %w", cfg.Name, err)
 	}
-	if m.interrupt == InterruptContextDone {
-		if m.rt, err = r.safeRuntime(ctx); err != nil {
-			return nil, err
-		}
-	} else {
-		m.rt = r.fast
-	}
-	if m.compiled, err = m.rt.CompileModule(ctx, rewritten); err != nil {
+	if m.compiled, err = m.rt.CompileModule(ctx, res.Binary); err != nil {
 		return nil, fmt.Errorf("module %q: compile: %w", cfg.Name, err)
 	}
 	defer func() {
 		if err != nil {
-			m.Close(context.Background())
+			_ = m.compiled.Close(context.Background())
 		}
 	}()
 	exported := m.compiled.ExportedFunctions()
@@ -184,49 +211,61 @@ func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Mo
 			return nil, fmt.Errorf("missing function '%s' in module '%s'", e, cfg.Name)
 		}
 	}
-	if cfg.Isolation == Fresh {
+	deadline := time.Now().Add(cfg.startBudget())
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	switch cfg.Isolation {
+	case Fresh:
 		// The spare is made now: a module that cannot be instantiated fails to load.
-		inst, err := m.newInstanceArgs(ctx, cfg.SpareArgs)
+		insts, err := m.newInstances(ctx, 1, cfg.SpareArgs, deadline)
 		if err != nil {
 			return nil, err
 		}
-		m.spare = make(chan *instance, 1)
-		m.spare <- inst
-	}
-	if cfg.Isolation == Pooled {
+		m.slots, m.spare = make(chan struct{}, cfg.PoolSize), make(chan *instance, 1)
+		m.spare <- insts[0]
+	default:
+		insts, err := m.newInstances(ctx, cfg.PoolSize, nil, deadline)
+		if err != nil {
+			return nil, err
+		}
 		m.pool = make(chan *instance, cfg.PoolSize)
-		for i := 0; i < cfg.PoolSize; i++ {
-			inst, err := m.newInstance(ctx)
-			if err != nil {
-				return nil, err
-			}
+		for _, inst := range insts {
 			m.pool <- inst
 		}
 		m.observer.ObservePool(cfg.Name, cfg.PoolSize, len(m.pool))
 	}
-	if m.interrupt != cfg.Interrupt {
-		r.logger.Info("module code could not be instrumented; using close-on-context-done", "module", cfg.Name)
-	}
 	return m, nil
 }
 
-// rewrite caps memory and, for InterruptLoopCheck, inserts the loop checks; a module whose code
-// cannot be walked falls back to InterruptContextDone.
-func (m *Module) rewrite(bin []byte, pages uint32) ([]byte, error) {
-	opts := wasmbin.Options{MaxMemoryPages: pages}
-	if m.interrupt == InterruptLoopCheck {
-		opts.CheckModule, opts.CheckName, opts.Interval = HostModule, checkFunction, checkInterval
+// newInstances makes n instances under deadline, or none.
+func (m *Module) newInstances(ctx context.Context, n int, args []string, deadline time.Time) ([]*instance, error) {
+	insts := make([]*instance, 0, n)
+	for range n {
+		inst, err := m.newInstance(ctx, args, deadline)
+		if err != nil {
+			for _, i := range insts {
+				i.close()
+			}
+			return nil, err
+		}
+		insts = append(insts, inst)
 	}
-	res, err := wasmbin.Rewrite(bin, opts)
-	if errors.Is(err, wasmbin.ErrUnsupported) && opts.CheckName != "" {
-		m.interrupt = InterruptContextDone
-		opts.CheckName = ""
-		res, err = wasmbin.Rewrite(bin, opts)
+	return insts, nil
+}
+
+// rewriteOptions are the module's limits as the rewrite applies them.
+func (m *Module) rewriteOptions() wasmbin.Options {
+	opts := wasmbin.Options{
+		MaxMemoryPages:   uint32((m.cfg.MemoryLimit + pageSize - 1) / pageSize),
+		MaxTableElements: uint32(min(m.cfg.MemoryLimit/(8*tableEntryBytes), 1<<31)),
 	}
-	if err != nil {
-		return nil, err
+	if m.cfg.Interrupt == InterruptMetered {
+		opts.HostModule = HostModule
+		opts.CheckName, opts.Budget = checkFunction, fuelBudget
+		opts.StackName, opts.StackLimit = stackFunction, m.cfg.stackLimit()
 	}
-	return res.Binary, nil
+	return opts
 }
 
 // Name is the module's configured name.
@@ -236,7 +275,7 @@ func (m *Module) Name() string { return m.cfg.Name }
 func (m *Module) Hash() string { return m.hash }
 
 // Interrupt is how overrunning calls of this module are stopped.
-func (m *Module) Interrupt() Interrupt { return m.interrupt }
+func (m *Module) Interrupt() Interrupt { return m.cfg.Interrupt }
 
 // Config is the module's configuration with defaults applied.
 func (m *Module) Config() ModuleConfig { return m.cfg }
@@ -248,7 +287,7 @@ func (m *Module) Config() ModuleConfig { return m.cfg }
 // # Notes
 //
 //   - The call is bounded by the module's timeout and ctx's deadline, whichever comes first;
-//     waiting for a pooled instance counts against the same bound.
+//     waiting for an instance (and creating one) counts against the same bound.
 func (m *Module) Call(ctx context.Context, export string, stdin []byte, decode func(stdout []byte) error) (err error) {
 	return m.with(ctx, export, nil, func(inst *instance, deadline time.Time) error {
 		return inst.call(ctx, export, stdin, deadline, decode)
@@ -274,27 +313,73 @@ func (m *Module) with(ctx context.Context, export string, args []string, use fun
 		deadline = d
 	}
 	if m.cfg.Isolation == Fresh {
-		inst, err := m.freshInstance(ctx, args)
-		if err != nil {
-			return &CallError{Module: m.cfg.Name, Export: export, Kind: KindTrap, Err: err}
-		}
-		defer inst.close()
-		return use(inst, deadline)
+		return m.withFresh(ctx, export, args, deadline, use)
 	}
 	inst, err := m.acquire(ctx, export, deadline)
 	if err != nil {
 		return err
 	}
 	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
+	done := false
+	defer func() {
+		if !done { // use panicked: the instance's state is unknown
+			inst.broken = true
+		}
+		m.release(inst)
+		m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
+	}()
 	err = use(inst, deadline)
-	m.release(inst, err)
-	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
+	done = true
 	return err
 }
 
+// withFresh runs use on a fresh instance, one of at most PoolSize at a time.
+func (m *Module) withFresh(ctx context.Context, export string, args []string, deadline time.Time, use func(*instance, time.Time) error) error {
+	if err := m.takeSlot(ctx, export, deadline); err != nil {
+		return err
+	}
+	defer func() { <-m.slots }()
+	inst, err := m.freshInstance(ctx, args, deadline)
+	if err != nil {
+		return m.instanceError(export, err)
+	}
+	defer inst.close()
+	return use(inst, deadline)
+}
+
+// takeSlot takes one of a fresh module's PoolSize slots, waiting until the deadline or ctx ends.
+func (m *Module) takeSlot(ctx context.Context, export string, deadline time.Time) error {
+	select {
+	case m.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case m.slots <- struct{}{}:
+		return nil
+	case <-timer.C:
+		return &CallError{Module: m.cfg.Name, Export: export, Kind: KindBusy,
+			Err: fmt.Errorf("all %d instances busy until the deadline", m.cfg.PoolSize)}
+	case <-ctx.Done():
+		return &CallError{Module: m.cfg.Name, Export: export, Kind: KindBusy, Err: ctx.Err()}
+	}
+}
+
+// instanceError is the CallError of an instance that could not be made for a call.
+func (m *Module) instanceError(export string, err error) error {
+	var ce *CallError
+	if errors.As(err, &ce) {
+		ce.Export = export
+		return ce
+	}
+	return &CallError{Module: m.cfg.Name, Export: export, Kind: KindTrap, Err: fmt.Errorf("create instance: %w", err)}
+}
+
 // freshInstance returns the spare instance when args are its arguments (and has the next one
-// made in the background), or a new instance.
-func (m *Module) freshInstance(ctx context.Context, args []string) (*instance, error) {
+// made in the background), or a new instance made under the call's deadline.
+func (m *Module) freshInstance(ctx context.Context, args []string, deadline time.Time) (*instance, error) {
 	if m.spare != nil && slices.Equal(args, m.cfg.SpareArgs) {
 		defer m.refillSpare()
 		select {
@@ -303,20 +388,33 @@ func (m *Module) freshInstance(ctx context.Context, args []string) (*instance, e
 		default:
 		}
 	}
-	return m.newInstanceArgs(ctx, args)
+	return m.newInstance(ctx, args, deadline)
+}
+
+// background runs f in a goroutine that Close waits for, unless the module is closed.
+func (m *Module) background(f func()) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // refillSpare makes the next spare instance in the background, unless one is there or being
 // made. A failure leaves the slot empty; the next call makes its own instance and tries again.
 func (m *Module) refillSpare() {
-	if m.closed.Load() || len(m.spare) > 0 || !m.refilling.CompareAndSwap(false, true) {
+	if len(m.spare) > 0 || !m.refilling.CompareAndSwap(false, true) {
 		return
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
+	started := m.background(func() {
 		defer m.refilling.Store(false)
-		inst, err := m.newInstanceArgs(context.Background(), m.cfg.SpareArgs)
+		inst, err := m.newInstance(context.Background(), m.cfg.SpareArgs, time.Now().Add(m.cfg.startBudget()))
 		if err != nil {
 			return
 		}
@@ -325,7 +423,10 @@ func (m *Module) refillSpare() {
 		default:
 			inst.close()
 		}
-	}()
+	})
+	if !started {
+		m.refilling.Store(false)
+	}
 }
 
 func (m *Module) acquire(ctx context.Context, export string, deadline time.Time) (*instance, error) {
@@ -347,44 +448,53 @@ func (m *Module) acquire(ctx context.Context, export string, deadline time.Time)
 	if inst != nil {
 		return inst, nil
 	}
-	inst, err := m.newInstance(ctx)
+	inst, err := m.newInstance(ctx, nil, deadline)
 	if err != nil {
 		m.pool <- nil // keep the slot
-		return nil, &CallError{Module: m.cfg.Name, Export: export, Kind: KindTrap, Err: fmt.Errorf("create instance: %w", err)}
+		return nil, m.instanceError(export, err)
 	}
 	return inst, nil
 }
 
 // release returns a healthy instance to the pool; a faulted one is closed and replaced in the
 // background so the next caller does not pay for the new instance.
-func (m *Module) release(inst *instance, callErr error) {
+func (m *Module) release(inst *instance) {
 	if !inst.broken && !m.closed.Load() {
 		m.pool <- inst
 		return
 	}
 	inst.close()
-	if m.closed.Load() {
-		m.pool <- nil
-		return
-	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		fresh, err := m.newInstance(context.Background())
+	replaced := m.background(func() {
+		fresh, err := m.newInstance(context.Background(), nil, time.Now().Add(m.cfg.startBudget()))
 		if err != nil {
 			m.pool <- nil // the next acquire tries again
 			return
 		}
 		m.pool <- fresh
-	}()
+	})
+	if !replaced {
+		m.pool <- nil
+	}
 }
 
-// Close closes the module's instances and its compiled code.
+// Close closes the module's instances and its compiled code. Calls that run finish first, each
+// within its own deadline; ctx bounds the wait (and, without a deadline, the module's timeout
+// plus its start budget, which every call and instance creation ends within).
 func (m *Module) Close(ctx context.Context) error {
-	if m.closed.Swap(true) {
+	m.mu.Lock()
+	already := m.closed.Swap(true)
+	m.mu.Unlock()
+	if already {
 		return nil
 	}
-	m.wg.Wait()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.cfg.Timeout+m.cfg.startBudget())
+		defer cancel()
+	}
+	if err := m.waitBackground(ctx); err != nil {
+		return err
+	}
 	if m.spare != nil {
 		select {
 		case inst := <-m.spare:
@@ -400,17 +510,39 @@ func (m *Module) Close(ctx context.Context) error {
 					inst.close()
 				}
 			case <-ctx.Done():
-				return ctx.Err()
+				return fmt.Errorf("close module %q: %d instances still in use: %w", m.cfg.Name, cap(m.pool)-i, ctx.Err())
+			}
+		}
+		m.observer.ObservePool(m.cfg.Name, 0, 0)
+	}
+	if m.slots != nil {
+		for i := 0; i < cap(m.slots); i++ {
+			select {
+			case m.slots <- struct{}{}:
+			case <-ctx.Done():
+				return fmt.Errorf("close module %q: %d instances still in use: %w", m.cfg.Name, cap(m.slots)-i, ctx.Err())
 			}
 		}
 	}
-	if m.pool != nil {
-		m.observer.ObservePool(m.cfg.Name, 0, 0)
-	}
 	if m.compiled != nil {
-		return m.compiled.Close(ctx)
+		return m.compiled.Close(context.Background())
 	}
 	return nil
+}
+
+// waitBackground waits for the instances being made in the background, within ctx.
+func (m *Module) waitBackground(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close module %q: instances still being made: %w", m.cfg.Name, ctx.Err())
+	}
 }
 
 // callError makes a CallError of this module found after the call itself (in the answer) and

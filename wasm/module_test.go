@@ -103,7 +103,7 @@ func TestEnvelopeSettingsOmittedAndPresent(t *testing.T) {
 // TestFaults checks every error class and that the module answers again afterwards.
 func TestFaults(t *testing.T) {
 	r := newRuntime(t)
-	for _, interrupt := range []Interrupt{InterruptLoopCheck, InterruptContextDone} {
+	for _, interrupt := range []Interrupt{InterruptMetered} {
 		m := load(t, r, ModuleConfig{PoolSize: 2, Timeout: 300 * time.Millisecond, MemoryLimit: 32 << 20, MaxOutputBytes: 1 << 20, Interrupt: interrupt})
 		// Filling 32 MiB takes longer than 300 ms under the race detector.
 		slow := load(t, r, ModuleConfig{PoolSize: 2, Timeout: 20 * time.Second, MemoryLimit: 32 << 20, Interrupt: interrupt})

@@ -1,17 +1,22 @@
 // Package wasm is wasmkube's WebAssembly host: it compiles modules once, runs their exported
-// functions in pooled (or fresh) instances under a timeout, a memory limit and an output limit,
-// and speaks the module ABI of the original proof of concept (a JSON envelope on WASI stdin and
-// stdout). Typed helpers map Kubernetes authentication, authorization and admission reviews in
-// and out of that envelope. It never imports k8s.io/kubernetes, so its tests link fast.
+// functions in pooled (or fresh) instances inside a sandbox, and speaks the module ABI of the
+// original proof of concept (a JSON envelope on WASI stdin and stdout). Typed helpers map
+// Kubernetes authentication, authorization and admission reviews in and out of that envelope.
+// It never imports k8s.io/kubernetes, so its tests link fast.
 //
-// # Stopping a module
+// # The sandbox
 //
-// A module must never hang its caller. wazero's close-on-context-done makes the compiled code call
-// out to Go at every loop iteration, which costs ~5× on a JSON-heavy guest. Instead, when a module
-// is loaded, a counter is inserted at every loop header (package wasmbin) that calls the host only
-// every few thousand iterations; the host then ends the call if its deadline has passed. A module
-// whose code cannot be rewritten falls back to close-on-context-done; a module explicitly marked
-// trusted gets neither (see docs/rationale.md for the measurements).
+// Every call is bounded in time and every instance in memory, whatever the module does:
+//
+//   - Time: when a module is loaded its code is metered (package wasmbin): function entries,
+//     loop headers and bulk instructions pay fuel, and whenever a budget of fuel is used up the
+//     code calls the host, which ends the call once its deadline has passed. The guest does at
+//     most about a million instructions' worth of work between two such calls.
+//   - Memory: linear memory is capped at the module's memory limit, its tables together at a
+//     64th of it in elements (8 bytes each), and an estimate of its call stack at half of it;
+//     linear memory is mapped per instance and returned to the system when the instance closes.
+//   - Data: stdout, host-call payloads and answers, and log lines are bounded per call.
+//   - Capabilities: no files, environment, arguments or network unless granted (Grants).
 package wasm
 
 import (
@@ -21,7 +26,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -29,14 +33,15 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
-// Names of the host function the inserted loop checks call.
+// Names of the host functions the metered code calls.
 const (
 	HostModule    = "wasmkube"
 	checkFunction = "check_deadline"
-	// checkInterval is the number of loop iterations between two deadline checks: a tight loop
-	// iteration takes about a nanosecond, so a runaway module is stopped within ~10 µs of its
-	// deadline, and the check (~50 ns) costs under 1 %.
-	checkInterval = 10000
+	stackFunction = "stack_exhausted"
+	// fuelBudget is the fuel between two deadline checks, about one instruction per unit: a
+	// runaway module is stopped within ~1 ms of its deadline, and the check costs nothing
+	// measurable (docs/rationale.md).
+	fuelBudget = 1 << 20
 )
 
 // RuntimeConfig configures a Runtime.
@@ -70,15 +75,11 @@ type Runtime struct {
 	logger   *slog.Logger
 	observer Observer
 	cache    wazero.CompilationCache
-	// fast runs modules whose loops check their deadline themselves.
-	fast wazero.Runtime
-	// safe runs the others with wazero's close-on-context-done; created on first use.
-	safeOnce sync.Once
-	safe     wazero.Runtime
-	safeErr  error
+	rt       wazero.Runtime
 }
 
-// NewRuntime creates a runtime with the compiler engine and the WASI and wasmkube host modules.
+// NewRuntime creates a runtime with the compiler engine and the WASI, wasmkube and waPC host
+// modules.
 func NewRuntime(ctx context.Context, cfg RuntimeConfig) (_ *Runtime, err error) {
 	r := &Runtime{logger: cfg.Logger, observer: cfg.Observer}
 	if r.logger == nil {
@@ -97,59 +98,48 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (_ *Runtime, err error) 
 	} else {
 		r.cache = wazero.NewCompilationCache()
 	}
-	if r.fast, err = r.newWazero(ctx, false); err != nil {
+	rcfg := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(r.cache).
+		WithCustomSections(true)
+	r.rt = wazero.NewRuntimeWithConfig(ctx, rcfg)
+	defer func() {
+		if err != nil {
+			_ = r.Close(ctx)
+		}
+	}()
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
+		return nil, fmt.Errorf("instantiate WASI: %w", err)
+	}
+	_, err = r.rt.NewHostModuleBuilder(HostModule).
+		NewFunctionBuilder().WithFunc(checkDeadline).Export(checkFunction).
+		NewFunctionBuilder().WithFunc(stackExhausted).Export(stackFunction).
+		Instantiate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate host module %s: %w", HostModule, err)
+	}
+	if err := instantiateWAPC(ctx, r.rt); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *Runtime) newWazero(ctx context.Context, closeOnContextDone bool) (wazero.Runtime, error) {
-	cfg := wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(r.cache).
-		WithCloseOnContextDone(closeOnContextDone).
-		WithCustomSections(true)
-	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		rt.Close(ctx)
-		return nil, fmt.Errorf("instantiate WASI: %w", err)
-	}
-	_, err := rt.NewHostModuleBuilder(HostModule).
-		NewFunctionBuilder().WithFunc(checkDeadline).Export(checkFunction).
-		Instantiate(ctx)
-	if err != nil {
-		rt.Close(ctx)
-		return nil, fmt.Errorf("instantiate host module %s: %w", HostModule, err)
-	}
-	if err := instantiateWAPC(ctx, rt); err != nil {
-		rt.Close(ctx)
-		return nil, err
-	}
-	return rt, nil
-}
-
-func (r *Runtime) safeRuntime(ctx context.Context) (wazero.Runtime, error) {
-	r.safeOnce.Do(func() { r.safe, r.safeErr = r.newWazero(ctx, true) })
-	return r.safe, r.safeErr
-}
-
 // Close closes every module and the runtime.
 func (r *Runtime) Close(ctx context.Context) error {
-	errs := []error{r.fast.Close(ctx)}
-	if r.safe != nil {
-		errs = append(errs, r.safe.Close(ctx))
-	}
-	errs = append(errs, r.cache.Close(ctx))
-	return errors.Join(errs...)
+	return errors.Join(r.rt.Close(ctx), r.cache.Close(ctx))
 }
 
-// checkDeadline is the host function the inserted loop checks call. It ends the call by
+// checkDeadline is what metered code calls whenever its fuel is used up. It ends the call by
 // panicking, which wazero turns into an error of the running call.
 func checkDeadline(ctx context.Context, _ api.Module) {
-	inst, _ := ctx.Value(instanceKey{}).(*instance)
-	if inst == nil {
-		return
-	}
-	if err := inst.expired(); err != nil {
-		panic(err)
+	if inst, _ := ctx.Value(instanceKey{}).(*instance); inst != nil {
+		if err := inst.expired(); err != nil {
+			panic(err)
+		}
 	}
 }
+
+// errStackExhausted ends a call whose estimated stack passed the module's stack limit.
+var errStackExhausted = errors.New("call stack exhausted")
+
+// stackExhausted is what metered code calls when its stack estimate passes the limit.
+func stackExhausted(context.Context, api.Module) { panic(errStackExhausted) }

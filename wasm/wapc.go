@@ -39,16 +39,19 @@ type wapcCall struct {
 }
 
 // CallWAPC runs the waPC operation op with payload and returns the guest's response. host
-// answers the guest's host calls (nil: every host call fails); log receives __console_log lines.
+// answers the guest's host calls (nil: every host call fails); log receives __console_log lines
+// (nil: they go to the runtime's log), cut and rate-limited per module either way.
 //
 // # Notes
 //
 //   - A __guest_error or a __guest_call that returns 0 is KindModuleError, with the guest's text.
-//   - The same limits as Call apply: timeout, memory, one call per instance at a time.
+//   - The same limits as Call apply: timeout, memory, one call per instance at a time; an answer
+//     larger than MaxOutputBytes is KindOutputTooLarge; host calls that exchange more than
+//     MaxHostCallBytes end the call with KindLimit.
 func (m *Module) CallWAPC(ctx context.Context, op string, payload []byte, host HostCallFunc, log func(string)) ([]byte, error) {
 	var out []byte
 	err := m.with(ctx, op, nil, func(inst *instance, deadline time.Time) error {
-		call := &wapcCall{op: []byte(op), payload: payload, host: host, console: log}
+		call := &wapcCall{op: []byte(op), payload: payload, host: host, console: m.console(log)}
 		inst.wapc = call
 		defer func() { inst.wapc = nil }()
 		res, err := inst.run(ctx, "__guest_call", nil, deadline, uint64(len(op)), uint64(len(payload)))
@@ -73,7 +76,8 @@ func (m *Module) CallWAPC(ctx context.Context, op string, payload []byte, host H
 
 // CallCommand runs a WASI command (its _start) in a fresh instance with argv and stdin and
 // returns its stdout; host answers host calls made through host.call, whose answers are
-// appended to stdin. Exit code 0 is success; any other is KindExit with stderr.
+// appended to stdin (together with the calls, at most MaxHostCallBytes per call). Exit code 0 is
+// success; any other is KindExit with stderr.
 func (m *Module) CallCommand(ctx context.Context, argv []string, stdin []byte, host HostCallFunc) ([]byte, error) {
 	export := "_start"
 	if len(argv) > 1 {
@@ -96,6 +100,14 @@ func (m *Module) CallCommand(ctx context.Context, argv []string, stdin []byte, h
 		return nil
 	})
 	return out, err
+}
+
+// console returns where a call's __console_log lines go: log, or the runtime's log.
+func (m *Module) console(log func(string)) func(string) {
+	if log != nil {
+		return log
+	}
+	return func(line string) { m.logger.Info(line, "module", m.cfg.Name, "source", "console") }
 }
 
 // instantiateWAPC adds the waPC host module and the WASI-mode host.call to a runtime.
@@ -157,7 +169,10 @@ func wapcGuestRequest(ctx context.Context, mod api.Module, stack []uint64) {
 
 func wapcGuestAnswer(isError bool) api.GoModuleFunc {
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
-		_, call := callOf(ctx)
+		inst, call := callOf(ctx)
+		if n := uint32(stack[1]); n > uint32(inst.m.cfg.MaxOutputBytes) {
+			panic(fmt.Errorf("%w: the guest's answer of %d bytes is larger than %d bytes", errOutputLimit, n, inst.m.cfg.MaxOutputBytes))
+		}
 		b := read(mod, uint32(stack[0]), uint32(stack[1]))
 		if isError {
 			call.guestErr = b
@@ -173,6 +188,7 @@ func wapcGuestAnswer(isError bool) api.GoModuleFunc {
 func hostCall(wasiMode bool) api.GoModuleFunc {
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst, call := callOf(ctx)
+		inst.chargeHostBytes(int(uint32(stack[1])) + int(uint32(stack[3])) + int(uint32(stack[5])) + int(uint32(stack[7])))
 		binding := string(read(mod, uint32(stack[0]), uint32(stack[1])))
 		namespace := string(read(mod, uint32(stack[2]), uint32(stack[3])))
 		operation := string(read(mod, uint32(stack[4]), uint32(stack[5])))
@@ -195,6 +211,7 @@ func hostCall(wasiMode bool) api.GoModuleFunc {
 		}
 		if err != nil {
 			call.hostErr = []byte(err.Error())
+			inst.chargeHostBytes(len(call.hostErr))
 			if wasiMode {
 				inst.stdin.append(call.hostErr)
 			}
@@ -202,6 +219,7 @@ func hostCall(wasiMode bool) api.GoModuleFunc {
 			return
 		}
 		call.hostResp = resp
+		inst.chargeHostBytes(len(resp))
 		if wasiMode {
 			inst.stdin.append(resp)
 		}
@@ -231,9 +249,13 @@ func hostAnswer(isError bool) api.GoModuleFunc {
 	}
 }
 
+// consoleLog serves __console_log: the line (read only up to the log line limit) goes to the
+// call's console, which the module's log limiter bounds.
 func consoleLog(ctx context.Context, mod api.Module, stack []uint64) {
-	_, call := callOf(ctx)
-	if call.console != nil {
-		call.console(string(read(mod, uint32(stack[0]), uint32(stack[1]))))
+	inst, call := callOf(ctx)
+	if !inst.m.logs.allow() {
+		return
 	}
+	n := min(uint32(stack[1]), maxLogLine+1)
+	call.console(truncate(string(read(mod, uint32(stack[0]), n))))
 }

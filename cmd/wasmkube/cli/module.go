@@ -436,10 +436,11 @@ func newModuleInspectCommand(s streams) *cobra.Command {
 			w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "file:\t%s\nsize:\t%d bytes\nsha256:\t%s\n", args[0], info.Size, info.SHA256)
 			fmt.Fprintf(w, "memory:\t%d pages (%d KiB) at start\n", info.MemoryMinPages, info.MemoryMinPages*64)
-			if info.Interruptible {
-				fmt.Fprintf(w, "timeouts:\tloop checks (%d loops instrumented)\n", info.Loops)
+			if mt := info.Metering; mt != nil {
+				fmt.Fprintf(w, "sandbox:\tmetered: %d functions (%d pay at entry), %d loops, %d bulk instructions; largest frame estimate %d KiB\n",
+					mt.Functions, mt.EntryCharges, mt.Loops, mt.BulkCharges, mt.MaxFrame>>10)
 			} else {
-				fmt.Fprintf(w, "timeouts:\tclose-on-context-done (the code uses features the loop checks do not cover)\n")
+				fmt.Fprintf(w, "sandbox:\trefused, the module would not load: %s\n", info.Refused)
 			}
 			for _, a := range info.ABIs {
 				fmt.Fprintf(w, "abi:\t%s\n", a)

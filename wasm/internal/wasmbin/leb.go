@@ -90,3 +90,45 @@ func appendS32(b []byte, v int32) []byte {
 		b = append(b, c|0x80)
 	}
 }
+
+// end reports an error when r has bytes left.
+func (r *reader) end() error {
+	if !r.eof() {
+		return fmt.Errorf("%w: %d bytes after the end", ErrInvalid, len(r.b)-r.pos)
+	}
+	return nil
+}
+
+// appendS33 appends a non-negative signed 33-bit LEB128 value (a block type's type index).
+func appendS33(b []byte, v uint32) []byte {
+	x := int64(v)
+	for {
+		c := byte(x & 0x7f)
+		x >>= 7
+		if x == 0 && c&0x40 == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+// s33 reads a signed 33-bit LEB128 value (a block type's type index).
+func (r *reader) s33() (int64, error) {
+	var v int64
+	for shift := uint(0); ; shift += 7 {
+		if shift >= 35 {
+			return 0, errOverflow
+		}
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= int64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if shift+7 < 64 && c&0x40 != 0 {
+				v |= -1 << (shift + 7)
+			}
+			return v, nil
+		}
+	}
+}

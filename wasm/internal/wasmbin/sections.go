@@ -4,74 +4,49 @@ import (
 	"fmt"
 )
 
-// readValType reads a value type: one byte, or a reference type with a heap type.
-func readValType(r *reader) error {
+// readValType reads a WebAssembly 2.0 value type (one byte).
+func readValType(r *reader) (byte, error) {
 	c, err := r.byte()
-	if err != nil {
-		return err
-	}
-	switch c {
-	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69: // i32 i64 f32 f64 v128 funcref externref exnref
-		return nil
-	case 0x63, 0x64: // (ref null ht), (ref ht)
-		return r.skipLEB(5)
-	}
-	return fmt.Errorf("%w: value type 0x%02x", ErrUnsupported, c)
-}
-
-func readValTypes(r *reader) (uint32, error) {
-	n, err := r.u32()
 	if err != nil {
 		return 0, err
 	}
-	for i := uint32(0); i < n; i++ {
-		if err := readValType(r); err != nil {
-			return 0, err
-		}
+	switch c {
+	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f: // i32 i64 f32 f64 v128 funcref externref
+		return c, nil
+	case 0x63, 0x64, 0x69: // (ref null ht), (ref ht), exnref
+		return 0, fmt.Errorf("%w: value type 0x%02x (typed references, GC or exceptions)", ErrUnsupported, c)
 	}
-	return n, nil
+	return 0, fmt.Errorf("%w: value type 0x%02x", ErrInvalid, c)
 }
 
-// findEmptyFuncType returns the number of types and the index of a () -> () type, or -1.
-func findEmptyFuncType(content []byte) (uint32, int, error) {
-	r := &reader{b: content}
+func readValTypes(r *reader) ([]byte, error) {
 	n, err := r.u32()
 	if err != nil {
-		return 0, -1, err
+		return nil, err
 	}
-	found := -1
+	if int(n) > len(r.b)-r.pos {
+		return nil, fmt.Errorf("%w: %d value types in %d bytes", ErrInvalid, n, len(r.b)-r.pos)
+	}
+	out := make([]byte, 0, n)
 	for i := uint32(0); i < n; i++ {
-		form, err := r.byte()
+		t, err := readValType(r)
 		if err != nil {
-			return 0, -1, err
+			return nil, err
 		}
-		if form != 0x60 {
-			return 0, -1, fmt.Errorf("%w: type form 0x%02x (GC types)", ErrUnsupported, form)
-		}
-		params, err := readValTypes(r)
-		if err != nil {
-			return 0, -1, err
-		}
-		results, err := readValTypes(r)
-		if err != nil {
-			return 0, -1, err
-		}
-		if params == 0 && results == 0 && found < 0 {
-			found = int(i)
-		}
+		out = append(out, t)
 	}
-	return n, found, nil
+	return out, nil
 }
 
-func (rw *rewriter) appendEmptyType(content []byte) ([]byte, bool, error) {
-	r := &reader{b: content}
-	n, err := r.u32()
+func readRefType(r *reader) (byte, error) {
+	t, err := readValType(r)
 	if err != nil {
-		return nil, false, err
+		return 0, err
 	}
-	out := appendU32(nil, n+1)
-	out = append(out, content[r.pos:]...)
-	return append(out, 0x60, 0x00, 0x00), true, nil
+	if t != 0x70 && t != 0x6f {
+		return 0, fmt.Errorf("%w: table element type 0x%02x", ErrInvalid, t)
+	}
+	return t, nil
 }
 
 func readName(r *reader) ([]byte, error) {
@@ -82,10 +57,10 @@ func readName(r *reader) ([]byte, error) {
 	return r.bytes(int(n))
 }
 
-// readLimits reads memory or table limits and returns where min and max are.
+// limits are memory or table limits.
 type limits struct {
 	flags    byte
-	min, max uint64
+	min, max uint32
 	hasMax   bool
 }
 
@@ -95,23 +70,25 @@ func readLimits(r *reader) (limits, error) {
 	if l.flags, err = r.byte(); err != nil {
 		return l, err
 	}
-	if l.flags&^0x07 != 0 {
-		return l, fmt.Errorf("%w: limits flags 0x%02x", ErrUnsupported, l.flags)
-	}
-	if l.flags&0x04 != 0 {
+	switch {
+	case l.flags&0x04 != 0:
 		return l, fmt.Errorf("%w: 64-bit memory", ErrUnsupported)
+	case l.flags&0x02 != 0:
+		return l, fmt.Errorf("%w: shared memory (threads)", ErrUnsupported)
+	case l.flags > 1:
+		return l, fmt.Errorf("%w: limits flags 0x%02x", ErrInvalid, l.flags)
 	}
-	v, err := r.u32()
-	if err != nil {
+	if l.min, err = r.u32(); err != nil {
 		return l, err
 	}
-	l.min = uint64(v)
 	if l.flags&0x01 != 0 {
-		v, err := r.u32()
-		if err != nil {
+		if l.max, err = r.u32(); err != nil {
 			return l, err
 		}
-		l.max, l.hasMax = uint64(v), true
+		l.hasMax = true
+		if l.max < l.min {
+			return l, fmt.Errorf("%w: limits maximum %d below minimum %d", ErrInvalid, l.max, l.min)
+		}
 	}
 	return l, nil
 }
@@ -122,92 +99,132 @@ func appendLimits(out []byte, l limits) []byte {
 		flags |= 0x01
 	}
 	out = append(out, flags)
-	out = appendU32(out, uint32(l.min))
+	out = appendU32(out, l.min)
 	if l.hasMax {
-		out = appendU32(out, uint32(l.max))
+		out = appendU32(out, l.max)
 	}
 	return out
 }
 
-// capMemory lowers l's maximum to the configured one.
+// capMemory checks a memory's limits and lowers its maximum to the configured one.
 func (rw *rewriter) capMemory(l limits) (limits, error) {
-	if rw.res.MinMemoryPages < uint32(l.min) {
-		rw.res.MinMemoryPages = uint32(l.min)
+	if l.min > maxPages || (l.hasMax && l.max > maxPages) {
+		return l, fmt.Errorf("%w: memory limits above %d pages", ErrInvalid, maxPages)
 	}
-	max := uint64(rw.opts.MaxMemoryPages)
-	if max == 0 {
+	rw.res.MinMemoryPages = max(rw.res.MinMemoryPages, l.min)
+	limit := rw.opts.MaxMemoryPages
+	if limit == 0 {
 		return l, nil
 	}
-	if l.min > max {
+	if l.min > limit {
 		return l, fmt.Errorf("the module needs %d pages (%d KiB) of memory at start, more than the limit of %d pages (%d KiB)",
-			l.min, l.min*64, max, max*64)
+			l.min, uint64(l.min)*64, limit, uint64(limit)*64)
 	}
-	if !l.hasMax || l.max > max {
-		l.max, l.hasMax = max, true
+	if !l.hasMax || l.max > limit {
+		l.max, l.hasMax = limit, true
 	}
 	return l, nil
 }
 
-func countImports(content []byte) (funcs, globals uint32, err error) {
+// checkTableBudget checks that the tables' initial sizes fit MaxTableElements.
+func (rw *rewriter) checkTableBudget() error {
+	limit := uint64(rw.opts.MaxTableElements)
+	if limit == 0 {
+		return nil
+	}
+	var sum uint64
+	for _, t := range rw.tables {
+		sum += uint64(t.min)
+	}
+	if sum > limit {
+		return fmt.Errorf("the module's tables need %d elements at start, more than the limit of %d", sum, limit)
+	}
+	return nil
+}
+
+// capTable lowers a table's maximum so that all tables together stay within MaxTableElements:
+// what the initial sizes leave of it is shared evenly.
+func (rw *rewriter) capTable(l limits) limits {
+	limit := uint64(rw.opts.MaxTableElements)
+	if limit == 0 {
+		return l
+	}
+	var sum uint64
+	for _, t := range rw.tables {
+		sum += uint64(t.min)
+	}
+	capped := uint64(l.min) + (limit-sum)/uint64(len(rw.tables))
+	if !l.hasMax || uint64(l.max) > capped {
+		l.max, l.hasMax = uint32(capped), true
+	}
+	return l
+}
+
+// importDesc is one decoded import.
+type importDesc struct {
+	kind    byte
+	typeIdx uint32 // functions
+	limits  limits // tables and memories
+}
+
+// readImport reads one import; r is left after it.
+func readImport(r *reader) (importDesc, error) {
+	var imp importDesc
+	if _, err := readName(r); err != nil {
+		return imp, err
+	}
+	if _, err := readName(r); err != nil {
+		return imp, err
+	}
+	kind, err := r.byte()
+	if err != nil {
+		return imp, err
+	}
+	imp.kind = kind
+	switch kind {
+	case 0x00: // function: type index
+		imp.typeIdx, err = r.u32()
+	case 0x01: // table
+		if _, err = readRefType(r); err == nil {
+			imp.limits, err = readLimits(r)
+		}
+	case 0x02: // memory
+		imp.limits, err = readLimits(r)
+	case 0x03: // global
+		if _, err = readValType(r); err == nil {
+			_, err = r.byte()
+		}
+	case 0x04:
+		err = fmt.Errorf("%w: imported exception tag", ErrUnsupported)
+	default:
+		err = fmt.Errorf("%w: import kind 0x%02x", ErrInvalid, kind)
+	}
+	return imp, err
+}
+
+// typeSection appends the types the rewrite needs.
+func (rw *rewriter) typeSection(content []byte) ([]byte, bool, error) {
+	if len(rw.newTypes) == 0 {
+		return content, true, nil
+	}
 	r := &reader{b: content}
 	n, err := r.u32()
 	if err != nil {
-		return 0, 0, err
+		return nil, false, err
 	}
-	for i := uint32(0); i < n; i++ {
-		if _, err := readName(r); err != nil {
-			return 0, 0, err
-		}
-		if _, err := readName(r); err != nil {
-			return 0, 0, err
-		}
-		kind, err := r.byte()
-		if err != nil {
-			return 0, 0, err
-		}
-		switch kind {
-		case 0x00:
-			funcs++
-		case 0x03:
-			globals++
-		}
-		if err := skipImportDesc(r, kind); err != nil {
-			return 0, 0, err
-		}
+	out := appendU32(nil, n+uint32(len(rw.newTypes)))
+	out = append(out, content[r.pos:]...)
+	for _, t := range rw.newTypes {
+		out = append(out, 0x60)
+		out = appendU32(out, uint32(len(t.params)))
+		out = append(out, t.params...)
+		out = appendU32(out, uint32(len(t.results)))
+		out = append(out, t.results...)
 	}
-	return funcs, globals, nil
+	return out, true, nil
 }
 
-// skipImportDesc skips an import's description of the given kind.
-func skipImportDesc(r *reader, kind byte) error {
-	switch kind {
-	case 0x00: // function: type index
-		return r.skipLEB(5)
-	case 0x01: // table
-		if err := readValType(r); err != nil {
-			return err
-		}
-		_, err := readLimits(r)
-		return err
-	case 0x02: // memory
-		_, err := readLimits(r)
-		return err
-	case 0x03: // global
-		if err := readValType(r); err != nil {
-			return err
-		}
-		_, err := r.byte()
-		return err
-	case 0x04: // tag
-		if _, err := r.byte(); err != nil {
-			return err
-		}
-		return r.skipLEB(5)
-	}
-	return fmt.Errorf("%w: import kind 0x%02x", ErrUnsupported, kind)
-}
-
-// imports caps imported memories and appends the check function import.
+// imports caps imported memories and tables and appends the host functions.
 func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 	r := &reader{b: content}
 	n, err := r.u32()
@@ -223,38 +240,62 @@ func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 		if _, err := readName(r); err != nil {
 			return nil, false, err
 		}
-		kind, err := r.byte()
+		head := r.pos + 1 // the kind byte; a table's element type follows
+		r.pos = start
+		imp, err := readImport(r)
 		if err != nil {
 			return nil, false, err
 		}
-		if kind != 0x02 {
-			if err := skipImportDesc(r, kind); err != nil {
+		switch imp.kind {
+		case 0x01:
+			body = append(body, content[start:head+1]...)
+			body = appendLimits(body, rw.capTable(imp.limits))
+		case 0x02:
+			l, err := rw.capMemory(imp.limits)
+			if err != nil {
 				return nil, false, err
 			}
+			body = append(body, content[start:head]...)
+			body = appendLimits(body, l)
+		default:
 			body = append(body, content[start:r.pos]...)
+		}
+	}
+	for _, name := range []string{rw.opts.CheckName, rw.opts.StackName} {
+		if name == "" {
 			continue
 		}
-		head := content[start:r.pos]
+		n++
+		body = appendU32(body, uint32(len(rw.opts.HostModule)))
+		body = append(body, rw.opts.HostModule...)
+		body = appendU32(body, uint32(len(name)))
+		body = append(body, name...)
+		body = append(body, 0x00)
+		body = appendU32(body, rw.emptyType)
+	}
+	return append(appendU32(nil, n), body...), true, nil
+}
+
+func (rw *rewriter) tableSection(content []byte) ([]byte, bool, error) {
+	r := &reader{b: content}
+	n, err := r.u32()
+	if err != nil {
+		return nil, false, err
+	}
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n; i++ {
+		t, err := readRefType(r)
+		if err != nil {
+			return nil, false, err
+		}
 		l, err := readLimits(r)
 		if err != nil {
 			return nil, false, err
 		}
-		if l, err = rw.capMemory(l); err != nil {
-			return nil, false, err
-		}
-		body = append(body, head...)
-		body = appendLimits(body, l)
+		out = append(out, t)
+		out = appendLimits(out, rw.capTable(l))
 	}
-	if rw.checks() {
-		n++
-		body = appendU32(body, uint32(len(rw.opts.CheckModule)))
-		body = append(body, rw.opts.CheckModule...)
-		body = appendU32(body, uint32(len(rw.opts.CheckName)))
-		body = append(body, rw.opts.CheckName...)
-		body = append(body, 0x00)
-		body = appendU32(body, rw.checkType)
-	}
-	return append(appendU32(nil, n), body...), true, nil
+	return out, true, nil
 }
 
 func (rw *rewriter) memories(content []byte) ([]byte, bool, error) {
@@ -277,11 +318,8 @@ func (rw *rewriter) memories(content []byte) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-// globals shifts ref.func in initializers and appends the loop counter.
-func (rw *rewriter) globals(content []byte) ([]byte, bool, error) {
-	if !rw.checks() {
-		return content, true, nil
-	}
+// globalSection checks and shifts the initializers and appends the fuel and the stack estimate.
+func (rw *rewriter) globalSection(content []byte) ([]byte, bool, error) {
 	r := &reader{b: content}
 	n, err := r.u32()
 	if err != nil {
@@ -290,7 +328,7 @@ func (rw *rewriter) globals(content []byte) ([]byte, bool, error) {
 	var body []byte
 	for i := uint32(0); i < n; i++ {
 		start := r.pos
-		if err := readValType(r); err != nil {
+		if _, err := readValType(r); err != nil {
 			return nil, false, err
 		}
 		if _, err := r.byte(); err != nil {
@@ -298,13 +336,16 @@ func (rw *rewriter) globals(content []byte) ([]byte, bool, error) {
 		}
 		body = append(body, content[start:r.pos]...)
 		if body, err = rw.constExpr(r, body); err != nil {
-			return nil, false, err
+			return nil, false, fmt.Errorf("global %d: %w", i, err)
 		}
 	}
-	body = append(body, 0x7f, 0x01, 0x41)
-	body = appendS32(body, rw.opts.Interval)
-	body = append(body, 0x0b)
-	return append(appendU32(nil, n+1), body...), true, nil
+	if rw.added > 0 {
+		n += 2
+		body = append(body, 0x7f, 0x01, 0x41) // mutable i32, i32.const
+		body = appendS32(body, max(rw.opts.Budget, 1))
+		body = append(body, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+	}
+	return append(appendU32(nil, n), body...), true, nil
 }
 
 func (rw *rewriter) exports(content []byte) ([]byte, bool, error) {
@@ -328,8 +369,13 @@ func (rw *rewriter) exports(content []byte) ([]byte, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if kind == 0x00 {
+		switch kind {
+		case 0x00:
 			idx = rw.shift(idx)
+		case 0x03:
+			if err := rw.checkGlobal(idx); err != nil {
+				return nil, false, fmt.Errorf("export %d: %w", i, err)
+			}
 		}
 		out = appendU32(out, idx)
 	}
@@ -380,7 +426,7 @@ func (rw *rewriter) elements(content []byte) ([]byte, bool, error) {
 		}
 		out = appendU32(out, flags)
 		if flags > 7 {
-			return nil, false, fmt.Errorf("%w: element segment flags %d", ErrUnsupported, flags)
+			return nil, false, fmt.Errorf("%w: element segment flags %d", ErrInvalid, flags)
 		}
 		if flags&0x02 != 0 && flags&0x01 == 0 { // explicit table index
 			t, err := r.u32()
@@ -391,13 +437,13 @@ func (rw *rewriter) elements(content []byte) ([]byte, bool, error) {
 		}
 		if flags&0x01 == 0 { // active: offset expression
 			if out, err = rw.constExpr(r, out); err != nil {
-				return nil, false, err
+				return nil, false, fmt.Errorf("element segment %d: %w", i, err)
 			}
 		}
 		if flags&0x03 != 0 { // elemkind or reftype
 			start := r.pos
 			if flags&0x04 != 0 {
-				err = readValType(r)
+				_, err = readRefType(r)
 			} else {
 				_, err = r.byte()
 			}
@@ -412,53 +458,99 @@ func (rw *rewriter) elements(content []byte) ([]byte, bool, error) {
 			out, err = rw.funcIndices(r, out)
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, false, fmt.Errorf("element segment %d: %w", i, err)
 		}
 	}
-	return out, true, nil
+	return out, true, r.end()
 }
 
-func (rw *rewriter) code(content []byte) ([]byte, bool, error) {
+// data checks the offset expressions of active data segments.
+func (rw *rewriter) data(content []byte) ([]byte, bool, error) {
 	r := &reader{b: content}
 	n, err := r.u32()
 	if err != nil {
 		return nil, false, err
 	}
-	out := appendU32(nil, n)
-	var body []byte
 	for i := uint32(0); i < n; i++ {
-		size, err := r.u32()
+		flags, err := r.u32()
 		if err != nil {
 			return nil, false, err
 		}
-		end := r.pos + int(size)
-		if end > len(content) {
-			return nil, false, fmt.Errorf("function %d: body past the end of the section", i)
+		switch flags {
+		case 0, 2:
+			if flags == 2 {
+				if _, err := r.u32(); err != nil {
+					return nil, false, err
+				}
+			}
+			if _, err := rw.constExpr(r, nil); err != nil {
+				return nil, false, fmt.Errorf("data segment %d: %w", i, err)
+			}
+		case 1:
+		default:
+			return nil, false, fmt.Errorf("%w: data segment flags %d", ErrInvalid, flags)
 		}
-		fr := &reader{b: content[:end], pos: r.pos}
-		body = body[:0]
-		// Locals are copied as they are.
-		locals, err := fr.u32()
-		if err != nil {
+		if _, err := readName(r); err != nil { // the bytes
 			return nil, false, err
 		}
-		for j := uint32(0); j < locals; j++ {
-			if err := fr.skipLEB(5); err != nil {
-				return nil, false, err
-			}
-			if err := readValType(fr); err != nil {
-				return nil, false, err
-			}
-		}
-		body = append(body, content[r.pos:fr.pos]...)
-		if body, err = rw.instructions(fr, body, false); err != nil {
-			return nil, false, fmt.Errorf("function %d: %w", i, err)
-		}
-		out = appendU32(out, uint32(len(body)))
-		out = append(out, body...)
-		r.pos = end
 	}
-	return out, true, nil
+	return content, true, r.end()
+}
+
+// constExpr copies a constant expression up to and including its end, checking global indices
+// and shifting function indices.
+func (rw *rewriter) constExpr(r *reader, out []byte) ([]byte, error) {
+	for {
+		start := r.pos
+		op, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		switch op {
+		case 0x0b:
+			return append(out, op), nil
+		case 0x23: // global.get
+			idx, err := r.u32()
+			if err != nil {
+				return nil, err
+			}
+			if err := rw.checkGlobal(idx); err != nil {
+				return nil, err
+			}
+		case 0xd2: // ref.func
+			idx, err := r.u32()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, op)
+			out = appendU32(out, rw.shift(idx))
+			continue
+		case 0x41:
+			err = r.skipLEB(5)
+		case 0x42:
+			err = r.skipLEB(10)
+		case 0x43:
+			_, err = r.bytes(4)
+		case 0x44:
+			_, err = r.bytes(8)
+		case 0xd0: // ref.null
+			_, err = readRefType(r)
+		case 0xfd: // v128.const
+			var sub uint32
+			if sub, err = r.u32(); err == nil {
+				if sub != 12 {
+					return nil, fmt.Errorf("%w: opcode 0xfd %d in a constant expression", ErrInvalid, sub)
+				}
+				_, err = r.bytes(16)
+			}
+		default:
+			return nil, fmt.Errorf("%w: opcode 0x%02x in a constant expression", ErrUnsupported, op)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.b[start:r.pos]...)
+	}
 }
 
 // names shifts the function indices of the function-names (1) and local-names (2) subsections

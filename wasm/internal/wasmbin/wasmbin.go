@@ -1,12 +1,44 @@
-// Package wasmbin rewrites WebAssembly binaries for the host: it caps a module's memory and
-// inserts a cheap deadline check at every loop header, so a module can be stopped at its timeout
-// without wazero's close-on-context-done, which calls out to Go on every loop iteration.
+// Package wasmbin rewrites WebAssembly binaries so that the host can bound what a module does:
+// it caps memories and tables, meters the code so a call can be stopped at its deadline, and
+// keeps an estimate of the call stack so that deep recursion stops before it costs the host more
+// than a set amount of memory.
+//
+// # Metering
+//
+// Fuel is a module global that counts down. Every function entry is charged the number of
+// instructions of the function that sit outside loops, and every loop header the number of
+// instructions of the loop's body; memory.grow and the bulk memory and table instructions are
+// charged by their size operand. When the fuel runs out the inserted code calls the host's check
+// function (which may end the call) and refills it. A call of an imported (host) function pays a
+// fixed cost, since host functions do far more than an instruction. Between two passes of a charge point, control
+// only moves forward in a function, so every instruction executed was paid for: the guest does at
+// most Budget instructions' worth of work between two checks, whatever it does (loops, recursion,
+// mutual recursion through tables). Two shortcuts keep the cost down without breaking that bound:
+// a function whose first executed instructions lead straight into a loop is charged at that
+// loop's header instead of at its entry (standard Go's functions all start that way), and a small
+// leaf function (no calls, no loops, at most smallLeaf instructions) is not charged at all, so a
+// call instruction pays for at most smallLeaf+1 instructions.
+//
+// # The stack
+//
+// Each function adds an estimate of its frame to a second global at entry and takes it off when
+// it returns; above StackLimit the inserted code calls the host's stack function, which ends the
+// call. The estimate is an upper bound of what wazero's compiler puts on the stack: a 16-byte
+// slot for every parameter, local and value the function can define, plus a fixed part.
+//
+// # Validity
+//
+// The rewrite appends types, globals, locals and imported functions. So that an invalid module
+// never becomes valid by naming them, every type, global and local index the module uses is
+// checked against what the module itself declares, and memory and table limits are checked
+// before they are lowered; everything else about the module is left as it was, and wazero
+// validates the result.
 //
 // No maintained Go library parses and re-encodes WebAssembly code bodies (wazero's decoder is
 // internal and has no encoder), so the walk over instructions is written here. It knows every
-// opcode of WebAssembly 2.0 plus tail calls, exceptions, threads and SIMD; a module using
-// anything else (for example the GC proposal) gets ErrUnsupported and the host falls back to
-// close-on-context-done for it.
+// instruction of WebAssembly 2.0, the feature set wasmkube's runtime enables; a module using
+// anything beyond it (tail calls, exceptions, threads, the GC proposal, memory64) is refused
+// with ErrUnsupported.
 package wasmbin
 
 import (
@@ -15,8 +47,11 @@ import (
 	"fmt"
 )
 
-// ErrUnsupported is returned for modules whose code this package cannot walk.
+// ErrUnsupported is returned for modules that use WebAssembly features beyond 2.0.
 var ErrUnsupported = errors.New("unsupported WebAssembly feature")
+
+// ErrInvalid is returned for modules that are not valid WebAssembly as written.
+var ErrInvalid = errors.New("invalid module")
 
 var header = []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
 
@@ -42,53 +77,84 @@ const (
 var order = map[byte]int{secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5, secTag: 6,
 	secGlobal: 7, secExport: 8, secStart: 9, secElement: 10, secDataCount: 11, secCode: 12, secData: 13}
 
+// maxPages is the most pages a 32-bit memory can have.
+const maxPages = 65536
+
 type section struct {
 	id      byte
 	name    string // custom sections
 	content []byte
 }
 
-// Options say how to rewrite a module.
+// Options say how to rewrite a module. The zero value only checks the module and copies it.
 type Options struct {
-	// CheckModule and CheckName name the imported host function, of type () -> (), that the
-	// inserted code calls every Interval loop iterations. Empty: no loop checks.
-	CheckModule, CheckName string
-	// Interval is how many loop iterations pass between two calls of the check; at least 1.
-	Interval int32
+	// HostModule is the module the inserted function imports come from.
+	HostModule string
+	// CheckName names the host function, of type () -> (), called whenever Budget units of fuel
+	// are used up. Empty: no metering.
+	CheckName string
+	// Budget is the fuel between two calls of the check function (about one instruction each);
+	// at least 1 when CheckName is set.
+	Budget int32
+	// StackName names the host function, of type () -> (), called when the estimated stack
+	// passes StackLimit bytes; it must not return normally. Empty: no stack accounting.
+	StackName  string
+	StackLimit uint32
 	// MaxMemoryPages, when non-zero, becomes the maximum of the module's memory (64 KiB pages).
 	MaxMemoryPages uint32
+	// MaxTableElements, when non-zero, bounds the elements of all the module's tables together.
+	MaxTableElements uint32
 }
+
+func (o Options) metered() bool      { return o.CheckName != "" }
+func (o Options) stackCounted() bool { return o.StackName != "" }
 
 // Result describes a rewritten module.
 type Result struct {
 	Binary []byte
-	// Loops is the number of loop headers that got a check.
+	// Functions is the number of functions the module defines.
+	Functions int
+	// Loops is the number of loop headers that are charged.
 	Loops int
+	// EntryCharges is the number of functions charged at their entry (the others are charged
+	// at their first loop or are small leaves).
+	EntryCharges int
+	// BulkCharges is the number of memory.grow and bulk memory or table instructions charged
+	// by their size.
+	BulkCharges int
+	// HostCallCharges is the number of calls of imported functions, each charged a fixed cost.
+	HostCallCharges int
+	// MaxFrame is the largest frame estimate of a function, in bytes.
+	MaxFrame uint32
 	// MinMemoryPages is the memory the module asks for at instantiation.
 	MinMemoryPages uint32
 }
 
 // Rewrite applies opts to the module bin and returns the new binary. bin is not modified.
 func Rewrite(bin []byte, opts Options) (*Result, error) {
+	if opts.metered() && opts.Budget < 1 {
+		return nil, errors.New("budget must be at least 1")
+	}
+	if opts.stackCounted() && (opts.StackLimit == 0 || opts.StackLimit > 1<<30) {
+		return nil, errors.New("stack limit must be between 1 byte and 1 GiB")
+	}
+	if (opts.metered() || opts.stackCounted()) && opts.HostModule == "" {
+		return nil, errors.New("the host module of the inserted imports is not named")
+	}
 	secs, err := splitSections(bin)
 	if err != nil {
 		return nil, err
 	}
 	rw := &rewriter{opts: opts, res: &Result{}}
-	if opts.CheckName != "" {
-		if opts.Interval < 1 {
-			return nil, errors.New("interval must be at least 1")
-		}
-		if err := rw.prepare(secs); err != nil {
-			return nil, err
-		}
-		secs = rw.ensureSections(secs)
+	if err := rw.prepare(secs); err != nil {
+		return nil, err
 	}
+	secs = rw.ensureSections(secs)
 	out := append([]byte(nil), header...)
 	for _, s := range secs {
 		content, keep, err := rw.section(s)
 		if err != nil {
-			return nil, fmt.Errorf("section %d%s: %w", s.id, nameSuffix(s), err)
+			return nil, fmt.Errorf("section %s: %w", sectionName(s), err)
 		}
 		if !keep {
 			continue
@@ -101,11 +167,17 @@ func Rewrite(bin []byte, opts Options) (*Result, error) {
 	return rw.res, nil
 }
 
-func nameSuffix(s section) string {
+func sectionName(s section) string {
+	names := map[byte]string{secType: "type", secImport: "import", secFunction: "function", secTable: "table",
+		secMemory: "memory", secGlobal: "global", secExport: "export", secStart: "start", secElement: "element",
+		secCode: "code", secData: "data", secDataCount: "data count", secTag: "tag"}
 	if s.id == secCustom {
-		return " (" + s.name + ")"
+		return "custom (" + s.name + ")"
 	}
-	return ""
+	if n, ok := names[s.id]; ok {
+		return n
+	}
+	return fmt.Sprintf("%d", s.id)
 }
 
 func splitSections(bin []byte) ([]section, error) {
@@ -139,72 +211,20 @@ func splitSections(bin []byte) ([]section, error) {
 				return nil, err
 			}
 			s.name = string(name)
+		} else if _, known := order[id]; !known {
+			return nil, fmt.Errorf("%w: unknown section id %d", ErrInvalid, id)
 		}
 		secs = append(secs, s)
 	}
 	return secs, nil
 }
 
-// rewriter carries what the passes learn about the module.
-type rewriter struct {
-	opts Options
-	res  *Result
-	// funcImports is the number of imported functions: defined functions shift by one.
-	funcImports uint32
-	// checkType is the type index of () -> (), appended when absent (-1 until known).
-	checkType   uint32
-	appendType  bool
-	checkFunc   uint32
-	counter     uint32 // global index of the loop counter
-	hasImports  bool
-	hasGlobals  bool
-	typeCount   uint32
-	globalCount uint32 // imported + defined globals
-}
-
-func (rw *rewriter) checks() bool { return rw.opts.CheckName != "" }
-
-// prepare reads the type, import and global sections to fix the new indices.
-func (rw *rewriter) prepare(secs []section) error {
-	found := false
-	for _, s := range secs {
-		switch s.id {
-		case secType:
-			n, idx, err := findEmptyFuncType(s.content)
-			if err != nil {
-				return err
-			}
-			rw.typeCount = n
-			if idx >= 0 {
-				rw.checkType, found = uint32(idx), true
-			}
-		case secImport:
-			rw.hasImports = true
-			funcs, globals, err := countImports(s.content)
-			if err != nil {
-				return err
-			}
-			rw.funcImports, rw.globalCount = funcs, rw.globalCount+globals
-		case secGlobal:
-			rw.hasGlobals = true
-			n, err := (&reader{b: s.content}).u32()
-			if err != nil {
-				return err
-			}
-			rw.globalCount += n
-		}
-	}
-	if !found {
-		rw.checkType, rw.appendType = rw.typeCount, true
-	}
-	rw.checkFunc = rw.funcImports
-	rw.counter = rw.globalCount
-	return nil
-}
-
-// ensureSections adds empty type, import and global sections where the module has none, so the
-// section pass can append to them.
+// ensureSections adds empty type, import and global sections where the module has none and the
+// rewrite adds to them, so the section pass can append.
 func (rw *rewriter) ensureSections(secs []section) []section {
+	if rw.added == 0 {
+		return secs
+	}
 	need := map[byte]bool{secType: true, secImport: true, secGlobal: true}
 	for _, s := range secs {
 		delete(need, s.id)
@@ -226,49 +246,38 @@ func (rw *rewriter) ensureSections(secs []section) []section {
 	return secs
 }
 
-func (rw *rewriter) shift(idx uint32) uint32 {
-	if rw.checks() && idx >= rw.funcImports {
-		return idx + 1
-	}
-	return idx
-}
-
 // section rewrites one section; keep is false for sections to drop.
 func (rw *rewriter) section(s section) (content []byte, keep bool, err error) {
 	switch s.id {
 	case secType:
-		if rw.checks() && rw.appendType {
-			return rw.appendEmptyType(s.content)
-		}
+		return rw.typeSection(s.content)
 	case secImport:
 		return rw.imports(s.content)
+	case secTable:
+		return rw.tableSection(s.content)
 	case secMemory:
 		return rw.memories(s.content)
 	case secGlobal:
-		return rw.globals(s.content)
+		return rw.globalSection(s.content)
 	case secExport:
-		if rw.checks() {
-			return rw.exports(s.content)
-		}
+		return rw.exports(s.content)
 	case secStart:
-		if rw.checks() {
-			r := &reader{b: s.content}
-			idx, err := r.u32()
-			if err != nil {
-				return nil, false, err
-			}
-			return appendU32(nil, rw.shift(idx)), true, nil
+		r := &reader{b: s.content}
+		idx, err := r.u32()
+		if err != nil {
+			return nil, false, err
 		}
+		return appendU32(nil, rw.shift(idx)), true, nil
 	case secElement:
-		if rw.checks() {
-			return rw.elements(s.content)
-		}
+		return rw.elements(s.content)
 	case secCode:
-		if rw.checks() {
-			return rw.code(s.content)
-		}
+		return rw.code(s.content)
+	case secData:
+		return rw.data(s.content)
+	case secTag:
+		return nil, false, fmt.Errorf("%w: exception tags", ErrUnsupported)
 	case secCustom:
-		if rw.checks() {
+		if rw.added > 0 {
 			if bytes.HasPrefix([]byte(s.name), []byte(".debug_")) {
 				return nil, false, nil // DWARF describes code offsets that moved
 			}

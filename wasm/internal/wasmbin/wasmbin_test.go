@@ -1,9 +1,10 @@
 package wasmbin
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,109 +12,329 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
+// mod assembles a module for tests: one memory, the given types, imports, functions and globals,
+// and every function exported as f0, f1…
+type mod struct {
+	types    [][]byte // each: params vec + results vec, without the 0x60
+	imports  [][]byte // each: a whole import entry
+	funcs    []fn
+	globals  [][]byte // each: a whole global entry
+	tables   [][]byte // each: a whole table entry
+	memory   []byte   // limits; nil: 0 pages, no max
+	elements []byte   // whole section content
+}
+
+type fn struct {
+	typ    byte
+	locals []byte // the local declaration vector
+	body   []byte // instructions including the final end
+}
+
 func sectionBytes(id byte, content ...byte) []byte {
 	return append(append([]byte{id}, appendU32(nil, uint32(len(content)))...), content...)
 }
 
-// loopModule has no imports and no globals: f() counts a local from 5 down to 0 in a loop.
-func loopModule(body ...byte) []byte {
-	if body == nil {
-		body = []byte{0x01, 0x01, 0x7f, // one i32 local
-			0x41, 0x05, 0x21, 0x00, // local.set 0 (5)
-			0x03, 0x40, // loop
-			0x20, 0x00, 0x41, 0x01, 0x6b, 0x22, 0x00, // local.tee 0 (local 0 - 1)
-			0x0d, 0x00, // br_if 0
-			0x0b, 0x0b}
+func vec(items [][]byte, prefix ...byte) []byte {
+	out := appendU32(nil, uint32(len(items)))
+	for _, it := range items {
+		out = append(out, prefix...)
+		out = append(out, it...)
 	}
-	code := append([]byte{0x01}, appendU32(nil, uint32(len(body)))...)
-	code = append(code, body...)
-	m := append([]byte(nil), header...)
-	m = append(m, sectionBytes(secType, 0x01, 0x60, 0x00, 0x00)...)
-	m = append(m, sectionBytes(secFunction, 0x01, 0x00)...)
-	m = append(m, sectionBytes(secMemory, 0x01, 0x00, 0x01)...)
-	m = append(m, sectionBytes(secExport, 0x01, 0x01, 'f', 0x00, 0x00)...)
-	m = append(m, sectionBytes(secCode, code...)...)
-	return m
+	return out
 }
 
-func TestLoopChecksRun(t *testing.T) {
-	res, err := Rewrite(loopModule(), Options{CheckModule: "host", CheckName: "check", Interval: 2, MaxMemoryPages: 4})
+func (m mod) bytes() []byte {
+	out := append([]byte(nil), header...)
+	types := m.types
+	if types == nil {
+		types = [][]byte{{0x00, 0x00}} // () -> ()
+	}
+	out = append(out, sectionBytes(secType, vec(types, 0x60)...)...)
+	if m.imports != nil {
+		out = append(out, sectionBytes(secImport, vec(m.imports)...)...)
+	}
+	var fs, code, exports [][]byte
+	for i, f := range m.funcs {
+		fs = append(fs, []byte{f.typ})
+		locals := f.locals
+		if locals == nil {
+			locals = []byte{0x00}
+		}
+		body := append(append([]byte(nil), locals...), f.body...)
+		code = append(code, append(appendU32(nil, uint32(len(body))), body...))
+		name := "f" + string(rune('0'+i))
+		exports = append(exports, append(append(appendU32(nil, uint32(len(name))), name...), 0x00, byte(i+len(m.imports))))
+	}
+	out = append(out, sectionBytes(secFunction, vec(fs)...)...)
+	if m.tables != nil {
+		out = append(out, sectionBytes(secTable, vec(m.tables)...)...)
+	}
+	memory := m.memory
+	if memory == nil {
+		memory = []byte{0x00, 0x00}
+	}
+	out = append(out, sectionBytes(secMemory, append([]byte{0x01}, memory...)...)...)
+	if m.globals != nil {
+		out = append(out, sectionBytes(secGlobal, vec(m.globals)...)...)
+	}
+	out = append(out, sectionBytes(secExport, vec(exports)...)...)
+	if m.elements != nil {
+		out = append(out, sectionBytes(secElement, m.elements...)...)
+	}
+	return append(out, sectionBytes(secCode, vec(code)...)...)
+}
+
+// host is what the inserted imports call in tests.
+type host struct {
+	checks int
+	stop   func(checks int) error // ends the call when it returns an error
+	stack  int
+}
+
+var errStack = errors.New("stack exhausted")
+
+func (h *host) instantiate(t *testing.T, bin []byte) api.Module {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	t.Cleanup(func() { rt.Close(ctx) })
+	_, err := rt.NewHostModuleBuilder("host").
+		NewFunctionBuilder().WithFunc(func(context.Context, api.Module) {
+		h.checks++
+		if h.stop != nil {
+			if err := h.stop(h.checks); err != nil {
+				panic(err)
+			}
+		}
+	}).Export("check").
+		NewFunctionBuilder().WithFunc(func(context.Context, api.Module) { h.stack++; panic(errStack) }).Export("stack").
+		Instantiate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Loops != 1 || res.MinMemoryPages != 1 {
-		t.Errorf("loops %d, min pages %d", res.Loops, res.MinMemoryPages)
-	}
-	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
-	defer rt.Close(ctx)
-	checks := 0
-	if _, err := rt.NewHostModuleBuilder("host").NewFunctionBuilder().
-		WithFunc(func(context.Context, api.Module) { checks++ }).Export("check").Instantiate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mod, err := rt.Instantiate(ctx, res.Binary)
+	m, err := rt.Instantiate(ctx, bin)
 	if err != nil {
 		t.Fatalf("rewritten module does not instantiate: %v", err)
 	}
-	if max, ok := mod.Memory().Definition().Max(); !ok || max != 4 {
-		t.Errorf("memory max = %d, %v; want 4", max, ok)
-	}
-	if _, err := mod.ExportedFunction("f").Call(ctx); err != nil {
+	return m
+}
+
+var metered = Options{HostModule: "host", CheckName: "check", Budget: 1000, StackName: "stack", StackLimit: 1 << 20}
+
+func rewrite(t *testing.T, bin []byte, opts Options) *Result {
+	t.Helper()
+	res, err := Rewrite(bin, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if checks != 2 { // 5 iterations, a check every 2
-		t.Errorf("check called %d times, want 2", checks)
+	return res
+}
+
+// countdown counts local 0 from 5000 down to 0 in a loop.
+var countdown = fn{typ: 0, locals: []byte{0x01, 0x01, 0x7f}, body: []byte{
+	0x41, 0x88, 0x27, 0x21, 0x00, // local.set 0 (5000)
+	0x03, 0x40, // loop
+	0x20, 0x00, 0x41, 0x01, 0x6b, 0x22, 0x00, // local.tee 0 (local 0 - 1)
+	0x0d, 0x00, // br_if 0
+	0x0b, 0x0b}}
+
+func TestLoopsAreCharged(t *testing.T) {
+	res := rewrite(t, mod{funcs: []fn{countdown}, memory: []byte{0x00, 0x01}}.bytes(), Options{HostModule: "host", CheckName: "check", Budget: 1000, MaxMemoryPages: 4})
+	if res.Loops != 1 || res.MinMemoryPages != 1 {
+		t.Errorf("loops %d, min pages %d", res.Loops, res.MinMemoryPages)
+	}
+	h := &host{}
+	m := h.instantiate(t, res.Binary)
+	if max, ok := m.Memory().Definition().Max(); !ok || max != 4 {
+		t.Errorf("memory max = %d, %v; want 4", max, ok)
+	}
+	if _, err := m.ExportedFunction("f0").Call(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Each of the 5000 iterations pays the loop's 6 instructions and, since the function goes
+	// straight into the loop, the 3 outside it: 45 000 units, a check every 1000.
+	if h.checks < 44 || h.checks > 45 {
+		t.Errorf("check called %d times, want 44 or 45", h.checks)
 	}
 }
 
-func TestCheckCanStopAnEndlessLoop(t *testing.T) {
-	endless := []byte{0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b} // loop br 0 end
-	res, err := Rewrite(loopModule(endless...), Options{CheckModule: "host", CheckName: "check", Interval: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
-	defer rt.Close(ctx)
-	checks := 0
+func TestAnEndlessLoopIsStopped(t *testing.T) {
+	endless := fn{typ: 0, body: []byte{0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b}} // loop br 0 end
+	res := rewrite(t, mod{funcs: []fn{endless}}.bytes(), metered)
 	stop := errors.New("stop")
-	_, _ = rt.NewHostModuleBuilder("host").NewFunctionBuilder().
-		WithFunc(func(context.Context, api.Module) {
-			if checks++; checks == 3 {
-				panic(stop)
-			}
-		}).Export("check").Instantiate(ctx)
-	mod, err := rt.Instantiate(ctx, res.Binary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mod.ExportedFunction("f").Call(ctx); !errors.Is(err, stop) {
+	h := &host{stop: func(n int) error {
+		if n == 3 {
+			return stop
+		}
+		return nil
+	}}
+	if _, err := h.instantiate(t, res.Binary).ExportedFunction("f0").Call(context.Background()); !errors.Is(err, stop) {
 		t.Fatalf("endless loop: %v, want the check's error", err)
 	}
 }
 
-func TestMemoryBelowMinimum(t *testing.T) {
-	m := loopModule()
-	m = bytes.Replace(m, sectionBytes(secMemory, 0x01, 0x00, 0x01), sectionBytes(secMemory, 0x01, 0x00, 0x08), 1)
-	if _, err := Rewrite(m, Options{MaxMemoryPages: 4}); err == nil || !strings.Contains(err.Error(), "needs 8 pages") {
-		t.Fatalf("got %v", err)
+// recurse(n) calls itself twice with n-1 until n is 0: no loop anywhere, 2^n calls.
+var recurse = fn{typ: 1, body: []byte{
+	0x20, 0x00, 0x45, 0x04, 0x40, 0x0f, 0x0b, // if n == 0 return
+	0x20, 0x00, 0x41, 0x01, 0x6b, 0x10, 0x00, // recurse(n-1)
+	0x20, 0x00, 0x41, 0x01, 0x6b, 0x10, 0x00, // recurse(n-1)
+	0x0b}}
+
+var i32ToNothing = []byte{0x01, 0x7f, 0x00}
+
+func TestRecursionWithoutLoopsIsCharged(t *testing.T) {
+	res := rewrite(t, mod{types: [][]byte{{0x00, 0x00}, i32ToNothing}, funcs: []fn{recurse}}.bytes(), metered)
+	if res.EntryCharges != 1 {
+		t.Errorf("entry charges %d, want 1", res.EntryCharges)
+	}
+	stop := errors.New("stop")
+	h := &host{stop: func(n int) error {
+		if n == 100 {
+			return stop
+		}
+		return nil
+	}}
+	_, err := h.instantiate(t, res.Binary).ExportedFunction("f0").Call(context.Background(), 60)
+	if !errors.Is(err, stop) {
+		t.Fatalf("2^60 calls: %v, want the check's error", err)
 	}
 }
 
-func TestUnsupportedOpcode(t *testing.T) {
-	gc := []byte{0x00, 0xfb, 0x00, 0x0b} // a GC-proposal opcode
-	if _, err := Rewrite(loopModule(gc...), Options{CheckModule: "h", CheckName: "c", Interval: 1}); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("got %v, want ErrUnsupported", err)
+func TestDeepRecursionHitsTheStackLimit(t *testing.T) {
+	// down(n) calls down(n-1) until n is 0: depth n.
+	down := fn{typ: 1, body: []byte{
+		0x20, 0x00, 0x45, 0x04, 0x40, 0x0f, 0x0b,
+		0x20, 0x00, 0x41, 0x01, 0x6b, 0x10, 0x00, 0x0b}}
+	opts := metered
+	opts.StackLimit = 64 << 10
+	res := rewrite(t, mod{types: [][]byte{{0x00, 0x00}, i32ToNothing}, funcs: []fn{down}}.bytes(), opts)
+	h := &host{}
+	f := h.instantiate(t, res.Binary).ExportedFunction("f0")
+	if _, err := f.Call(context.Background(), 10); err != nil {
+		t.Fatalf("depth 10 within 64 KiB: %v", err)
 	}
-	// Capping memory alone does not walk code and still works.
-	if _, err := Rewrite(loopModule(gc...), Options{MaxMemoryPages: 4}); err != nil {
+	if _, err := f.Call(context.Background(), 10); err != nil {
+		t.Fatalf("the estimate did not come back down after returning: %v", err)
+	}
+	if _, err := f.Call(context.Background(), 100000); !errors.Is(err, errStack) {
+		t.Fatalf("depth 100000: %v, want the stack function's error", err)
+	}
+}
+
+func TestRewriteRefusesIndicesItWouldAdd(t *testing.T) {
+	cases := map[string]mod{
+		// global.set 0 with no globals: invalid, but index 0 would name the fuel.
+		"global": {funcs: []fn{{typ: 0, body: []byte{0x41, 0x00, 0x24, 0x00, 0x0b}}}},
+		// a block typed with type 1 where only type 0 exists: 1 would name an appended type.
+		"type": {types: [][]byte{{0x01, 0x7f, 0x01, 0x7f}}, funcs: []fn{{typ: 0, body: []byte{0x02, 0x01, 0x0b, 0x0b}}}},
+		// local.get 1 in a function with one parameter: 1 would name the scratch local.
+		"local": {types: [][]byte{i32ToNothing}, funcs: []fn{{typ: 0, body: []byte{0x20, 0x01, 0x1a, 0x0b}}}},
+		// a global initialised from global 1 of 1.
+		"initializer": {funcs: []fn{{typ: 0, body: []byte{0x0b}}}, globals: [][]byte{{0x7f, 0x00, 0x23, 0x01, 0x0b}}},
+	}
+	for name, m := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Rewrite(m.bytes(), metered)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("got %v, want ErrInvalid", err)
+			}
+			if _, err := wazero.NewRuntime(context.Background()).CompileModule(context.Background(), m.bytes()); err == nil {
+				t.Fatal("the test module is valid; it should not be")
+			}
+		})
+	}
+}
+
+func TestTablesAreCapped(t *testing.T) {
+	// grow(n) grows table 0 by n null entries and returns the old size (-1 on failure).
+	grow := fn{typ: 0, body: []byte{0xd0, 0x70, 0x20, 0x00, 0xfc, 0x0f, 0x00, 0x0b}}
+	m := mod{types: [][]byte{{0x01, 0x7f, 0x01, 0x7f}}, funcs: []fn{grow}, tables: [][]byte{{0x70, 0x00, 0x10}}}
+	opts := metered
+	opts.MaxTableElements = 100
+	res := rewrite(t, m.bytes(), opts)
+	f := (&host{}).instantiate(t, res.Binary).ExportedFunction("f0")
+	if out, err := f.Call(context.Background(), 84); err != nil || int32(out[0]) != 16 {
+		t.Fatalf("grow to 100: %v %v", out, err)
+	}
+	if out, err := f.Call(context.Background(), 1); err != nil || int32(out[0]) != -1 {
+		t.Fatalf("grow past 100: %v %v, want -1", out, err)
+	}
+	m.tables = [][]byte{{0x70, 0x00, 0xe5, 0x00}} // min 101
+	if _, err := Rewrite(m.bytes(), opts); err == nil || !strings.Contains(err.Error(), "101 elements at start") {
+		t.Fatalf("a table larger than the limit at start: %v", err)
+	}
+}
+
+func TestBulkInstructionsAreCharged(t *testing.T) {
+	// fill(n) fills n bytes of memory; one call with 1 MiB costs 65 536 units.
+	fill := fn{typ: 0, body: []byte{0x41, 0x00, 0x41, 0x00, 0x20, 0x00, 0xfc, 0x0b, 0x00, 0x0b}}
+	m := mod{types: [][]byte{i32ToNothing}, funcs: []fn{fill}, memory: []byte{0x00, 0x20}}
+	res := rewrite(t, m.bytes(), metered)
+	if res.BulkCharges != 1 {
+		t.Fatalf("bulk charges %d", res.BulkCharges)
+	}
+	h := &host{}
+	if _, err := h.instantiate(t, res.Binary).ExportedFunction("f0").Call(context.Background(), 1<<20); err != nil {
 		t.Fatal(err)
+	}
+	if h.checks != 1 {
+		t.Errorf("checks %d after filling 1 MiB with a budget of 1000, want 1", h.checks)
+	}
+}
+
+func TestMemoryLimits(t *testing.T) {
+	if _, err := Rewrite(mod{funcs: []fn{countdown}, memory: []byte{0x00, 0x08}}.bytes(), Options{MaxMemoryPages: 4}); err == nil || !strings.Contains(err.Error(), "needs 8 pages") {
+		t.Fatalf("got %v", err)
+	}
+	// A maximum above 65536 pages is invalid; lowering it to the limit must not make it valid.
+	if _, err := Rewrite(mod{funcs: []fn{countdown}, memory: []byte{0x01, 0x00, 0x81, 0x80, 0x04}}.bytes(), Options{MaxMemoryPages: 4}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v, want ErrInvalid", err)
+	}
+}
+
+func TestUnsupportedFeatures(t *testing.T) {
+	for name, body := range map[string][]byte{
+		"gc":        {0xfb, 0x00, 0x0b},
+		"tail call": {0x12, 0x00, 0x0b},
+		"atomics":   {0xfe, 0x03, 0x00, 0x0b},
+	} {
+		if _, err := Rewrite(mod{funcs: []fn{{typ: 0, body: body}}}.bytes(), metered); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: got %v, want ErrUnsupported", name, err)
+		}
 	}
 }
 
 func TestNotWasm(t *testing.T) {
 	if _, err := Rewrite([]byte("\x7fELF"), Options{}); err == nil {
 		t.Fatal("accepted an ELF file")
+	}
+}
+
+// TestExampleModules rewrites every example module: the result compiles, and Go's functions
+// are charged at their first loop rather than at entry.
+func TestExampleModules(t *testing.T) {
+	paths, _ := filepath.Glob("../../../examples/*/*.wasm")
+	if len(paths) == 0 {
+		t.Fatal("no example modules")
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	for _, p := range paths {
+		bin, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Rewrite(bin, metered)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if _, err := rt.CompileModule(ctx, res.Binary); err != nil {
+			t.Fatalf("%s: the rewritten module does not compile: %v", p, err)
+		}
+		if res.EntryCharges*3 > res.Functions {
+			t.Errorf("%s: %d of %d functions charged at entry", p, res.EntryCharges, res.Functions)
+		}
+		t.Logf("%s: %d functions, %d charged at entry, %d loops, %d bulk, max frame %d", filepath.Base(p), res.Functions, res.EntryCharges, res.Loops, res.BulkCharges, res.MaxFrame)
 	}
 }
