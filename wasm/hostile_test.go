@@ -69,7 +69,9 @@ func hostileCases(logged *atomic.Int64) []hostileCase {
 		{file: "host-call-flood", cfg: wapcGuest, call: wapc, kind: KindLimit},
 		{file: "log-flood", cfg: wapcGuest, call: wapc, kind: KindTimeout},
 		{file: "stdin-flood", kind: KindLimit,
-			cfg: func(c *ModuleConfig) { c.Exports, c.StartFunctions, c.Isolation = []string{"_start"}, []string{}, Fresh },
+			cfg: func(c *ModuleConfig) {
+				c.Exports, c.StartFunctions, c.Isolation = []string{"_start"}, []string{}, Fresh
+			},
 			call: func(ctx context.Context, m *Module) error {
 				_, err := m.CallCommand(ctx, []string{"policy.wasm", "validate"}, nil, hugeAnswers)
 				return err
@@ -278,4 +280,3 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
-

@@ -45,11 +45,11 @@ const (
 
 // Defaults of ModuleConfig.
 const (
-	DefaultTimeout          = 2 * time.Second
-	DefaultMemoryLimit      = 64 << 20
-	DefaultMaxOutputBytes   = 4 << 20
-	pageSize                = 64 << 10
-	stderrTail              = 1 << 10
+	DefaultTimeout        = 2 * time.Second
+	DefaultMemoryLimit    = 64 << 20
+	DefaultMaxOutputBytes = 4 << 20
+	pageSize              = 64 << 10
+	stderrTail            = 1 << 10
 	// tableEntryBytes is what one table element costs the host (a pointer); tables together
 	// may take an eighth of the memory limit.
 	tableEntryBytes = 8
