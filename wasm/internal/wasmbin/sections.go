@@ -273,7 +273,7 @@ func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 		body = append(body, 0x00)
 		body = appendU32(body, rw.emptyType)
 	}
-	return append(appendU32(nil, n), body...), true, nil
+	return append(appendU32(nil, n), body...), true, r.end()
 }
 
 func (rw *rewriter) tableSection(content []byte) ([]byte, bool, error) {
@@ -295,7 +295,7 @@ func (rw *rewriter) tableSection(content []byte) ([]byte, bool, error) {
 		out = append(out, t)
 		out = appendLimits(out, rw.capTable(l))
 	}
-	return out, true, nil
+	return out, true, r.end()
 }
 
 func (rw *rewriter) memories(content []byte) ([]byte, bool, error) {
@@ -315,7 +315,7 @@ func (rw *rewriter) memories(content []byte) ([]byte, bool, error) {
 		}
 		out = appendLimits(out, l)
 	}
-	return out, true, nil
+	return out, true, r.end()
 }
 
 // globalSection checks and shifts the initializers and appends the fuel and the stack estimate.
@@ -345,7 +345,7 @@ func (rw *rewriter) globalSection(content []byte) ([]byte, bool, error) {
 		body = appendS32(body, max(rw.opts.Budget, 1))
 		body = append(body, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
 	}
-	return append(appendU32(nil, n), body...), true, nil
+	return append(appendU32(nil, n), body...), true, r.end()
 }
 
 func (rw *rewriter) exports(content []byte) ([]byte, bool, error) {
@@ -379,7 +379,7 @@ func (rw *rewriter) exports(content []byte) ([]byte, bool, error) {
 		}
 		out = appendU32(out, idx)
 	}
-	return out, true, nil
+	return out, true, r.end()
 }
 
 func (rw *rewriter) funcIndices(r *reader, out []byte) ([]byte, error) {

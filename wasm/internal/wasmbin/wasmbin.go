@@ -210,6 +210,11 @@ func splitSections(bin []byte) ([]section, error) {
 			if err != nil {
 				return nil, err
 			}
+			// Valid WebAssembly, but wazero cannot read either as the module's last section:
+			// refused, so that appending sections never turns them into something it reads.
+			if len(name) == 0 || cr.eof() {
+				return nil, fmt.Errorf("%w: a custom section without a name or content", ErrInvalid)
+			}
 			s.name = string(name)
 		} else if _, known := order[id]; !known {
 			return nil, fmt.Errorf("%w: unknown section id %d", ErrInvalid, id)
@@ -267,7 +272,7 @@ func (rw *rewriter) section(s section) (content []byte, keep bool, err error) {
 		if err != nil {
 			return nil, false, err
 		}
-		return appendU32(nil, rw.shift(idx)), true, nil
+		return appendU32(nil, rw.shift(idx)), true, r.end()
 	case secElement:
 		return rw.elements(s.content)
 	case secCode:
