@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build test bench-up bench-wasm bench-admission bench-kubewarden cross clean
+.PHONY: help run build test bench-up bench-wasm bench-wasm-compare bench-admission bench-kubewarden cross clean hostile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -34,8 +34,12 @@ test: ## run every test (the command CI runs)
 bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m
 
-bench-wasm: ## module call latency, pooled vs fresh, per interrupt mode (docs/benchmarks.md)
+bench-wasm: ## module call latency, pooled vs fresh, metered vs not (docs/benchmarks.md)
 	$(GO) test ./wasm -run '^$$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
+
+BASE ?= 3ecdd36
+bench-wasm-compare: ## the default module call of BASE (a git revision) and of this tree, alternately (docs/benchmarks.md)
+	scripts/bench-wasm-compare $(BASE)
 
 bench-admission: ## latency the demo's admission modules add to a ConfigMap create (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkAdmissionLatency -benchtime 2000x -timeout 20m
@@ -67,4 +71,11 @@ examples: ## build every example module (examples/NAME/NAME.wasm)
 	  if grep -q '^executionMode: wasi' $$md 2>/dev/null; then mode=; fi; \
 	  echo "building $$out"; $(WASM_BUILD) $$mode -o $$out ./examples/$$e || exit 1; \
 	  if [ -f $$md ]; then $(GO) run ./cmd/wasmkube module annotate $$out -m $$md -o $$out || exit 1; fi; \
+	done
+
+HOSTILE := $(wildcard wasm/testdata/hostile/*.wat)
+hostile: ## assemble the hostile test modules (wasm/testdata/hostile/*.wat; needs wat2wasm from Debian's wabt)
+	@for w in $(HOSTILE); do \
+	  flags=$$(sed -n 's/^;; wat2wasm-flags://p' $$w); \
+	  echo "wat2wasm $$flags $$w"; wat2wasm $$flags $$w -o $${w%.wat}.wasm || exit 1; \
 	done

@@ -170,6 +170,11 @@ rules:
 	p.Admission.Modules = append(p.Admission.Modules,
 		kubewarden("kw-labels", "default-labels", `{"labels":{"owner":"platform"}}`, "kubewarden"),
 		annotations, monitor, kubewarden("kw-ingress", "unique-ingress-host", "", ""), refused)
+	reliability, err := reliabilityModules(faults)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.Admission.Modules = append(p.Admission.Modules, reliability...)
 
 	return p, []string{
 		"--authentication-wasm-config-file=" + filepath.Join(dir, "authn.yaml"),

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestModuleRunInspectBench(t *testing.T) {
@@ -32,7 +35,7 @@ func TestModuleRunInspectBench(t *testing.T) {
 	}
 
 	code, out, _ = e.run("module", "inspect", ex("magic-authz/magic-authz.wasm"))
-	for _, want := range []string{"abi:", "the original module ABI): authz", "export:", "authz() -> ()", "loops instrumented", "import:"} {
+	for _, want := range []string{"abi:", "the original module ABI): authz", "export:", "authz() -> ()", "sandbox:", "metered:", "import:"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("inspect lacks %q: %d\n%s", want, code, out)
 		}
@@ -104,5 +107,41 @@ func TestModuleKubewarden(t *testing.T) {
 	code, _, stderr = e.run("module", "annotate", ex("safe-annotations/safe-annotations.wasm"), "-m", md, "-o", annotated)
 	if code == 0 || !strings.Contains(stderr, "metadata.yml") || !strings.Contains(stderr, "executionMode") {
 		t.Errorf("bad metadata: %d %s", code, stderr)
+	}
+}
+
+// TestModuleRunStopsHostileModules: `module run` ends a module that recurses without loops at
+// its timeout, and at once on SIGTERM.
+func TestModuleRunStopsHostileModules(t *testing.T) {
+	e := newEnv(t)
+	recursion := filepath.Join("..", "..", "..", "wasm", "testdata", "hostile", "recursion.wasm")
+	request := filepath.Join("..", "..", "..", "examples", "magic-validate", "request.yaml")
+	began := time.Now()
+	code, _, stderr := e.run("module", "run", recursion, "--hook", "validate", "--request", request, "--timeout", "1s")
+	if code == 0 || !strings.Contains(stderr, "timeout: stopped after the call's deadline (timeout 1s)") {
+		t.Errorf("recursion under --timeout 1s: %d %s", code, stderr)
+	}
+	t.Logf("ended after %s", time.Since(began).Round(time.Millisecond))
+
+	cmd := e.command(context.Background(), "module", "run", recursion, "--hook", "validate", "--request", request, "--timeout", "30s")
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // compiled, running
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(errOut.String(), "caller canceled the call") {
+			t.Errorf("after SIGTERM: %v %s", err, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("module run ignored SIGTERM for 10s:\n%s", errOut.String())
 	}
 }

@@ -88,6 +88,22 @@ func validate() {
 			status = `"allowed":false,"status":{"code":422,"message":"count is '` + got + `', want '` + want + `'"}`
 		}
 		write(`{"response":{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"` + review.Get("uid").String() + `",` + status + `}}}`)
+	case "chaos": // an admission module that fails as the object's name says: -trap-, -loop-, -memory-
+		review := env.Get("request", "request")
+		switch name := review.Get("name").String(); {
+		case strings.Contains(name, "-trap-"):
+			runtime.Breakpoint()
+		case strings.Contains(name, "-loop-"):
+			for {
+				calls++
+			}
+		case strings.Contains(name, "-memory-"):
+			var hoard [][]byte
+			for {
+				hoard = append(hoard, make([]byte, 1<<20))
+			}
+		}
+		write(`{"response":{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"` + review.Get("uid").String() + `","allowed":true}}}`)
 	default:
 		write(`{"error":"unknown mode ` + mode + `"}`)
 	}
