@@ -468,9 +468,10 @@ func (m *Module) release(inst *instance) {
 		fresh, err := m.newInstance(context.Background(), nil, time.Now().Add(m.cfg.startBudget()))
 		if err != nil {
 			m.pool <- nil // the next acquire tries again
-			return
+		} else {
+			m.pool <- fresh
 		}
-		m.pool <- fresh
+		m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
 	})
 	if !replaced {
 		m.pool <- nil
