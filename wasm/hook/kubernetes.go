@@ -283,14 +283,15 @@ func (k *KubernetesHost) forget(gvr schema.GroupVersionResource, obj any) {
 }
 
 // informer returns the policy's synced informer of gvr, starting it on first use; it lists
-// and watches through reader, and only a granted resource gets one.
+// and watches through reader, and only a granted resource gets one (checked when it is made).
 func (h *PolicyHost) informer(ctx context.Context, reader *grantedReader, gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
-	if err := reader.check(gvr); err != nil {
-		return nil, err
-	}
 	h.mu.Lock()
 	informer, ok := h.informers[gvr]
 	if !ok {
+		if err := reader.check(gvr); err != nil {
+			h.mu.Unlock()
+			return nil, err
+		}
 		h.k.mu.Lock()
 		stop := h.k.stop
 		h.k.mu.Unlock()
