@@ -122,6 +122,7 @@ rules:
 		return m
 	}
 	closed := selectTest(fault("fail-closed", "error", admissionregistrationv1.Fail), "fail-closed")
+	stderr := selectTest(fault("fail-stderr", "exit3", admissionregistrationv1.Fail), "fail-stderr")
 	open := selectTest(fault("fail-open", "trap", admissionregistrationv1.Ignore), "fail-open")
 	slow := selectTest(fault("too-slow", "loop", admissionregistrationv1.Fail), "timeout")
 	slow.Timeout = &metav1.Duration{Duration: 300 * time.Millisecond}
@@ -137,7 +138,15 @@ rules:
 	}
 	check := selectTest(fault("count-check", "expect", admissionregistrationv1.Fail), "order")
 	check.Settings = json.RawMessage(`{"mode":"expect","count":"2"}`)
-	p.Admission.Modules = append(p.Admission.Modules, closed, open, slow, strict, check, order[0], order[1])
+	p.Admission.Modules = append(p.Admission.Modules, closed, stderr, open, slow, strict, check, order[0], order[1])
+	// An authorization module that answers allowed and denied both true for the user
+	// "conflicted", before magic-authz, which would allow magic-group's ConfigMap reads.
+	conflicted := profiles.AuthorizationModule{Module: profiles.Module{Name: "conflicted", Module: faults,
+		Settings: json.RawMessage(`{"mode":"allow-and-deny","user":"conflicted"}`)}}
+	p.Authorization.Modules = append([]profiles.AuthorizationModule{conflicted}, p.Authorization.Modules...)
+	// An authentication module that echoes every token it is sent into its stderr and exits.
+	p.Authentication.Modules = append(p.Authentication.Modules, profiles.Module{Name: "echo-token", Module: faults,
+		Settings: json.RawMessage(`{"mode":"echo-token-exit"}`)})
 
 	// Kubewarden policies, their rules and mutating from their metadata.
 	kubewarden := func(name, module, settings, selected string) profiles.AdmissionModule {
@@ -167,9 +176,12 @@ rules:
 	}
 	refused := kubewarden("kw-refused", "", "", "refused")
 	refused.Module.Module = refusedPath
+	refused.Grants = &profiles.Grants{ContextAwareResources: []profiles.ContextAwareResource{{APIVersion: "v1", Kind: "Service"}}}
+	ingress := kubewarden("kw-ingress", "unique-ingress-host", "", "")
+	ingress.Grants = &profiles.Grants{ContextAwareResources: []profiles.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}}
 	p.Admission.Modules = append(p.Admission.Modules,
 		kubewarden("kw-labels", "default-labels", `{"labels":{"owner":"platform"}}`, "kubewarden"),
-		annotations, monitor, kubewarden("kw-ingress", "unique-ingress-host", "", ""), refused)
+		annotations, monitor, ingress, refused)
 	reliability, err := reliabilityModules(faults)
 	if err != nil {
 		return nil, nil, err
@@ -321,12 +333,12 @@ func testKubewarden(t *testing.T) {
 		_, err := ingresses.Create(ctx, ing("second", "a.example.com"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return err == nil, nil
 	})
-	// A policy that may read Services only is refused its Ingress lookup by the host.
+	// A policy granted Services only is refused its Ingress lookup by the host.
 	outside := ing("outside", "c.example.com")
 	outside.Labels = map[string]string{"test": "refused"}
 	_, err = ingresses.Create(ctx, outside, metav1.CreateOptions{})
-	if err == nil || !strings.Contains(err.Error(), "cannot list Ingresses: policy kw-refused cannot access networking.k8s.io/v1 Ingress: not among its contextAwareResources") {
-		t.Errorf("lookup outside contextAwareResources: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "cannot list Ingresses: policy kw-refused cannot access networking.k8s.io/v1 Ingress: not granted to it") {
+		t.Errorf("lookup outside the granted contextAwareResources: %v", err)
 	}
 }
 
@@ -360,8 +372,9 @@ func testWarningsAndAudit(t *testing.T) {
 		return e.ObjectRef.Resource == "pods" && e.ObjectRef.Name == "unpinned" && e.Annotations["workload-policy/images-checked"] == "1"
 	}, "the pod's workload-policy/images-checked annotation")
 	waitForAudit(t, func(e auditEvent) bool {
-		return e.ObjectRef.Name == "open" && strings.Contains(e.Annotations["fail-open/failed-open"], "trap")
-	}, "the ConfigMap's fail-open/failed-open annotation")
+		a := e.Annotations["fail-open/failed-open"]
+		return e.ObjectRef.Name == "open" && strings.Contains(a, "trap") && !strings.Contains(a, "about to trap") // no stderr
+	}, "the ConfigMap's fail-open/failed-open annotation, without the module's stderr")
 }
 
 type auditEvent struct {
@@ -401,6 +414,14 @@ func testFailurePolicy(t *testing.T) {
 	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), `admission WASM module "fail-closed" failed`) || !strings.Contains(err.Error(), "the module says no") {
 		t.Errorf("failurePolicy Fail: %v", err)
 	}
+	// The client learns the module and the kind of failure; its stderr stays in the server log.
+	_, err = cms.Create(ctx, configMap("stderr", map[string]string{"test": "fail-stderr"}, nil), metav1.CreateOptions{})
+	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), `admission WASM module "fail-stderr" failed: exit: exited with code 3`) || strings.Contains(err.Error(), "exiting with 3") {
+		t.Errorf("a failure with stderr: %v, want the module and the kind, not its stderr", err)
+	}
+	waitForLog(t, "the module's stderr", func(log string) bool {
+		return strings.Contains(log, `"fail-stderr"`) && strings.Contains(log, "exiting with 3")
+	})
 	began := time.Now()
 	_, err = cms.Create(ctx, configMap("slow", map[string]string{"test": "timeout"}, nil), metav1.CreateOptions{})
 	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), `"too-slow"`) || !strings.Contains(err.Error(), "timeout") {
@@ -491,6 +512,15 @@ func testOriginalFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `admission WASM module "original-admission" failed`) {
 		t.Errorf("secret create: %v, want original-admission to fail it", err)
 	}
+}
+
+// waitForLog waits until the cluster's log (logs/kube.log) satisfies match.
+func waitForLog(t *testing.T, what string, match func(log string) bool) {
+	t.Helper()
+	poll(t, what+" in logs/kube.log", func(context.Context) (bool, error) {
+		b, err := os.ReadFile(filepath.Join(cluster.DataDir, "logs", "kube.log"))
+		return err == nil && match(string(b)), nil
+	})
 }
 
 func hmacToken(t *testing.T, payload string) string {

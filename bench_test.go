@@ -52,6 +52,8 @@ func BenchmarkKubewardenLookup(b *testing.B) {
 	cfg.QPS, cfg.Burst = -1, 0 // measure the server, not client-side rate limiting
 	host.Connect(dynamic.NewForConfigOrDie(cfg),
 		restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Discovery())), nil, stop)
+	grants := wasm.PolicyGrants{ContextAwareResources: []wasm.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}}
+	policyHost := host.ForPolicy("unique-ingress-host", grants)
 
 	get := func(disable bool) []byte {
 		return []byte(fmt.Sprintf(`{"api_version":"networking.k8s.io/v1","kind":"Ingress","namespace":%q,"name":"i7","disable_cache":%v}`, ns, disable))
@@ -71,7 +73,7 @@ func BenchmarkKubewardenLookup(b *testing.B) {
 	for _, row := range rows {
 		b.Run(row.name, func(b *testing.B) {
 			report(b, func() {
-				if _, err := host.Kubernetes(ctx, row.op, row.payload); err != nil {
+				if _, err := policyHost.Kubernetes(ctx, row.op, row.payload); err != nil {
 					b.Fatal(err)
 				}
 			})
@@ -85,7 +87,7 @@ func BenchmarkKubewardenLookup(b *testing.B) {
 		}
 		defer rt.Close(ctx)
 		bin, _ := examples.Module("unique-ingress-host")
-		p, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{Module: wasm.ModuleConfig{Name: "unique-ingress-host"}, Kubernetes: host})
+		p, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{Module: wasm.ModuleConfig{Name: "unique-ingress-host"}, Kubernetes: policyHost, Grants: grants})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apiserver/pkg/authentication/token/cache"
+	"sigs.k8s.io/yaml"
 
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/examples"
@@ -77,9 +78,13 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e 
 		am.Admitter = hook.WASI(hook.Module{Module: loaded, Settings: m.Settings})
 		return loadedAdmission{am, func() error { return loaded.Close(context.Background()) }}, nil
 	}
+	grants := policyGrants(m.Grants)
+	if err := checkPolicyGrants(e.where, bin, grants); err != nil {
+		return loadedAdmission{}, err
+	}
 	policy, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{
 		Module: moduleConfig(p, m.Module, ""), Mode: wasm.ExecutionMode(m.ExecutionMode),
-		Settings: m.Settings, Kubernetes: kube, Logger: logger,
+		Settings: m.Settings, Kubernetes: kube.ForPolicy(m.Name, grants), Grants: grants, Logger: logger,
 	})
 	if err != nil {
 		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
@@ -97,6 +102,79 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e 
 	}
 	am.Admitter = policy
 	return loadedAdmission{am, func() error { return policy.Close(context.Background()) }}, nil
+}
+
+// policyGrants are what a Kubewarden policy's entry grants it.
+func policyGrants(g *profiles.Grants) wasm.PolicyGrants {
+	if g == nil {
+		return wasm.PolicyGrants{}
+	}
+	out := wasm.PolicyGrants{HostCapabilities: g.HostCapabilities}
+	for _, r := range g.ContextAwareResources {
+		out.ContextAwareResources = append(out.ContextAwareResources, wasm.ContextAwareResource{APIVersion: r.APIVersion, Kind: r.Kind})
+	}
+	return out
+}
+
+// checkPolicyGrants refuses a Kubewarden policy (bin) whose metadata asks for more than its
+// entry (where) grants, with the profile lines that would grant it, and a granted host
+// capability that names no host call.
+func checkPolicyGrants(where string, bin []byte, g wasm.PolicyGrants) error {
+	for i, c := range g.HostCapabilities {
+		if err := wasm.CheckCapabilityPattern(c); err != nil {
+			return fmt.Errorf("%s: grants.hostCapabilities[%d]: %w", where, i, err)
+		}
+	}
+	md, _, err := wasm.ReadMetadata(bin)
+	if err != nil || md == nil {
+		return nil // no metadata asks for nothing; unreadable metadata fails the load with its own error
+	}
+	missing := md.Ungranted(g)
+	if missing.Empty() {
+		return nil
+	}
+	return fmt.Errorf("%s: the policy's metadata asks for more than its entry grants (a policy gets only what its entry grants).\n"+
+		"If you trust it with that, add these lines to its entry (merging with any grants it has):\n%s", where, grantLines(missing))
+}
+
+// grantLines are the profile lines that grant g, indented for an entry of a module list.
+func grantLines(g wasm.PolicyGrants) string {
+	var grants profiles.Grants
+	for _, r := range g.ContextAwareResources {
+		grants.ContextAwareResources = append(grants.ContextAwareResources, profiles.ContextAwareResource{APIVersion: r.APIVersion, Kind: r.Kind})
+	}
+	grants.HostCapabilities = g.HostCapabilities
+	doc, err := yaml.Marshal(map[string]profiles.Grants{"grants": grants})
+	if err != nil {
+		return fmt.Sprintf("    grants: %+v\n", grants)
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(string(doc), "\n"), "\n") {
+		b.WriteString("    " + line)
+	}
+	return b.String()
+}
+
+// checkGrants refuses, before anything starts, the Kubewarden policies configured for the plan
+// (profile and config files) that ask for more than their entries grant.
+func checkGrants(p *profiles.Loaded, w apiserver.WASMPlan) error {
+	c, err := collectModules(p, w)
+	if err != nil {
+		return err
+	}
+	for _, e := range c.admission {
+		if e.m.Type != "kubewarden" {
+			continue
+		}
+		bin, err := moduleBytes(p, e.m.Module.Module)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.where, err)
+		}
+		if err := checkPolicyGrants(e.where, bin, policyGrants(e.m.Grants)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // entry is one module entry and where it was configured, for errors.

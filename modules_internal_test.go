@@ -3,12 +3,14 @@ package wasmkube
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
 )
@@ -32,5 +34,43 @@ func TestModuleConfig(t *testing.T) {
 	g := cfg.Grants
 	if g.Env["A"] != "1" || g.Args[0] != "x" || g.ReadOnlyDirs[0].HostPath != filepath.Join("/etc/wasmkube", "data") || g.ReadOnlyDirs[0].GuestPath != "/data" {
 		t.Errorf("grants %+v", g)
+	}
+}
+
+// TestCheckPolicyGrants: a policy asking for more than it is granted is refused with profile
+// lines that, added to its entry, grant it; a granted capability that names no host call is
+// refused.
+func TestCheckPolicyGrants(t *testing.T) {
+	bin, ok := examples.Module("unique-ingress-host")
+	if !ok {
+		t.Fatal("no unique-ingress-host")
+	}
+	md, _, err := wasm.ReadMetadata(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.HostCapabilities = []string{"kubernetes/can_i", "net/*"}
+	if bin, err = wasm.Annotate(bin, md); err != nil {
+		t.Fatal(err)
+	}
+	err = checkPolicyGrants("profile p: admission.modules[0] (u)", bin, wasm.PolicyGrants{})
+	if err == nil {
+		t.Fatal("a policy asking for Ingresses, can_i and net/* was granted nothing and not refused")
+	}
+	_, lines, found := strings.Cut(err.Error(), "merging with any grants it has):\n")
+	if !found || !strings.HasPrefix(err.Error(), "profile p: admission.modules[0] (u): ") {
+		t.Fatalf("error: %v", err)
+	}
+	doc := "apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\nname: p\nadmission:\n  modules:\n  - module: builtin:unique-ingress-host\n    type: kubewarden\n" + lines
+	p, err := profiles.Parse([]byte(doc), "p.yaml")
+	if err != nil {
+		t.Fatalf("the printed lines do not make a valid profile: %v\n%s", err, doc)
+	}
+	if err := checkPolicyGrants("p", bin, policyGrants(p.Admission.Modules[0].Grants)); err != nil {
+		t.Errorf("with the printed lines added: %v\n%s", err, doc)
+	}
+	err = checkPolicyGrants("p", bin, wasm.PolicyGrants{HostCapabilities: []string{"net/v1/dns"}})
+	if err == nil || !strings.Contains(err.Error(), `p: grants.hostCapabilities[0]: "net/v1/dns" matches no host capability`) {
+		t.Errorf("a granted capability that names nothing: %v", err)
 	}
 }

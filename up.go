@@ -104,6 +104,10 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 	if err != nil {
 		return nil, err
 	}
+	// Before anything starts: a policy asking for more than it is granted is a profile error.
+	if err := checkGrants(p, plan.WASM); err != nil {
+		return nil, err
+	}
 	c := &Cluster{Name: p.Name, DataDir: plan.Layout.DataDir, stopping: make(chan struct{}), done: make(chan struct{})}
 	defer func() {
 		if err != nil {

@@ -96,7 +96,7 @@ func validateModuleList(list *Admission, hook Hook) field.ErrorList {
 	for i := range list.Modules {
 		m := &list.Modules[i]
 		p := field.NewPath("modules").Index(i)
-		errs = append(errs, validateModule(&m.Module, p, names)...)
+		errs = append(errs, validateModule(&m.Module, p, names, false)...)
 		admissionOnly := map[string]bool{
 			"mutating": m.Mutating != nil, "type": m.Type != "", "executionMode": m.ExecutionMode != "",
 			"rules": len(m.Rules) > 0, "namespaceSelector": m.NamespaceSelector != nil,

@@ -62,6 +62,9 @@ func TestInvalidModuleLists(t *testing.T) {
 		{HookAdmission, "modules:\n- module: a.wasm\n  rules: [{operations: [CREATE]}]\n", []string{"modules[0].rules[0].apiGroups"}},
 		{HookAdmission, "modules:\n- module: a.wasm\n  rule: []\n", []string{"x.yaml:3", `unknown field "modules[0].rule"`}},
 		{HookAdmission, "modules:\n- module: a.wasm\n- module: b/a.wasm\n", []string{"modules[1].name", "Duplicate"}},
+		{HookAuthentication, "modules:\n- module: a.wasm\n  grants: {hostCapabilities: [net/*]}\n", []string{"modules[0].grants.hostCapabilities", "type: kubewarden only"}},
+		{HookAdmission, "modules:\n- module: a.wasm\n  grants: {contextAwareResources: [{apiVersion: v1, kind: Secret}]}\n", []string{"modules[0].grants.contextAwareResources", "type: kubewarden only"}},
+		{HookAdmission, "modules:\n- module: a.wasm\n  type: kubewarden\n  grants: {contextAwareResources: [{apiVersion: v1}]}\n", []string{"modules[0].grants.contextAwareResources[0].kind: Required"}},
 	}
 	for _, c := range cases {
 		_, err := ParseModuleList([]byte(c.doc), "x.yaml", "/base", c.hook)
@@ -74,5 +77,17 @@ func TestInvalidModuleLists(t *testing.T) {
 				t.Errorf("%s %q: error lacks %q:\n%v", c.hook, c.doc, w, err)
 			}
 		}
+	}
+}
+
+// TestModuleListGrants: a Kubewarden policy in a module list takes the grants of a profile entry.
+func TestModuleListGrants(t *testing.T) {
+	doc := "modules:\n- module: p.wasm\n  type: kubewarden\n  grants:\n    contextAwareResources: [{apiVersion: networking.k8s.io/v1, kind: Ingress}]\n    hostCapabilities: [kubernetes/can_i]\n"
+	list, err := ParseModuleList([]byte(doc), "x.yaml", "/base", HookAdmission)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := list.Modules[0].Grants; g.ContextAwareResources[0].Kind != "Ingress" || g.HostCapabilities[0] != "kubernetes/can_i" {
+		t.Errorf("grants %+v", g)
 	}
 }

@@ -40,6 +40,10 @@ func TestFullProfileDecodes(t *testing.T) {
 	if !m.IsMutating() || m.Rules[0].Resources[0] != "configmaps" || m.Timeout.Duration.Seconds() != 2 || *m.PoolSize != 4 {
 		t.Errorf("admission module decoded as %+v", m)
 	}
+	g := p.Admission.Modules[1].Grants
+	if len(g.ContextAwareResources) != 2 || g.ContextAwareResources[0] != (ContextAwareResource{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}) || g.HostCapabilities[1] != "net/*" {
+		t.Errorf("a Kubewarden policy's grants decoded as %+v", g)
+	}
 	if want := filepath.Join(filepath.Dir(p.Source), "data"); p.ResolvePath(p.DataDir) != want {
 		t.Errorf("dataDir resolves to %s, want %s", p.ResolvePath(p.DataDir), want)
 	}
@@ -78,6 +82,15 @@ func TestInvalidProfiles(t *testing.T) {
 			"admission.modules[0].grants.readOnlyDirs[0].guestPath", "absolute path",
 		},
 		"not-yaml.yaml": {"not-yaml.yaml", "not valid YAML"},
+		"bad-grants.yaml": {
+			"bad-grants.yaml:8: authentication.modules[0].grants.contextAwareResources: Forbidden: applies to admission modules of type: kubewarden only",
+			"admission.modules[0].grants.hostCapabilities: Forbidden: applies to admission modules of type: kubewarden only",
+			`admission.modules[1].grants.contextAwareResources[0].apiVersion: Invalid value: "networking.k8s.io"`,
+			"admission.modules[1].grants.contextAwareResources[1].kind: Required value",
+			`admission.modules[1].grants.contextAwareResources[3]: Duplicate value: "v1 Service"`,
+			`admission.modules[1].grants.hostCapabilities[0]: Invalid value: "dns/lookup"`,
+			`admission.modules[1].grants.hostCapabilities[1]: Invalid value: "kubernetes"`,
+		},
 	}
 	files, _ := filepath.Glob("testdata/invalid/*.yaml")
 	if len(files) != len(cases) {

@@ -119,7 +119,8 @@ type Module struct {
 	Grants *Grants `json:"grants,omitempty"`
 }
 
-// Grants give a module environment variables, arguments or read-only directories.
+// Grants give a module environment variables, arguments or read-only directories, and a
+// Kubewarden policy the cluster reads and host capabilities it may use.
 type Grants struct {
 	// Env are environment variables the module sees (it sees none of the host's).
 	Env map[string]string `json:"env,omitempty"`
@@ -127,6 +128,23 @@ type Grants struct {
 	Args []string `json:"args,omitempty"`
 	// ReadOnlyDirs mount host directories read-only into the module's file system.
 	ReadOnlyDirs []DirMount `json:"readOnlyDirs,omitempty"`
+	// ContextAwareResources are the kinds a Kubewarden policy may read from the cluster
+	// (type: kubewarden only). A policy whose metadata asks for a kind not granted here is
+	// refused at start.
+	ContextAwareResources []ContextAwareResource `json:"contextAwareResources,omitempty"`
+	// HostCapabilities are the host calls a Kubewarden policy may make besides reads and
+	// logging (type: kubewarden only), as "namespace/operation" patterns: kubernetes/can_i,
+	// net/v1/dns_lookup_host, crypto/v1/is_certificate_trusted, "net/*", "*"… A policy whose
+	// metadata asks for more is refused at start.
+	HostCapabilities []string `json:"hostCapabilities,omitempty"`
+}
+
+// ContextAwareResource is a kind a Kubewarden policy may read, at one API version.
+type ContextAwareResource struct {
+	// APIVersion is group/version, or version for the core group (v1).
+	APIVersion string `json:"apiVersion"`
+	// Kind is the kind, e.g. Ingress.
+	Kind string `json:"kind"`
 }
 
 // DirMount mounts a host directory at a path inside the module.

@@ -9,6 +9,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -123,7 +124,7 @@ func validateAuthentication(a *Authentication, fld *field.Path) field.ErrorList 
 	}
 	names := sets.New[string]()
 	for i := range a.Modules {
-		errs = append(errs, validateModule(&a.Modules[i], fld.Child("modules").Index(i), names)...)
+		errs = append(errs, validateModule(&a.Modules[i], fld.Child("modules").Index(i), names, false)...)
 	}
 	return errs
 }
@@ -147,7 +148,7 @@ func validateAuthorization(a *Authorization, fld *field.Path) field.ErrorList {
 	for i := range a.Modules {
 		m := &a.Modules[i]
 		p := fld.Child("modules").Index(i)
-		errs = append(errs, validateModule(&m.Module, p, names)...)
+		errs = append(errs, validateModule(&m.Module, p, names, false)...)
 		if !authzFailurePolicies.Has(m.FailurePolicy) {
 			errs = append(errs, field.NotSupported(p.Child("failurePolicy"), m.FailurePolicy, []string{"NoOpinion", "Deny"}))
 		}
@@ -161,7 +162,7 @@ func validateAdmission(a *Admission, fld *field.Path) field.ErrorList {
 	for i := range a.Modules {
 		m := &a.Modules[i]
 		p := fld.Child("modules").Index(i)
-		errs = append(errs, validateModule(&m.Module, p, names)...)
+		errs = append(errs, validateModule(&m.Module, p, names, m.Type == "kubewarden")...)
 		if !admissionFailurePolices.Has(m.FailurePolicy) {
 			errs = append(errs, field.NotSupported(p.Child("failurePolicy"), m.FailurePolicy, []string{"Fail", "Ignore"}))
 		}
@@ -214,7 +215,7 @@ func validateRules(rules []admissionregistrationv1.RuleWithOperations, fld *fiel
 	return errs
 }
 
-func validateModule(m *Module, fld *field.Path, names sets.Set[string]) field.ErrorList {
+func validateModule(m *Module, fld *field.Path, names sets.Set[string], kubewarden bool) field.ErrorList {
 	var errs field.ErrorList
 	if m.Module == "" {
 		errs = append(errs, field.Required(fld.Child("module"), "a path to a .wasm file or builtin:NAME"))
@@ -257,6 +258,47 @@ func validateModule(m *Module, fld *field.Path, names sets.Set[string]) field.Er
 			if !path.IsAbs(d.GuestPath) {
 				errs = append(errs, field.Invalid(p.Child("guestPath"), d.GuestPath, "must be an absolute path such as /data"))
 			}
+		}
+		errs = append(errs, validatePolicyGrants(g, fld.Child("grants"), kubewarden)...)
+	}
+	return errs
+}
+
+// hostCapabilityNamespaces are the namespaces of Kubewarden's host calls; the operations are
+// checked against the host's list when the policy loads.
+var hostCapabilityNamespaces = sets.New("tracing", "kubernetes", "net", "crypto", "oci")
+
+// validatePolicyGrants checks the grants that only Kubewarden policies take.
+func validatePolicyGrants(g *Grants, fld *field.Path, kubewarden bool) field.ErrorList {
+	var errs field.ErrorList
+	if !kubewarden {
+		if len(g.ContextAwareResources) > 0 {
+			errs = append(errs, field.Forbidden(fld.Child("contextAwareResources"), "applies to admission modules of type: kubewarden only"))
+		}
+		if len(g.HostCapabilities) > 0 {
+			errs = append(errs, field.Forbidden(fld.Child("hostCapabilities"), "applies to admission modules of type: kubewarden only"))
+		}
+		return errs
+	}
+	seen := sets.New[ContextAwareResource]()
+	for i, r := range g.ContextAwareResources {
+		p := fld.Child("contextAwareResources").Index(i)
+		if gv, err := schema.ParseGroupVersion(r.APIVersion); err != nil || len(validation.IsDNS1035Label(gv.Version)) > 0 {
+			errs = append(errs, field.Invalid(p.Child("apiVersion"), r.APIVersion, "must be group/version, or v1 for the core group, e.g. networking.k8s.io/v1"))
+		}
+		if r.Kind == "" {
+			errs = append(errs, field.Required(p.Child("kind"), "the kind to read, e.g. Ingress"))
+		}
+		if seen.Has(r) {
+			errs = append(errs, field.Duplicate(p, r.APIVersion+" "+r.Kind))
+		}
+		seen.Insert(r)
+	}
+	for i, c := range g.HostCapabilities {
+		ns, _, _ := strings.Cut(c, "/")
+		if c != "*" && (!strings.Contains(c, "/") || !hostCapabilityNamespaces.Has(ns)) {
+			errs = append(errs, field.Invalid(fld.Child("hostCapabilities").Index(i), c,
+				`must be "*" or "namespace/operation" with namespace kubernetes, net, crypto, oci or tracing, e.g. kubernetes/can_i or net/*`))
 		}
 	}
 	return errs

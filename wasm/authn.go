@@ -26,16 +26,30 @@ const ExportAuthn = "authn"
 //     all of them; an empty intersection is "not authenticated".
 //   - The returned user carries the module's groups as they are: adding system:authenticated is
 //     the caller's job (it depends on where the authenticator sits).
+//   - The token's value never appears in the error (its text, the module's status.error, its
+//     stderr) nor in the debug log: a module may echo it.
 func (m *Module) Authenticate(ctx context.Context, settings json.RawMessage, token string, audiences []string) (*authenticator.Response, bool, error) {
 	review := authenticationv1.TokenReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"},
 		Spec:     authenticationv1.TokenReviewSpec{Token: token, Audiences: audiences},
 	}
-	var out authenticationv1.TokenReview
-	if err := m.CallEnvelope(ctx, ExportAuthn, &review, settings, &out); err != nil {
+	out, err := m.ReviewToken(ctx, settings, &review)
+	if err != nil {
 		return nil, false, err
 	}
-	return m.DecideAuthn(&out, audiences)
+	resp, ok, err := m.DecideAuthn(out, audiences)
+	return resp, ok, RedactError(err, token)
+}
+
+// ReviewToken sends review to the module's authn export and returns its answer as written. The
+// value of review.Spec.Token is redacted from the error and the debug log; the answer itself is
+// not redacted (a caller printing it should use RedactTokens with the token).
+func (m *Module) ReviewToken(ctx context.Context, settings json.RawMessage, review *authenticationv1.TokenReview) (*authenticationv1.TokenReview, error) {
+	var out authenticationv1.TokenReview
+	if err := m.callEnvelope(ctx, ExportAuthn, review, settings, &out, review.Spec.Token); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // DecideAuthn maps a module's TokenReview answer to an authentication result (see Authenticate).

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -31,7 +33,14 @@ type envelopeOut struct {
 //   - stdout must hold exactly one JSON document; anything else is KindInvalidJSON.
 //   - A non-empty "error" is KindModuleError; neither "response" nor "error" is KindMissingResponse.
 //   - With ModuleConfig.Debug, input and output are logged with RedactTokens.
-func (m *Module) CallEnvelope(ctx context.Context, export string, request any, settings json.RawMessage, response any) (err error) {
+func (m *Module) CallEnvelope(ctx context.Context, export string, request any, settings json.RawMessage, response any) error {
+	return m.callEnvelope(ctx, export, request, settings, response, "")
+}
+
+// callEnvelope is CallEnvelope for a request that carries secret (a bearer token): its value is
+// redacted from the error (its text and stderr) and from the debug log. The response is
+// decoded as the module wrote it.
+func (m *Module) callEnvelope(ctx context.Context, export string, request any, settings json.RawMessage, response any, secret string) (err error) {
 	in, err := json.Marshal(envelopeIn{Request: request, Settings: settings})
 	if err != nil {
 		return fmt.Errorf("module %q: encode request: %w", m.cfg.Name, err)
@@ -40,9 +49,10 @@ func (m *Module) CallEnvelope(ctx context.Context, export string, request any, s
 	var debugOut []byte
 	if m.cfg.Debug {
 		defer func() {
-			m.logger.Info("module call", "module", m.cfg.Name, "export", export, "input", RedactTokens(in), "output", RedactTokens(debugOut), "err", err)
+			m.logger.Info("module call", "module", m.cfg.Name, "export", export, "input", RedactTokens(in, secret), "output", RedactTokens(debugOut, secret), "err", err)
 		}()
 	}
+	defer func() { err = RedactError(err, secret) }() // runs before the debug log above
 	err = m.Call(ctx, export, in, func(stdout []byte) error {
 		if m.cfg.Debug {
 			debugOut = bytes.Clone(stdout)
@@ -89,8 +99,9 @@ func decodeEnvelope(stdout []byte) (*envelopeOut, error) {
 
 // RedactTokens returns a JSON document with the value of every "token" field replaced by
 // "<redacted>", for logs: TokenReviews carry bearer tokens in spec.token, and a module may echo
-// them. Anything that is not JSON is replaced as a whole.
-func RedactTokens(doc []byte) string {
+// them. The values of secrets (the token a module was sent) are also replaced wherever they
+// appear. Anything that is not JSON is replaced as a whole.
+func RedactTokens(doc []byte, secrets ...string) string {
 	if len(doc) == 0 {
 		return ""
 	}
@@ -105,7 +116,72 @@ func RedactTokens(doc []byte) string {
 	if err := enc.Encode(v); err != nil {
 		return "<unprintable>"
 	}
-	return strings.TrimSuffix(out.String(), "\n")
+	return RedactText(strings.TrimSuffix(out.String(), "\n"), secrets...)
+}
+
+// Redacted replaces a secret's value in logs and messages.
+const Redacted = "<redacted>"
+
+// RedactText returns s with every occurrence of each secret replaced by "<redacted>": as it is,
+// and as JSON and Go quoting escape it (how it appears inside a quoted string). Empty secrets
+// are ignored.
+func RedactText(s string, secrets ...string) string {
+	for _, secret := range secrets {
+		for _, form := range secretForms(secret) {
+			s = strings.ReplaceAll(s, form, Redacted)
+		}
+	}
+	return s
+}
+
+// secretForms are the ways secret may be written in text: raw, JSON-escaped (with and without
+// HTML escaping) and Go-quoted, longest first.
+func secretForms(secret string) []string {
+	if secret == "" {
+		return nil
+	}
+	forms := []string{secret}
+	add := func(f string) {
+		if f != "" && !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(secret)
+	unquote := func(q string) string { return q[1 : len(q)-1] }
+	add(unquote(strings.TrimSuffix(b.String(), "\n")))
+	if j, err := json.Marshal(secret); err == nil {
+		add(unquote(string(j)))
+	}
+	add(unquote(strconv.Quote(secret)))
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return forms
+}
+
+// RedactError returns err with the values of secrets redacted from its text. A *CallError
+// stays one (module, export, kind and exit code kept), with its stderr and cause redacted; the
+// cause is then a plain error (its chain held the secret). Errors that do not mention a secret
+// are returned as they are.
+func RedactError(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if RedactText(msg, secrets...) == msg {
+		return err
+	}
+	var ce *CallError
+	if errors.As(err, &ce) && error(ce) == err {
+		c := *ce
+		c.Stderr = RedactText(c.Stderr, secrets...)
+		if c.Err != nil {
+			c.Err = errors.New(RedactText(c.Err.Error(), secrets...))
+		}
+		return &c
+	}
+	return errors.New(RedactText(msg, secrets...))
 }
 
 func redact(v any) {

@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path"
 	"slices"
-	"strings"
 	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -100,7 +98,9 @@ func Annotate(bin []byte, md *Metadata) ([]byte, error) {
 
 // KubernetesHost answers a policy's kubernetes host calls (get_resource,
 // list_resources_by_namespace, list_resources_all, can_i) with Kubewarden's payloads; the
-// Policy has already checked that the policy may make the call.
+// Policy has already checked that its grants allow the call. A host should be limited to the
+// same grants (hook.KubernetesHost.ForPolicy is), so that a read is refused even if that check
+// were bypassed.
 type KubernetesHost interface {
 	Kubernetes(ctx context.Context, operation string, payload []byte) ([]byte, error)
 }
@@ -116,6 +116,10 @@ type PolicyConfig struct {
 	Settings json.RawMessage
 	// Kubernetes answers kubernetes host calls; nil: they fail as not available (offline).
 	Kubernetes KubernetesHost
+	// Grants are what the policy may reach: the kinds it may read and the host capabilities
+	// it may use. Nothing by default, whatever its metadata asks for (Metadata.Ungranted tells
+	// what it asks for beyond them).
+	Grants PolicyGrants
 	// Logger receives tracing/log and __console_log lines and stderr of WASI-mode calls.
 	Logger *slog.Logger
 }
@@ -127,6 +131,7 @@ type Policy struct {
 	mode     ExecutionMode
 	settings json.RawMessage
 	kube     KubernetesHost
+	grants   PolicyGrants
 	logger   *slog.Logger
 	// host and console serve the policy's host calls and console lines (made once, not per call).
 	host    HostCallFunc
@@ -186,6 +191,7 @@ func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) 
 		return nil, err
 	}
 	p := &Policy{mod: mod, meta: *md, mode: mode, settings: settings, kube: cfg.Kubernetes, logger: logger.With("policy", mc.Name)}
+	p.grants = cfg.Grants
 	p.host = p.hostCall
 	p.console = func(line string) { p.logger.Info(line, "source", "console") }
 	defer func() {
@@ -342,15 +348,16 @@ func (p *Policy) call(ctx context.Context, op, argv string, payload []byte) ([]b
 // Kubewarden's error texts for calls a policy may not make.
 var errUnknownBinding = errors.New("unknown binding")
 
-// hostCall serves the kubewarden binding: tracing always; kubernetes for the policy's
-// contextAwareResources; net, crypto and oci only when hostCapabilities allow them.
+// hostCall serves the kubewarden binding: tracing always; kubernetes reads of the granted
+// contextAwareResources; can_i, net and crypto only when granted hostCapabilities match them;
+// oci never (offline).
 func (p *Policy) hostCall(ctx context.Context, binding, namespace, operation string, payload []byte) ([]byte, error) {
 	if binding != "kubewarden" {
 		return nil, fmt.Errorf("%w %q", errUnknownBinding, binding)
 	}
 	capability := namespace + "/" + operation
 	if namespace != "tracing" && !p.allowed(capability) {
-		return nil, fmt.Errorf("host capability %s is not allowed for policy %s (its metadata's hostCapabilities)", capability, p.Name())
+		return nil, fmt.Errorf("host capability %s is not granted to policy %s (%s of its profile entry)", capability, p.Name(), grantField(capability))
 	}
 	switch namespace {
 	case "tracing":
@@ -380,22 +387,19 @@ func (p *Policy) hostCall(ctx context.Context, binding, namespace, operation str
 	return nil, fmt.Errorf("unknown operation %s in namespace %s", operation, namespace)
 }
 
-// allowed reports whether the policy's hostCapabilities allow capability. Without
-// hostCapabilities, a policy may make the kubernetes calls its contextAwareResources bound.
-func (p *Policy) allowed(capability string) bool {
-	if len(p.meta.HostCapabilities) == 0 {
-		return strings.HasPrefix(capability, "kubernetes/") && len(p.meta.ContextAwareResources) > 0
+// grantField names the profile field that grants capability.
+func grantField(capability string) string {
+	if slices.Contains(kubernetesReads, capability) {
+		return "grants.contextAwareResources"
 	}
-	for _, pattern := range p.meta.HostCapabilities {
-		if ok, _ := path.Match(pattern, capability); ok || pattern == capability || pattern == "*" {
-			return true
-		}
-		if prefix, ok := strings.CutSuffix(pattern, "/*"); ok && strings.HasPrefix(capability, prefix+"/") {
-			return true
-		}
-	}
-	return false
+	return "grants.hostCapabilities"
 }
+
+// allowed reports whether the policy's grants allow capability.
+func (p *Policy) allowed(capability string) bool { return p.grants.grantsCapability(capability) }
+
+// Grants are what the policy was granted.
+func (p *Policy) Grants() PolicyGrants { return p.grants }
 
 func (p *Policy) kubernetes(ctx context.Context, operation string, payload []byte) ([]byte, error) {
 	if operation != "can_i" {
@@ -406,11 +410,8 @@ func (p *Policy) kubernetes(ctx context.Context, operation string, payload []byt
 		if err := json.Unmarshal(payload, &r); err != nil {
 			return nil, fmt.Errorf("kubernetes/%s: %w", operation, err)
 		}
-		allowed := slices.ContainsFunc(p.meta.ContextAwareResources, func(c ContextAwareResource) bool {
-			return c.APIVersion == r.APIVersion && c.Kind == r.Kind
-		})
-		if !allowed {
-			return nil, fmt.Errorf("policy %s cannot access %s %s: not among its contextAwareResources", p.Name(), r.APIVersion, r.Kind)
+		if !p.grants.grantsResource(r.APIVersion, r.Kind) {
+			return nil, fmt.Errorf("policy %s cannot access %s %s: not granted to it (grants.contextAwareResources of its profile entry)", p.Name(), r.APIVersion, r.Kind)
 		}
 	}
 	if p.kube == nil {

@@ -20,13 +20,19 @@ import (
 
 func policy(t *testing.T, bin []byte, name string, settings string, mode wasm.ExecutionMode) (*wasm.Policy, error) {
 	t.Helper()
+	return grantedPolicy(t, bin, name, settings, mode, wasm.PolicyGrants{})
+}
+
+// grantedPolicy loads a policy with grants.
+func grantedPolicy(t *testing.T, bin []byte, name string, settings string, mode wasm.ExecutionMode, grants wasm.PolicyGrants) (*wasm.Policy, error) {
+	t.Helper()
 	rt, err := wasm.NewRuntime(context.Background(), wasm.RuntimeConfig{CacheDir: filepath.Join(os.TempDir(), "wasmkube-test-cache")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(context.Background()) })
 	p, err := rt.LoadPolicy(context.Background(), bin, wasm.PolicyConfig{
-		Module: wasm.ModuleConfig{Name: name, PoolSize: 1}, Mode: mode, Settings: json.RawMessage(settings),
+		Module: wasm.ModuleConfig{Name: name, PoolSize: 1}, Mode: mode, Settings: json.RawMessage(settings), Grants: grants,
 	})
 	if err == nil {
 		t.Cleanup(func() { p.Close(context.Background()) })
@@ -116,12 +122,14 @@ func TestKubewardenMutatedObject(t *testing.T) {
 	}
 }
 
-// TestKubewardenWASIMode: unique-ingress-host is a WASI command; without a cluster its
-// kubernetes host call fails and the policy says so; a kind outside its contextAwareResources is
-// refused before any cluster is asked.
+// ingresses grants reading Ingresses, what unique-ingress-host asks for.
+var ingresses = wasm.PolicyGrants{ContextAwareResources: []wasm.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}}
+
+// TestKubewardenWASIMode: unique-ingress-host is a WASI command; granted its Ingresses but
+// without a cluster, its kubernetes host call fails and the policy says so.
 func TestKubewardenWASIMode(t *testing.T) {
 	bin := example(t, "unique-ingress-host")
-	p, err := policy(t, bin, "unique-ingress-host", "", "")
+	p, err := grantedPolicy(t, bin, "unique-ingress-host", "", "", ingresses)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,30 +221,33 @@ func TestAnnotate(t *testing.T) {
 	}
 }
 
-// TestKubewardenContextAwareRefusal: kubernetes calls outside the policy's
-// contextAwareResources, or without any, are refused by the host.
+// TestKubewardenContextAwareRefusal: a policy gets what it is granted, not what its metadata
+// asks for: kubernetes calls outside its granted contextAwareResources, or without any, are
+// refused by the host, whatever the metadata says.
 func TestKubewardenContextAwareRefusal(t *testing.T) {
-	bin := example(t, "unique-ingress-host")
+	bin := example(t, "unique-ingress-host") // its metadata asks for Ingresses
+	services := wasm.PolicyGrants{ContextAwareResources: []wasm.ContextAwareResource{{APIVersion: "v1", Kind: "Service"}}}
 	ingress := `{"kind":"Ingress","metadata":{"name":"i"},"spec":{"rules":[{"host":"a.example.com"}]}}`
-	for doc, want := range map[string]string{
-		"executionMode: wasi\ncontextAwareResources: [{apiVersion: v1, kind: Service}]\n": "cannot access networking.k8s.io/v1 Ingress: not among its contextAwareResources",
-		"executionMode: wasi\n": "host capability kubernetes/list_resources_all is not allowed",
+	for _, c := range []struct {
+		name   string
+		grants wasm.PolicyGrants
+		want   string
+	}{
+		{"Services granted", services, "cannot access networking.k8s.io/v1 Ingress: not granted to it"},
+		{"nothing granted", wasm.PolicyGrants{}, "host capability kubernetes/list_resources_all is not granted"},
+		{"everything else granted", wasm.PolicyGrants{HostCapabilities: []string{"*"}, ContextAwareResources: services.ContextAwareResources},
+			"cannot access networking.k8s.io/v1 Ingress: not granted to it"},
 	} {
-		md, err := wasm.ParseMetadata([]byte(doc))
+		p, err := grantedPolicy(t, bin, "refused", "", "", c.grants)
 		if err != nil {
 			t.Fatal(err)
 		}
-		annotated, err := wasm.Annotate(bin, md)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := policy(t, annotated, "refused", "", "")
-		if err != nil {
-			t.Fatal(err)
+		if missing := p.Metadata(); len(missing.Ungranted(c.grants).ContextAwareResources) != 1 {
+			t.Errorf("%s: the metadata's Ingresses should be reported as not granted", c.name)
 		}
 		res, err := p.Admit(context.Background(), request(admissionv1.Create, ingress), false)
-		if err != nil || res.Allowed || !strings.Contains(res.Result.Message, want) {
-			t.Errorf("%q: %+v %v, want %q", doc, res.Result, err, want)
+		if err != nil || res.Allowed || !strings.Contains(res.Result.Message, c.want) {
+			t.Errorf("%s: %+v %v, want %q", c.name, res.Result, err, c.want)
 		}
 	}
 }

@@ -152,8 +152,8 @@ func TestFaults(t *testing.T) {
 
 func TestMissingExport(t *testing.T) {
 	r := newRuntime(t)
-	_, err := r.Load(context.Background(), faultsWasm, ModuleConfig{Name: "faults", Exports: []string{ExportAuthn}})
-	if err == nil || err.Error() != "missing function 'authn' in module 'faults'" {
+	_, err := r.Load(context.Background(), faultsWasm, ModuleConfig{Name: "faults", Exports: []string{"admit"}})
+	if err == nil || err.Error() != "missing function 'admit' in module 'faults'" {
 		t.Fatalf("got %v", err)
 	}
 	m := load(t, r, ModuleConfig{})

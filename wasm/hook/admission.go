@@ -2,6 +2,7 @@ package hook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -88,7 +89,8 @@ type AdmissionModule struct {
 //     virtual resources, and webhook and policy configurations.
 //   - A module that fails (trap, timeout, bad answer) rejects the request with 500 unless its
 //     failurePolicy is Ignore; then the failure is logged and recorded in the audit annotation
-//     MODULE/failed-open.
+//     MODULE/failed-open. Clients and the audit annotation learn the kind of failure (and a
+//     module's own error message); its stderr and other details stay in the server log.
 //   - Mutating modules are not re-invoked when later plugins change the object
 //     (reinvocationPolicy Never).
 //   - Modules have no side effects, so dry-run requests are sent to them like any other, with
@@ -319,7 +321,7 @@ func (a *Admission) monitor(m AdmissionModule, va *admission.VersionedAttributes
 	var verdict string
 	switch {
 	case err != nil:
-		verdict = "failed: " + err.Error()
+		verdict = "failed: " + failureMessage(err)
 	case !res.Allowed:
 		verdict = "would deny: " + denial(m.Name(), res.Result).Error()
 	case len(res.Patch) > 0:
@@ -327,18 +329,22 @@ func (a *Admission) monitor(m AdmissionModule, va *admission.VersionedAttributes
 	default:
 		verdict = "would allow"
 	}
-	a.logger.Info("admission module in monitor mode", "module", m.Name(), "verdict", verdict,
-		"resource", va.GetResource().String(), "namespace", va.GetNamespace(), "name", va.GetName())
+	attrs := []any{"module", m.Name(), "verdict", verdict, "resource", va.GetResource().String(), "namespace", va.GetNamespace(), "name", va.GetName()}
+	if err != nil {
+		attrs = append(attrs, "err", err) // the whole error, stderr included, for the server log only
+	}
+	a.logger.Info("admission module in monitor mode", attrs...)
 	if err := va.Attributes.AddAnnotation(m.Name()+"/monitor", verdict); err != nil {
 		a.logger.Warn("cannot record monitor audit annotation", "module", m.Name(), "err", err)
 	}
 }
 
-// failed applies the module's failure policy to a failed call.
+// failed applies the module's failure policy to a failed call. The server log gets the whole
+// error (stderr included); clients and audit annotations get failureMessage.
 func (a *Admission) failed(ctx context.Context, m AdmissionModule, va *admission.VersionedAttributes, err error) error {
 	if m.FailurePolicy == admissionregistrationv1.Ignore {
 		a.logger.Warn("admission module failed; ignored (failurePolicy Ignore)", "module", m.Name(), "err", err)
-		if err := va.Attributes.AddAnnotation(m.Name()+"/failed-open", err.Error()); err != nil {
+		if err := va.Attributes.AddAnnotation(m.Name()+"/failed-open", failureMessage(err)); err != nil {
 			a.logger.Warn("cannot record failed-open audit annotation", "module", m.Name(), "err", err)
 		}
 		if ctx.Err() != nil {
@@ -347,7 +353,26 @@ func (a *Admission) failed(ctx context.Context, m AdmissionModule, va *admission
 		return nil
 	}
 	a.logger.Warn("admission module failed; request rejected (failurePolicy Fail)", "module", m.Name(), "err", err)
-	return apierrors.NewInternalError(fmt.Errorf("admission WASM module %q failed: %w", m.Name(), err))
+	return apierrors.NewInternalError(fmt.Errorf("admission WASM module %q failed: %s", m.Name(), failureMessage(err)))
+}
+
+// failureMessage is what a client learns of a module's failure: its kind (trap, timeout,
+// exit code…) and, for a module's own error answer, that message; never its stderr, nor the
+// details of a broken answer, which may hold data of other requests. The server log has them.
+func failureMessage(err error) string {
+	var ce *wasm.CallError
+	if !errors.As(err, &ce) {
+		return err.Error() // the host's own message (a patch that does not apply, …)
+	}
+	switch ce.Kind {
+	case wasm.KindModuleError:
+		if ce.Err != nil {
+			return "the module returned an error: " + ce.Err.Error()
+		}
+	case wasm.KindExit:
+		return fmt.Sprintf("exit: exited with code %d (details in the API server's log)", ce.ExitCode)
+	}
+	return string(ce.Kind) + " (details in the API server's log)"
 }
 
 // denial is the error a client sees when a module rejects its request: the module's status, its

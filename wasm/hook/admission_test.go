@@ -2,11 +2,15 @@ package hook
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wasmkube/wasmkube/wasm"
 )
 
 // TestDenial: the status a client sees when a module rejects its request.
@@ -31,6 +35,27 @@ func TestDenial(t *testing.T) {
 		}
 		if s := status.ErrStatus; s.Code != c.code || s.Reason != c.reason || s.Message != c.message || s.Status != metav1.StatusFailure {
 			t.Errorf("%+v: got %d %s %q", c.result, s.Code, s.Reason, s.Message)
+		}
+	}
+}
+
+// TestFailureMessage: a client learns the kind of a module's failure (and a module's own error
+// message), never its stderr or the details of a broken answer.
+func TestFailureMessage(t *testing.T) {
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{&wasm.CallError{Module: "m", Kind: wasm.KindTrap, Err: errors.New("wasm error: unreachable"), Stderr: "secret-stderr"}, "trap (details in the API server's log)"},
+		{&wasm.CallError{Module: "m", Kind: wasm.KindExit, ExitCode: 3, Stderr: "secret-stderr"}, "exit: exited with code 3 (details in the API server's log)"},
+		{&wasm.CallError{Module: "m", Kind: wasm.KindInvalidResponse, Err: errors.New(`got "secret-output"`)}, "invalid-response (details in the API server's log)"},
+		{&wasm.CallError{Module: "m", Kind: wasm.KindModuleError, Err: errors.New("the module says no")}, "the module returned an error: the module says no"},
+		{fmt.Errorf("wrapped: %w", &wasm.CallError{Kind: wasm.KindTimeout, Stderr: "secret-stderr"}), "timeout (details in the API server's log)"},
+		{errors.New("apply JSON patch: bad path"), "apply JSON patch: bad path"},
+	}
+	for _, c := range cases {
+		if got := failureMessage(c.err); got != c.want || strings.Contains(got, "secret") {
+			t.Errorf("%v: %q, want %q", c.err, got, c.want)
 		}
 	}
 }

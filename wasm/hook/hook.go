@@ -87,6 +87,8 @@ type AuthzModule struct {
 //
 // # Notes
 //
+//   - A module's deny always stands, even in an invalid answer (allowed and denied both true);
+//     a module failure otherwise means NoOpinion or Deny as its failure policy says.
 //   - Modules are never asked about system:masters or the API server's own identity
 //     (system:apiserver): no module can lock out the admin or the server itself.
 //   - It cannot list rules: RulesFor reports an incomplete, empty list and says why, so
@@ -108,6 +110,17 @@ func (a *Authorizer) Authorize(ctx context.Context, attrs authorizer.Attributes)
 	}
 	for _, m := range a.Modules {
 		d, reason, err := m.Authorize(ctx, m.Settings, attrs)
+		if d == authorizer.DecisionDeny {
+			// A deny is a deny, also in an answer that breaks the contract (allowed and denied
+			// both true): the failure policy never turns it into a pass to the next authorizer.
+			if err != nil {
+				a.logger().Warn("authorization module answered a deny with an invalid answer; denied", "module", m.Name(), "err", err)
+				if reason == "" {
+					reason = fmt.Sprintf("authorization module %q denied the request", m.Name())
+				}
+			}
+			return authorizer.DecisionDeny, reason, nil
+		}
 		if err != nil {
 			if m.FailurePolicy == Deny {
 				return authorizer.DecisionDeny, fmt.Sprintf("authorization module %q failed (failurePolicy Deny)", m.Name()), err

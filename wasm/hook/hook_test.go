@@ -1,8 +1,11 @@
 package hook
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
@@ -91,5 +94,50 @@ func TestAuthorizer(t *testing.T) {
 	}
 	if d := a.ConditionsAwareAuthorize(context.Background(), attrs("magic-user", []string{"magic-group"}, "configmaps")); !d.IsAllow() {
 		t.Errorf("conditions-aware: %+v", d)
+	}
+}
+
+// TestAuthorizerDenyStands: a module that answers allowed and denied both true denies, also
+// under failurePolicy NoOpinion, and the next module (which would allow) is not asked.
+func TestAuthorizerDenyStands(t *testing.T) {
+	rt := newRuntime(t)
+	conflicted := AuthzModule{Module: loadFaults(t, rt, "conflicted", `{"mode":"allow-and-deny"}`, wasm.ExportAuthz)}
+	allowing := AuthzModule{Module: load(t, rt, "magic-authz")}
+	var logs bytes.Buffer
+	a := &Authorizer{Modules: []AuthzModule{conflicted, allowing}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	attrs := authorizer.AttributesRecord{User: &user.DefaultInfo{Name: "magic-user", Groups: []string{"magic-group"}}, Verb: "get", Resource: "configmaps", APIVersion: "v1", ResourceRequest: true}
+	if d, _, err := allowing.Authorize(context.Background(), allowing.Settings, attrs); d != authorizer.DecisionAllow || err != nil {
+		t.Fatalf("magic-authz alone must allow: %v %v", d, err)
+	}
+	d, reason, err := a.Authorize(context.Background(), attrs)
+	if d != authorizer.DecisionDeny || err != nil || reason != "the faults module allows and denies" {
+		t.Errorf("allowed and denied both true: %v %q %v, want a deny with the module's reason", d, reason, err)
+	}
+	if !strings.Contains(logs.String(), "module=conflicted") || !strings.Contains(logs.String(), "both true") {
+		t.Errorf("the invalid answer is not logged: %s", logs.String())
+	}
+}
+
+// TestTokenAuthenticatorLogsNoToken: a module that echoes the token into its error and its
+// stderr fails without the token reaching the log.
+func TestTokenAuthenticatorLogsNoToken(t *testing.T) {
+	const token = "leak-me-if-you-can-0123456789"
+	rt := newRuntime(t)
+	var logs bytes.Buffer
+	a := &TokenAuthenticator{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Modules: []Module{
+		loadFaults(t, rt, "echo-error", `{"mode":"echo-token"}`, wasm.ExportAuthn),
+		loadFaults(t, rt, "echo-exit", `{"mode":"echo-token-exit"}`, wasm.ExportAuthn),
+	}}
+	if _, ok, err := a.AuthenticateToken(context.Background(), token); ok || err != nil {
+		t.Fatalf("failing modules must not authenticate: %v %v", ok, err)
+	}
+	got := logs.String()
+	if strings.Contains(got, token) {
+		t.Errorf("the token reached the log:\n%s", got)
+	}
+	for _, want := range []string{"module=echo-error", "module=echo-exit", "unknown token " + wasm.Redacted, "stderr: giving up on token " + wasm.Redacted} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log lacks %q:\n%s", want, got)
+		}
 	}
 }

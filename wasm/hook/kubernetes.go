@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/client-go/dynamic"
@@ -22,28 +24,60 @@ import (
 	"github.com/wasmkube/wasmkube/wasm"
 )
 
-// KubernetesHost answers Kubewarden policies' kubernetes host calls from the API server they
-// run in: reads come from informer caches (started for a kind on its first use, then answered
-// in microseconds), or straight from the server with disable_cache or a field selector; can_i
-// asks the server's authorizer directly. The API server's admission plugin initializers fill
-// it in (Admission forwards them); until then every call fails.
+// KubernetesHost connects Kubewarden policies to the API server they run in. The API server's
+// admission plugin initializers fill it in (Admission forwards them); until then every call
+// fails. It answers nothing itself: ForPolicy gives each policy a host limited to what its
+// profile entry granted.
 type KubernetesHost struct {
-	mu        sync.Mutex
-	client    dynamic.Interface
-	mapper    meta.RESTMapper
-	authz     authorizer.UnconditionalAuthorizer
-	stop      <-chan struct{}
-	factory   dynamicinformer.DynamicSharedInformerFactory
-	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
-	// encoded caches objects' JSON by UID (see encode).
+	mu     sync.Mutex
+	client dynamic.Interface
+	mapper meta.RESTMapper
+	authz  authorizer.UnconditionalAuthorizer
+	stop   <-chan struct{}
+	// encoded caches objects' JSON by UID and resource (see encode), for every policy.
 	encoded sync.Map
 }
 
-var _ wasm.KubernetesHost = (*KubernetesHost)(nil)
-
 // NewKubernetesHost returns a host that is not connected yet.
-func NewKubernetesHost() *KubernetesHost {
-	return &KubernetesHost{informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
+func NewKubernetesHost() *KubernetesHost { return &KubernetesHost{} }
+
+// PolicyHost answers one Kubewarden policy's kubernetes host calls (get_resource,
+// list_resources_by_namespace, list_resources_all, can_i) within its grants: reads come from
+// informer caches (started for a kind on its first use, then answered in microseconds), or
+// straight from the server with disable_cache or a field selector, always through a client
+// that can only get, list and watch the granted kinds; can_i asks the server's authorizer
+// directly, when kubernetes/can_i was granted.
+//
+// # Notes
+//
+//   - Informers belong to the policy: two policies granted the same kind each keep a cache of
+//     it (the encoded JSON is shared).
+type PolicyHost struct {
+	k      *KubernetesHost
+	policy string
+	kinds  []schema.GroupVersionKind
+	canI   bool
+
+	mu        sync.Mutex
+	reader    *grantedReader
+	factory   dynamicinformer.DynamicSharedInformerFactory
+	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
+}
+
+var _ wasm.KubernetesHost = (*PolicyHost)(nil)
+
+// ForPolicy returns the host of the policy named policy, limited to grants: reads of the
+// granted contextAwareResources, can_i when a granted hostCapabilities pattern matches
+// kubernetes/can_i.
+func (k *KubernetesHost) ForPolicy(policy string, grants wasm.PolicyGrants) *PolicyHost {
+	h := &PolicyHost{k: k, policy: policy, informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
+	for _, r := range grants.ContextAwareResources {
+		if gv, err := schema.ParseGroupVersion(r.APIVersion); err == nil {
+			h.kinds = append(h.kinds, gv.WithKind(r.Kind))
+		}
+	}
+	h.canI = slices.ContainsFunc(grants.HostCapabilities, func(p string) bool { return wasm.CapabilityMatches(p, "kubernetes/can_i") })
+	return h
 }
 
 // kubernetesRequest is what get_resource and list_resources_* send.
@@ -58,9 +92,12 @@ type kubernetesRequest struct {
 }
 
 // Kubernetes implements wasm.KubernetesHost.
-func (k *KubernetesHost) Kubernetes(ctx context.Context, operation string, payload []byte) ([]byte, error) {
+func (h *PolicyHost) Kubernetes(ctx context.Context, operation string, payload []byte) ([]byte, error) {
 	if operation == "can_i" {
-		return k.canI(ctx, payload)
+		if !h.canI {
+			return nil, fmt.Errorf("policy %s is not granted kubernetes/can_i (grants.hostCapabilities of its profile entry)", h.policy)
+		}
+		return h.k.canI(ctx, payload)
 	}
 	var req kubernetesRequest
 	if err := json.Unmarshal(payload, &req); err != nil {
@@ -68,15 +105,15 @@ func (k *KubernetesHost) Kubernetes(ctx context.Context, operation string, paylo
 	}
 	switch operation {
 	case "get_resource":
-		return k.get(ctx, req)
+		return h.get(ctx, req)
 	case "list_resources_by_namespace":
 		if req.Namespace == "" {
 			return nil, errors.New("kubernetes/list_resources_by_namespace: namespace is required")
 		}
-		return k.list(ctx, req)
+		return h.list(ctx, req)
 	case "list_resources_all":
 		req.Namespace = ""
-		return k.list(ctx, req)
+		return h.list(ctx, req)
 	}
 	return nil, fmt.Errorf("unknown operation %s in namespace kubernetes", operation)
 }
@@ -90,24 +127,39 @@ func (k *KubernetesHost) connected() (dynamic.Interface, meta.RESTMapper, error)
 	return k.client, k.mapper, nil
 }
 
-func (k *KubernetesHost) resource(req kubernetesRequest) (schema.GroupVersionResource, bool, error) {
-	_, mapper, err := k.connected()
+// readerFor returns the policy's client, limited to its granted kinds, once connected.
+func (h *PolicyHost) readerFor() (*grantedReader, meta.RESTMapper, error) {
+	client, mapper, err := h.k.connected()
 	if err != nil {
-		return schema.GroupVersionResource{}, false, err
+		return nil, nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.reader == nil {
+		h.reader = newGrantedReader(client, mapper, h.policy, h.kinds)
+	}
+	return h.reader, mapper, nil
+}
+
+// resource maps the request's kind to its resource.
+func (h *PolicyHost) resource(req kubernetesRequest) (*grantedReader, schema.GroupVersionResource, bool, error) {
+	reader, mapper, err := h.readerFor()
+	if err != nil {
+		return nil, schema.GroupVersionResource{}, false, err
 	}
 	gv, err := schema.ParseGroupVersion(req.APIVersion)
 	if err != nil {
-		return schema.GroupVersionResource{}, false, err
+		return nil, schema.GroupVersionResource{}, false, err
 	}
 	m, err := mapper.RESTMapping(gv.WithKind(req.Kind).GroupKind(), gv.Version)
 	if err != nil {
-		return schema.GroupVersionResource{}, false, fmt.Errorf("%s %s: %w", req.APIVersion, req.Kind, err)
+		return nil, schema.GroupVersionResource{}, false, fmt.Errorf("%s %s: %w", req.APIVersion, req.Kind, err)
 	}
-	return m.Resource, m.Scope.Name() == meta.RESTScopeNameNamespace, nil
+	return reader, m.Resource, m.Scope.Name() == meta.RESTScopeNameNamespace, nil
 }
 
-func (k *KubernetesHost) get(ctx context.Context, req kubernetesRequest) ([]byte, error) {
-	gvr, namespaced, err := k.resource(req)
+func (h *PolicyHost) get(ctx context.Context, req kubernetesRequest) ([]byte, error) {
+	reader, gvr, namespaced, err := h.resource(req)
 	if err != nil {
 		return nil, err
 	}
@@ -116,14 +168,13 @@ func (k *KubernetesHost) get(ctx context.Context, req kubernetesRequest) ([]byte
 		ns = ""
 	}
 	if req.DisableCache {
-		client, _, _ := k.connected()
-		obj, err := client.Resource(gvr).Namespace(ns).Get(ctx, req.Name, metav1.GetOptions{})
+		obj, err := reader.Resource(gvr).Namespace(ns).Get(ctx, req.Name, metav1.GetOptions{})
 		if err != nil {
 			return nil, err
 		}
 		return json.Marshal(obj)
 	}
-	informer, err := k.informer(ctx, gvr)
+	informer, err := h.informer(ctx, reader, gvr)
 	if err != nil {
 		return nil, err
 	}
@@ -138,17 +189,16 @@ func (k *KubernetesHost) get(ctx context.Context, req kubernetesRequest) ([]byte
 	case !exists:
 		return nil, fmt.Errorf("%s %q not found", gvr.GroupResource(), key)
 	}
-	return k.encode(obj)
+	return h.k.encode(gvr, obj)
 }
 
-func (k *KubernetesHost) list(ctx context.Context, req kubernetesRequest) ([]byte, error) {
-	gvr, _, err := k.resource(req)
+func (h *PolicyHost) list(ctx context.Context, req kubernetesRequest) ([]byte, error) {
+	reader, gvr, _, err := h.resource(req)
 	if err != nil {
 		return nil, err
 	}
 	if req.FieldSelector != "" || req.DisableCache {
-		client, _, _ := k.connected()
-		list, err := client.Resource(gvr).Namespace(req.Namespace).List(ctx, metav1.ListOptions{LabelSelector: req.LabelSelector, FieldSelector: req.FieldSelector})
+		list, err := reader.Resource(gvr).Namespace(req.Namespace).List(ctx, metav1.ListOptions{LabelSelector: req.LabelSelector, FieldSelector: req.FieldSelector})
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +208,7 @@ func (k *KubernetesHost) list(ctx context.Context, req kubernetesRequest) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("label_selector: %w", err)
 	}
-	informer, err := k.informer(ctx, gvr)
+	informer, err := h.informer(ctx, reader, gvr)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +227,7 @@ func (k *KubernetesHost) list(ctx context.Context, req kubernetesRequest) ([]byt
 		if !ok || !selector.Matches(labels.Set(u.GetLabels())) {
 			continue
 		}
-		b, err := k.encode(u)
+		b, err := h.k.encode(gvr, u)
 		if err != nil {
 			return nil, err
 		}
@@ -195,52 +245,69 @@ type encodedObject struct {
 	json            []byte
 }
 
-// encode returns a cached object's JSON, encoding it only when its resourceVersion changed.
-// Objects are immutable in the informer's store; entries go when the object is deleted.
-func (k *KubernetesHost) encode(obj any) ([]byte, error) {
+// encodedKey identifies an object as read through one resource (group, version): the same
+// object read at another version has another shape.
+type encodedKey struct {
+	uid types.UID
+	gvr schema.GroupVersionResource
+}
+
+// encode returns the JSON of a cached object read through gvr, encoding it only when its
+// resourceVersion changed. Objects are immutable in the informer's store; entries go when the
+// object is deleted.
+func (k *KubernetesHost) encode(gvr schema.GroupVersionResource, obj any) ([]byte, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok || u.GetUID() == "" {
 		return json.Marshal(obj)
 	}
-	uid, rv := u.GetUID(), u.GetResourceVersion()
-	if e, ok := k.encoded.Load(uid); ok && e.(encodedObject).resourceVersion == rv {
+	key, rv := encodedKey{u.GetUID(), gvr}, u.GetResourceVersion()
+	if e, ok := k.encoded.Load(key); ok && e.(encodedObject).resourceVersion == rv {
 		return e.(encodedObject).json, nil
 	}
 	b, err := json.Marshal(u)
 	if err != nil {
 		return nil, err
 	}
-	k.encoded.Store(uid, encodedObject{rv, b})
+	k.encoded.Store(key, encodedObject{rv, b})
 	return b, nil
 }
 
-// forget drops a deleted object's cached JSON.
-func (k *KubernetesHost) forget(obj any) {
+// forget drops the cached JSON of an object deleted from gvr's informer.
+func (k *KubernetesHost) forget(gvr schema.GroupVersionResource, obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
 	if u, ok := obj.(*unstructured.Unstructured); ok {
-		k.encoded.Delete(u.GetUID())
+		k.encoded.Delete(encodedKey{u.GetUID(), gvr})
 	}
 }
 
-// informer returns the synced informer of gvr, starting it on first use.
-func (k *KubernetesHost) informer(ctx context.Context, gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
-	k.mu.Lock()
-	informer, ok := k.informers[gvr]
+// informer returns the policy's synced informer of gvr, starting it on first use; it lists
+// and watches through reader, and only a granted resource gets one (checked when it is made).
+func (h *PolicyHost) informer(ctx context.Context, reader *grantedReader, gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
+	h.mu.Lock()
+	informer, ok := h.informers[gvr]
 	if !ok {
-		if k.factory == nil {
-			k.factory = dynamicinformer.NewDynamicSharedInformerFactory(k.client, 0)
-		}
-		informer = k.factory.ForResource(gvr).Informer()
-		if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: k.forget}); err != nil {
-			k.mu.Unlock()
+		if err := reader.check(gvr); err != nil {
+			h.mu.Unlock()
 			return nil, err
 		}
-		k.informers[gvr] = informer
-		k.factory.Start(k.stop)
+		h.k.mu.Lock()
+		stop := h.k.stop
+		h.k.mu.Unlock()
+		if h.factory == nil {
+			h.factory = dynamicinformer.NewDynamicSharedInformerFactory(reader, 0)
+		}
+		informer = h.factory.ForResource(gvr).Informer()
+		forget := func(obj any) { h.k.forget(gvr, obj) }
+		if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: forget}); err != nil {
+			h.mu.Unlock()
+			return nil, err
+		}
+		h.informers[gvr] = informer
+		h.factory.Start(stop)
 	}
-	k.mu.Unlock()
+	h.mu.Unlock()
 	if informer.HasSynced() {
 		return informer, nil
 	}

@@ -46,6 +46,8 @@ type moduleFlags struct {
 	// kind and mode select a Kubewarden policy (run only).
 	kind string
 	mode string
+	// allowContextAware grants a Kubewarden policy what its metadata asks for.
+	allowContextAware bool
 }
 
 func (f *moduleFlags) add(cmd *cobra.Command) {
@@ -113,6 +115,8 @@ func runtimeForCLI(ctx context.Context) (*wasm.Runtime, error) {
 type invocation struct {
 	call   func(ctx context.Context, m *wasm.Module) (any, string, error)
 	export string
+	// secret is the bearer token of an authn request: never printed.
+	secret string
 }
 
 // prepare decodes the request for the hook and returns the call that sends it and reports the
@@ -144,22 +148,23 @@ func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, json.RawMessage, er
 		if err := json.Unmarshal(raw, &in); err != nil {
 			return nil, nil, fmt.Errorf("--request: not a TokenReview: %w", err)
 		}
+		inv.secret = in.Spec.Token
 		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
 			in.APIVersion, in.Kind = "authentication.k8s.io/v1", "TokenReview"
-			var out authenticationv1.TokenReview
-			if err := m.CallEnvelope(ctx, export, &in, settings, &out); err != nil {
+			out, err := m.ReviewToken(ctx, settings, &in)
+			if err != nil {
 				return nil, "", err
 			}
 			out.Spec.Token = "" // a module written for the original ABI may echo it; never print it
-			resp, ok, err := m.DecideAuthn(&out, in.Spec.Audiences)
+			resp, ok, err := m.DecideAuthn(out, in.Spec.Audiences)
 			switch {
 			case err != nil:
-				return &out, "", err
+				return out, "", err
 			case !ok:
-				return &out, "not authenticated: the next authenticator is asked", nil
+				return out, "not authenticated: the next authenticator is asked", nil
 			}
 			u := resp.User
-			return &out, fmt.Sprintf("authenticated as %q (uid %q, groups %v, audiences %v)", u.GetName(), u.GetUID(), u.GetGroups(), resp.Audiences), nil
+			return out, fmt.Sprintf("authenticated as %q (uid %q, groups %v, audiences %v)", u.GetName(), u.GetUID(), u.GetGroups(), resp.Audiences), nil
 		}
 	case wasm.ExportAuthz:
 		var in authorizationv1.SubjectAccessReview
@@ -258,15 +263,16 @@ func newModuleRunCommand(s streams) *cobra.Command {
 			}
 			defer rt.Close(context.Background())
 			defer m.Close(context.Background())
+			// A module may echo an authn request's token anywhere: it is redacted from all output.
 			out, decision, err := inv.call(ctx, m)
 			if out != nil {
 				b, _ := json.MarshalIndent(out, "", "  ")
-				fmt.Fprintf(s.out, "module answer:\n%s\n", b)
+				fmt.Fprintf(s.out, "module answer:\n%s\n", wasm.RedactText(string(b), inv.secret))
 			}
 			if err != nil {
-				return err
+				return wasm.RedactError(err, inv.secret)
 			}
-			fmt.Fprintf(s.out, "decision: %s\n", decision)
+			fmt.Fprintf(s.out, "decision: %s\n", wasm.RedactText(decision, inv.secret))
 			return nil
 		},
 	}
@@ -274,6 +280,7 @@ func newModuleRunCommand(s streams) *cobra.Command {
 	cmd.Flags().StringVar(&isolation, "isolation", "pooled", "pooled | fresh")
 	cmd.Flags().StringVar(&f.kind, "type", "wasi", "wasi (the original module ABI) | kubewarden (a Kubewarden policy; --hook validate)")
 	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none: kubewarden-wapc | wasi")
+	cmd.Flags().BoolVar(&f.allowContextAware, "allow-context-aware", false, "grant a Kubewarden policy what its metadata asks for (contextAwareResources, hostCapabilities); by default it gets nothing, as in a profile entry without grants (offline, Kubernetes reads fail anyway: there is no cluster)")
 	return cmd
 }
 
@@ -288,6 +295,10 @@ func runPolicy(ctx context.Context, s streams, f *moduleFlags, path string) erro
 	defer p.Close(context.Background())
 	mutating := f.mutating || p.Metadata().Mutating
 	fmt.Fprintf(s.out, "policy: %s (%s, mutating %v), settings valid\n", p.Name(), p.Mode(), mutating)
+	md := p.Metadata()
+	if missing := md.Ungranted(p.Grants()); !missing.Empty() {
+		fmt.Fprintf(s.out, "note: its metadata asks for %s; not granted (--allow-context-aware grants it)\n", describeGrants(missing))
+	}
 	res, err := p.Admit(ctx, req, mutating)
 	if err != nil {
 		return err
@@ -331,10 +342,15 @@ func (f *moduleFlags) loadPolicy(ctx context.Context, s streams, path string, is
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	var grants wasm.PolicyGrants
+	if md, _, err := wasm.ReadMetadata(bin); err == nil && md != nil && f.allowContextAware {
+		grants = wasm.PolicyGrants{ContextAwareResources: md.ContextAwareResources, HostCapabilities: md.HostCapabilities}
+	}
 	p, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{
 		Module:   wasm.ModuleConfig{Name: moduleName(path), Isolation: iso, PoolSize: poolSize, Timeout: f.timeout, MemoryLimit: mem.Value()},
 		Mode:     wasm.ExecutionMode(f.mode),
 		Settings: settings,
+		Grants:   grants,
 		Logger:   slog.New(slog.NewTextHandler(s.err, nil)),
 	})
 	if err != nil {
@@ -359,6 +375,18 @@ func loadModule(ctx context.Context, path string, cfg wasm.ModuleConfig) (*wasm.
 		return nil, nil, err
 	}
 	return m, rt, nil
+}
+
+// describeGrants names what g holds, e.g. "contextAwareResources networking.k8s.io/v1 Ingress".
+func describeGrants(g wasm.PolicyGrants) string {
+	var parts []string
+	for _, r := range g.ContextAwareResources {
+		parts = append(parts, "contextAwareResources "+r.APIVersion+" "+r.Kind)
+	}
+	if len(g.HostCapabilities) > 0 {
+		parts = append(parts, "hostCapabilities "+strings.Join(g.HostCapabilities, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // printMetadata shows what a Kubewarden policy's metadata makes of it.
@@ -524,6 +552,7 @@ func newModuleBenchCommand(s streams) *cobra.Command {
 	cmd.Flags().IntVar(&concurrency, "concurrency", 1, "concurrent callers (and pool size)")
 	cmd.Flags().StringVar(&f.kind, "type", "wasi", "wasi (the original module ABI) | kubewarden")
 	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none")
+	cmd.Flags().BoolVar(&f.allowContextAware, "allow-context-aware", false, "grant a Kubewarden policy what its metadata asks for")
 	return cmd
 }
 

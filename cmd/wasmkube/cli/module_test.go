@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -64,9 +65,16 @@ func TestModuleKubewarden(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `patch (JSONPatch): [{"op":"add","path":"/metadata/labels","value":{"cost-center":"42","owner":"platform"}}]`) {
 		t.Errorf("default-labels: %d\n%s%s", code, out, stderr)
 	}
+	// A policy gets nothing but what it is granted, offline too.
 	code, out, stderr = run("unique-ingress-host")
-	if code != 0 || !strings.Contains(out, "policy: unique-ingress-host (wasi, mutating false)") || !strings.Contains(out, "kubernetes host calls are not available here (no cluster)") {
+	if code != 0 || !strings.Contains(out, "policy: unique-ingress-host (wasi, mutating false)") ||
+		!strings.Contains(out, "note: its metadata asks for contextAwareResources networking.k8s.io/v1 Ingress; not granted (--allow-context-aware grants it)") ||
+		!strings.Contains(out, "kubernetes/list_resources_all is not granted to policy unique-ingress-host (grants.contextAwareResources") {
 		t.Errorf("unique-ingress-host: %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = run("unique-ingress-host", "--allow-context-aware")
+	if code != 0 || strings.Contains(out, "note:") || !strings.Contains(out, "kubernetes host calls are not available here (no cluster)") {
+		t.Errorf("unique-ingress-host --allow-context-aware: %d\n%s%s", code, out, stderr)
 	}
 	code, _, stderr = run("default-labels")
 	if code == 0 || !strings.Contains(stderr, `policy "default-labels": settings are invalid: settings.labels names no label to add`) {
@@ -143,5 +151,39 @@ func TestModuleRunStopsHostileModules(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatalf("module run ignored SIGTERM for 10s:\n%s", errOut.String())
+	}
+}
+
+// TestModuleRunRedactsToken: `module run --hook authn` never prints the token it sends, even
+// when the module echoes it into its error and stderr; a failing admission module's stderr is
+// shown (there is no other client to keep it from).
+func TestModuleRunRedactsToken(t *testing.T) {
+	e := newEnv(t)
+	faults := filepath.Join(e.root, "faults.wasm")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", faults, "../../../wasm/testdata/faults")
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build faults: %v\n%s", err, b)
+	}
+	const token = "cli-canary-token-81c3"
+	write := func(name, doc string) string {
+		p := filepath.Join(e.root, name)
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	request := write("review.yaml", "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec: {token: "+token+"}\n")
+	for _, mode := range []string{"echo-token", "echo-token-exit"} {
+		settings := write(mode+".yaml", "mode: "+mode+"\n")
+		code, out, stderr := e.run("module", "run", faults, "--hook", "authn", "--request", request, "--settings", settings)
+		if code == 0 || strings.Contains(out+stderr, token) || !strings.Contains(stderr, "<redacted>") {
+			t.Errorf("%s: %d, the token must be redacted:\n%s%s", mode, code, out, stderr)
+		}
+	}
+	review := write("admission.yaml", "apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\nrequest: {uid: u, operation: CREATE}\n")
+	code, _, stderr := e.run("module", "run", faults, "--hook", "validate", "--request", review, "--settings", write("exit3.yaml", "mode: exit3\n"))
+	if code == 0 || !strings.Contains(stderr, "exited with code 3; stderr: exiting with 3") {
+		t.Errorf("an admission failure's stderr: %d %s", code, stderr)
 	}
 }

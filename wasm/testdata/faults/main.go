@@ -109,19 +109,49 @@ func validate() {
 	}
 }
 
-// authz denies every request with settings {"mode": "deny"}, fails with {"mode": "error"} and
-// has no opinion otherwise.
+// authz denies every request with settings {"mode": "deny"}, fails with {"mode": "error"},
+// answers allowed and denied both true with {"mode": "allow-and-deny"} (for the user
+// settings.user only, when set) and has no opinion otherwise.
 //
 //go:wasmexport authz
 func authz() {
 	in, _ := io.ReadAll(os.Stdin)
-	switch guest.JSON(in).Get("settings", "mode").String() {
+	env := guest.JSON(in)
+	switch env.Get("settings", "mode").String() {
+	case "allow-and-deny":
+		if u := env.Get("settings", "user").String(); u == "" || u == env.Get("request", "spec", "user").String() {
+			write(`{"response":{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":true,"denied":true,"reason":"the faults module allows and denies"}}}`)
+			return
+		}
+		write(`{"response":{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":false}}}`)
 	case "deny":
 		write(`{"response":{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":false,"denied":true,"reason":"the faults module denies everything"}}}`)
 	case "error":
 		write(`{"error":"the module says no"}`)
 	default:
 		write(`{"response":{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":false}}}`)
+	}
+}
+
+// authn leaks the token it is sent, as a careless module would: with settings
+// {"mode": "echo-token"} it writes it to stderr and answers an error that quotes it; with
+// {"mode": "echo-token-exit"} it writes it to stderr and exits with code 3. Otherwise it
+// authenticates nobody.
+//
+//go:wasmexport authn
+func authn() {
+	in, _ := io.ReadAll(os.Stdin)
+	env := guest.JSON(in)
+	token := env.Get("request", "spec", "token").String()
+	switch env.Get("settings", "mode").String() {
+	case "echo-token":
+		os.Stderr.WriteString("checking token " + token + "\n")
+		write(`{"error":"unknown token ` + token + `"}`)
+	case "echo-token-exit":
+		os.Stderr.WriteString("giving up on token " + token + "\n")
+		os.Exit(3)
+	default:
+		write(`{"response":{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":false}}}`)
 	}
 }
 
