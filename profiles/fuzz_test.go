@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
@@ -49,7 +50,8 @@ func addDocumentedSeeds(f *testing.F, add func([]byte)) {
 
 // FuzzParseProfile: Parse never panics; every error names the document, and each of its
 // detail lines starts with the document's name and a line of the document when it gives one; a
-// profile that loads encodes (YAML) to a document that loads to the same profile.
+// profile that loads names every module and encodes (YAML) to a document that loads to the same
+// profile.
 func FuzzParseProfile(f *testing.F) {
 	addDocumentedSeeds(f, func(b []byte) { f.Add(b) })
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -57,6 +59,11 @@ func FuzzParseProfile(f *testing.F) {
 		if err != nil {
 			checkError(t, data, err, "profile")
 			return
+		}
+		for _, m := range modules(p.Profile) {
+			if m.Name == "" {
+				t.Fatalf("module %q loaded without a name", m.Module)
+			}
 		}
 		enc, err := yaml.Marshal(p.Profile)
 		if err != nil {
@@ -92,6 +99,9 @@ func FuzzParseModuleList(f *testing.F) {
 			if !strings.HasPrefix(m.Module.Module, BuiltinPrefix) && !filepath.IsAbs(m.Module.Module) {
 				t.Fatalf("modules[%d].module %q is not absolute after decoding", i, m.Module.Module)
 			}
+			if m.Name == "" {
+				t.Fatalf("modules[%d] (%q) decoded without a name", i, m.Module.Module)
+			}
 		}
 		enc, err := yaml.Marshal(list)
 		if err != nil {
@@ -105,6 +115,25 @@ func FuzzParseModuleList(f *testing.F) {
 			t.Fatalf("round trip changed the list:\n%#v\n%#v\nencoded:\n%s", list, again, enc)
 		}
 	})
+}
+
+// modules lists every module entry of p.
+func modules(p *Profile) []Module {
+	var out []Module
+	if a := p.Authentication; a != nil {
+		out = append(out, a.Modules...)
+	}
+	if a := p.Authorization; a != nil {
+		for _, m := range a.Modules {
+			out = append(out, m.Module)
+		}
+	}
+	if a := p.Admission; a != nil {
+		for _, m := range a.Modules {
+			out = append(out, m.Module)
+		}
+	}
+	return out
 }
 
 // detailRE is a detail line of an error: "SOURCE[:LINE]: what".
@@ -132,10 +161,32 @@ func checkError(t *testing.T, data []byte, err error, what string) {
 			}
 		}
 	}
-	docLines := bytes.Count(data, []byte("\n")) + 1
+	docLines := yamlLineRE.Split(string(data), -1)
 	for _, m := range lineRE.FindAllStringSubmatch(msg, -1) {
-		if n, _ := strconv.Atoi(m[1]); n < 1 || n > docLines {
-			t.Fatalf("error names line %d of a %d-line document: %v", n, docLines, err)
+		if n, _ := strconv.Atoi(m[1]); n < 1 || n > len(docLines) {
+			t.Fatalf("error names line %d of a %d-line document: %v", n, len(docLines), err)
+		}
+	}
+	// A wrong type names the field by its path in the document, at the line of its key.
+	if m := typeErrorRE.FindStringSubmatch(msg); m != nil {
+		keys := strings.Split(indexRE.ReplaceAllString(m[2], ""), ".")
+		for _, k := range keys {
+			if k == "" || unicode.IsUpper(rune(k[0])) {
+				t.Fatalf("field path %q is not a path in the document: %v", m[2], err)
+			}
+		}
+		n, _ := strconv.Atoi(m[1])
+		if last := keys[len(keys)-1]; n > 0 && bytes.Count(data, []byte(last)) == 1 && !strings.Contains(docLines[n-1], last) {
+			t.Fatalf("field %q is not on line %d: %v", m[2], n, err)
 		}
 	}
 }
+
+// typeErrorRE is an error about a wrong type: "SOURCE[:LINE]: field "PATH": got".
+var typeErrorRE = regexp.MustCompile(regexp.QuoteMeta(fuzzSource) + `(?::(\d+))?: field "([^"]*)": got `)
+
+// yamlLineRE is a line break as YAML counts lines.
+var yamlLineRE = regexp.MustCompile("\r\n|[\r\n\u0085\u2028\u2029]")
+
+// indexRE is a list index in a field path.
+var indexRE = regexp.MustCompile(`\[\d+\]`)
