@@ -296,7 +296,7 @@ func mapStrings(ss []string, f func(string) string) []string {
 // FuzzWriter drives the Writer with a program read from the input and checks that what it
 // writes is valid JSON that encoding/json decodes to the value the program meant (strings as
 // encoding/json would have written them: bytes that are not UTF-8 become U+FFFD), and that the
-// reader finds it valid.
+// reader finds it valid (within its nesting limit).
 //
 // Program bytes (mod 11): 0 open object, 1 open array, 2 close, 3 string, 4 int, 5 bool, 6 raw
 // (a piece of text that is valid JSON, else nothing), 7 base64, 8 string list, 9 string map,
@@ -403,7 +403,7 @@ func FuzzWriter(f *testing.F) {
 		if want := settle(root); !reflect.DeepEqual(got, want) {
 			t.Fatalf("the writer wrote %q, which decodes to %#v, want %#v", out, got, want)
 		}
-		if !JSON(out).Valid() {
+		if !JSON(out).Valid() && depth(out) <= 1000 {
 			t.Fatalf("the reader finds the writer's %q invalid", out)
 		}
 	})
@@ -446,7 +446,7 @@ func decode(b []byte) (any, error) {
 }
 
 // BenchmarkValid measures Valid on an envelope as the host sends it (an AdmissionReview of a
-// Pod with 40 containers' worth of fields, ~8 KB), against json.Valid in the same run: the SDK
+// Pod with 40 containers, 6.5 KB), against json.Valid in the same run: the SDK
 // checks every envelope with Valid before a handler sees it.
 func BenchmarkValid(b *testing.B) {
 	var containers []map[string]any
