@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build test bench-up bench-wasm bench-wasm-compare bench-admission bench-kubewarden cross clean hostile
+.PHONY: help run build test fuzz bench-up bench-wasm bench-wasm-compare bench-admission bench-kubewarden cross clean hostile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -30,6 +30,19 @@ test: ## run every test (the command CI runs)
 	$(GO) vet ./...
 	$(GO) test -timeout 20m ./...
 	$(GO) test -race -timeout 10m ./wasm/...
+
+FUZZTIME         ?= 30s
+FUZZMINIMIZETIME ?= 10s
+FUZZ             ?= .
+
+fuzz: ## run each fuzz target (those matching $(FUZZ)) for $(FUZZTIME); seeds run in `make test` (docs/reliability.md)
+	@set -e; for f in $$(grep -rlE --include='*_test.go' --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' .); do \
+	  for name in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(f \*testing\.F\).*/\1/p' $$f); do \
+	    echo "$$name" | grep -qE '$(FUZZ)' || continue; \
+	    echo "== $$name ($$(dirname $$f)) for $(FUZZTIME)"; \
+	    $(GO) test ./$$(dirname $$f) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME); \
+	  done; \
+	done
 
 bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m

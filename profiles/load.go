@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	yamlv3 "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -149,9 +151,100 @@ var typeErrRE = regexp.MustCompile(`cannot unmarshal (.+) into Go struct field [
 // decoder's type error is internal to sigs.k8s.io/json, so its message is parsed.
 func decodeError(what, source string, lines *lineIndex, err error) error {
 	if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("%s %s%s: field %q: got %s, want %s", what, source, lines.at(m[2]), m[2], m[1], goTypeName(m[3]))
+		path, line := lines.locate(m[2], m[1])
+		return fmt.Errorf("%s %s%s: field %q: got %s, want %s", what, source, line, path, m[1], goTypeName(m[3]))
 	}
 	return fmt.Errorf("%s %s: %w", what, source, err)
+}
+
+// locate finds the field of a type error in the document. typePath is the decoder's path: JSON
+// names, the Go names of inline structs (dropped here) and no list indexes; got is what the
+// document holds there (string, number, bool, array or object). It returns the path with the
+// indexes of the first list entries that hold such a value there (else any value), and ":LINE";
+// when the path is not in the document, the path without Go names and the line of its longest
+// prefix that is.
+func (li *lineIndex) locate(typePath, got string) (path, line string) {
+	var keys []string
+	for _, k := range strings.Split(typePath, ".") {
+		if k != "" && !unicode.IsUpper(rune(k[0])) {
+			keys = append(keys, k)
+		}
+	}
+	plain := strings.Join(keys, ".")
+	if li.root == nil {
+		return plain, ""
+	}
+	for _, kind := range []string{got, ""} {
+		if p, n, ok := locateIn(li.root, keys, kind, "", 0); ok && n > 0 {
+			return p, ":" + strconv.Itoa(n)
+		}
+	}
+	return plain, li.at(plain)
+}
+
+// locateIn follows keys from node, trying each entry of the lists on the way, to a value of
+// kind (any when empty). prefix is the path so far and line that of its last key.
+func locateIn(node *yamlv3.Node, keys []string, kind, prefix string, line int) (string, int, bool) {
+	if node.Kind == yamlv3.AliasNode && node.Alias != nil {
+		node = node.Alias
+	}
+	switch {
+	case len(keys) == 0:
+		return prefix, line, kind == "" || holds(node, kind) || holdsElement(node, kind)
+	case node.Kind == yamlv3.SequenceNode:
+		for i, item := range node.Content {
+			if p, n, ok := locateIn(item, keys, kind, prefix+"["+strconv.Itoa(i)+"]", item.Line); ok {
+				return p, n, true
+			}
+		}
+	case node.Kind == yamlv3.MappingNode:
+		var key, value *yamlv3.Node
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			if node.Content[i].Value == keys[0] { // the last occurrence, as the decoder reads it
+				key, value = node.Content[i], node.Content[i+1]
+			}
+		}
+		if key != nil {
+			if prefix != "" {
+				prefix += "."
+			}
+			return locateIn(value, keys[1:], kind, prefix+keys[0], key.Line)
+		}
+	}
+	return "", 0, false
+}
+
+// holdsElement reports whether an element of a list or a value of a map in node is of kind:
+// the decoder names the list or map when one of its elements has the wrong type.
+func holdsElement(node *yamlv3.Node, kind string) bool {
+	switch node.Kind {
+	case yamlv3.SequenceNode:
+		return slices.ContainsFunc(node.Content, func(n *yamlv3.Node) bool { return holds(n, kind) })
+	case yamlv3.MappingNode:
+		for i := 1; i < len(node.Content); i += 2 {
+			if holds(node.Content[i], kind) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// holds reports whether node holds a JSON value of kind (as a decoding error names it).
+func holds(node *yamlv3.Node, kind string) bool {
+	switch {
+	case kind == "array":
+		return node.Kind == yamlv3.SequenceNode
+	case kind == "object":
+		return node.Kind == yamlv3.MappingNode
+	case kind == "string":
+		return node.Kind == yamlv3.ScalarNode && node.Tag == "!!str"
+	case kind == "bool":
+		return node.Kind == yamlv3.ScalarNode && node.Tag == "!!bool"
+	case strings.HasPrefix(kind, "number"):
+		return node.Kind == yamlv3.ScalarNode && (node.Tag == "!!int" || node.Tag == "!!float")
+	}
+	return false
 }
 
 func goTypeName(t string) string {

@@ -62,13 +62,14 @@ func TestSmallestProfileDefaults(t *testing.T) {
 func TestInvalidProfiles(t *testing.T) {
 	// Each error must name the file, and where it can, the line and the field.
 	cases := map[string][]string{
-		"unknown-field.yaml":   {"unknown-field.yaml:5", `unknown field "apiserver.extraArg"`},
-		"wrong-type.yaml":      {"wrong-type.yaml:4", `field "port"`, "want an integer"},
-		"wrong-kind.yaml":      {"wrong-kind.yaml:2", `kind "Cluster"`},
-		"wrong-version.yaml":   {"wrong-version.yaml:1", `"wasmkube.dev/v1alpha1"`},
-		"bad-values.yaml":      {"bad-values.yaml:3: name", "bad-values.yaml:4: address", "bad-values.yaml:5: port"},
-		"duplicate-field.yaml": {"duplicate-field.yaml", "line 5", `"port" already defined`},
-		"owned-flag.yaml":      {"owned-flag.yaml:5", "apiserver.extraArgs[0]", "profile field port"},
+		"unknown-field.yaml":      {"unknown-field.yaml:5", `unknown field "apiserver.extraArg"`},
+		"wrong-type.yaml":         {"wrong-type.yaml:4", `field "port"`, "want an integer"},
+		"wrong-type-in-list.yaml": {"wrong-type-in-list.yaml:9", `field "admission.modules[1].poolSize"`, "got string, want an integer"},
+		"wrong-kind.yaml":         {"wrong-kind.yaml:2", `kind "Cluster"`},
+		"wrong-version.yaml":      {"wrong-version.yaml:1", `"wasmkube.dev/v1alpha1"`},
+		"bad-values.yaml":         {"bad-values.yaml:3: name", "bad-values.yaml:4: address", "bad-values.yaml:5: port"},
+		"duplicate-field.yaml":    {"duplicate-field.yaml", "line 5", `"port" already defined`},
+		"owned-flag.yaml":         {"owned-flag.yaml:5", "apiserver.extraArgs[0]", "profile field port"},
 		"bad-modules.yaml": {
 			"authorization.chain", "add WASM",
 			"authorization.modules[0].failurePolicy", `"Maybe"`,

@@ -224,7 +224,9 @@ func validateModule(m *Module, fld *field.Path, names sets.Set[string], kubeward
 	}
 	if m.Name == "" && m.Module != "" {
 		base := path.Base(strings.TrimPrefix(m.Module, BuiltinPrefix))
-		m.Name = strings.TrimSuffix(base, path.Ext(base))
+		if m.Name = strings.TrimSuffix(base, path.Ext(base)); m.Name == "" {
+			errs = append(errs, field.Required(fld.Child("name"), "the module's file name ("+base+") gives no name to default to; set one"))
+		}
 	}
 	if m.Name != "" {
 		if msgs := validation.IsDNS1123Subdomain(m.Name); len(msgs) > 0 {

@@ -33,7 +33,8 @@ type AdmissionResult struct {
 
 // Admit sends req to the module's validate export, as an admission.k8s.io/v1 AdmissionReview
 // built exactly as for a webhook, and checks the answer: kind and apiVersion, the echoed uid, no
-// patch from a validating module, a patchType with every patch, a JSONPatch that decodes.
+// patch from a validating module, a patchType with every patch, a JSONPatch that decodes and
+// whose operations have the members RFC 6902 requires of them.
 func (m *Module) Admit(ctx context.Context, settings json.RawMessage, req *admissionv1.AdmissionRequest, mutating bool) (*AdmissionResult, error) {
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
@@ -70,7 +71,7 @@ func (m *Module) CheckAdmission(req *admissionv1.AdmissionRequest, out *admissio
 	case r.PatchType == nil:
 		return nil, invalid("a patch needs a patchType (JSONPatch or Full)")
 	case *r.PatchType == admissionv1.PatchTypeJSONPatch:
-		if _, err := jsonpatch.DecodePatch(r.Patch); err != nil {
+		if err := checkJSONPatch(r.Patch); err != nil {
 			return nil, invalid("patch is not an RFC 6902 JSON patch: %v", err)
 		}
 	case *r.PatchType == PatchTypeFull:
@@ -82,6 +83,34 @@ func (m *Module) CheckAdmission(req *admissionv1.AdmissionRequest, out *admissio
 	}
 	res.Patch, res.PatchType = r.Patch, *r.PatchType
 	return res, nil
+}
+
+// checkJSONPatch decodes patch and checks that each operation is one RFC 6902 defines and has
+// the members it requires: json-patch applies an operation without them by guessing or, for a
+// replace of the whole document without a value, by panicking.
+func checkJSONPatch(patch []byte) error {
+	ops, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		return err
+	}
+	for i, op := range ops {
+		need := []string{"path"}
+		switch kind := op.Kind(); kind {
+		case "add", "replace", "test":
+			need = append(need, "value")
+		case "move", "copy":
+			need = append(need, "from")
+		case "remove":
+		default:
+			return fmt.Errorf("operation %d: op %q is not add, remove, replace, move, copy or test", i, kind)
+		}
+		for _, member := range need {
+			if _, ok := op[member]; !ok {
+				return fmt.Errorf("operation %d (%s) has no %q", i, op.Kind(), member)
+			}
+		}
+	}
+	return nil
 }
 
 // DenialMessage is the message a client sees when the module rejects a request.

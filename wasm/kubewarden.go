@@ -291,6 +291,11 @@ func (p *Policy) Admit(ctx context.Context, req *admissionv1.AdmissionRequest, m
 	if err != nil {
 		return nil, err
 	}
+	return p.admissionResult(req, out, mutating)
+}
+
+// admissionResult converts the policy's answer out, a ValidationResponse, to req (see Admit).
+func (p *Policy) admissionResult(req *admissionv1.AdmissionRequest, out []byte, mutating bool) (*AdmissionResult, error) {
 	var vr validationResponse
 	if err := json.Unmarshal(out, &vr); err != nil || vr.Accepted == nil {
 		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("want a ValidationResponse {\"accepted\": bool, …}, got %.200q", out))
@@ -307,11 +312,16 @@ func (p *Policy) Admit(ctx context.Context, req *admissionv1.AdmissionRequest, m
 		return denied(res, fmt.Sprintf("the policy is not allowed to mutate the request (%s is not a mutating policy)", p.Name())), nil
 	case req.Operation == admissionv1.Delete:
 		return denied(res, "mutating the object of a DELETE request is not allowed"), nil
+	case vr.MutatedObject[0] != '{':
+		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("mutated_object must be the whole mutated object, a JSON object; got %.200q", vr.MutatedObject))
 	}
 	// The object as the policy saw it (the API server sends it decoded, not as Raw).
 	original, err := json.Marshal(&req.Object)
 	if err != nil {
 		return nil, err
+	}
+	if original[0] != '{' {
+		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("mutated_object for a %s request that has no object to mutate", req.Operation))
 	}
 	ops, err := jsonpatch.CreatePatch(original, vr.MutatedObject)
 	if err != nil {

@@ -8,12 +8,25 @@ import (
 
 // JSON is a raw JSON value, read lazily: Get walks to a field without decoding the rest.
 //
+// # Notes
+//
+//   - Only Valid checks a document. The other methods assume a valid one (the SDK checks the
+//     envelope with Valid before a handler sees any of it): on a valid document they read what
+//     encoding/json reads; on anything else they return some value and never panic.
+//   - Differences from encoding/json on valid documents: a string's bytes that are not UTF-8 are
+//     returned as sent (encoding/json replaces them with U+FFFD); with a key given twice, Get
+//     returns the first value (encoding/json keeps the last; StringMap and StringsMap keep the
+//     last too); nesting deeper than 1000 is invalid (encoding/json allows 10000). The host
+//     writes its JSON with encoding/json, so none of these arise in what a module is sent.
+//   - FuzzJSONReader checks these promises against encoding/json.
+//
 // It is written here because every maintained Go JSON library imports encoding/json, fmt or
 // reflect, which add ~1 MB to a module (measured: a module with the SDK is ~2.3 MB without
 // them, ~3.3–3.6 MB with them) and dominate the time of a call.
 type JSON []byte
 
-// Get walks object keys in order and returns the value found, or nil.
+// Get walks object keys in order and returns the value found, or nil. Of a key given twice,
+// the first value is found.
 func (j JSON) Get(keys ...string) JSON {
 	v := j.trim()
 	for _, k := range keys {
@@ -51,7 +64,8 @@ func (j JSON) IsArray() bool  { v := j.trim(); return len(v) > 0 && v[0] == '[' 
 // IsString reports whether the value is a string.
 func (j JSON) IsString() bool { v := j.trim(); return len(v) > 0 && v[0] == '"' }
 
-// String returns a string value unescaped, or "" for anything else.
+// String returns a string value unescaped, or "" for anything else. Bytes that are not UTF-8
+// are kept as they are.
 func (j JSON) String() string {
 	v := j.trim()
 	if len(v) < 2 || v[0] != '"' {
@@ -67,7 +81,8 @@ func (j JSON) String() string {
 // Bool returns a boolean value; false for anything else.
 func (j JSON) Bool() bool { return string(j.trim()) == "true" }
 
-// Int returns an integer value; 0 for anything else.
+// Int returns an integer value; 0 for anything else (1.0, 1e2 and numbers beyond int64 too, as
+// json.Unmarshal into an int64 refuses them).
 func (j JSON) Int() int64 {
 	n, err := strconv.ParseInt(string(j.trim()), 10, 64)
 	if err != nil {
@@ -162,19 +177,24 @@ func (j JSON) Elements(f func(i int, value JSON) bool) {
 	}
 }
 
-// Valid reports whether j is exactly one well-formed JSON value.
+// Valid reports whether j is exactly one well-formed JSON value (RFC 8259, as json.Valid
+// checks it), nested at most 1000 deep.
 func (j JSON) Valid() bool {
 	end, ok := validValue(j, skipWS(j, 0), 0)
 	return ok && skipWS(j, end) == len(j)
 }
 
-// validValue checks the structure of the value at i strictly (numbers loosely).
+// validValue checks the value at i and returns the index past it.
 func validValue(b []byte, i, depth int) (int, bool) {
 	if i >= len(b) || depth > 1000 {
 		return i, false
 	}
-	switch b[i] {
-	case '{':
+	switch c := b[i]; {
+	case c == '"':
+		return validString(b, i)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return validNumber(b, i)
+	case c == '{':
 		i = skipWS(b, i+1)
 		if i < len(b) && b[i] == '}' {
 			return i + 1, true
@@ -183,7 +203,7 @@ func validValue(b []byte, i, depth int) (int, bool) {
 			if i >= len(b) || b[i] != '"' {
 				return i, false
 			}
-			end, ok := skipString(b, i)
+			end, ok := validString(b, i)
 			if !ok {
 				return i, false
 			}
@@ -203,7 +223,7 @@ func validValue(b []byte, i, depth int) (int, bool) {
 			}
 			i = skipWS(b, i+1)
 		}
-	case '[':
+	case c == '[':
 		i = skipWS(b, i+1)
 		if i < len(b) && b[i] == ']' {
 			return i + 1, true
@@ -223,7 +243,78 @@ func validValue(b []byte, i, depth int) (int, bool) {
 			i = skipWS(b, i+1)
 		}
 	}
-	return skipValue(b, i)
+	return skipValue(b, i) // true, false, null or nothing valid
+}
+
+// validString checks the string at b[i] == '"': no control characters, only JSON's escapes.
+func validString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		c := b[j]
+		if c > '\\' || (c >= 0x20 && c != '"' && c != '\\') { // most bytes: one or two comparisons
+			continue
+		}
+		switch {
+		case c == '"':
+			return j + 1, true
+		case c < 0x20:
+			return j, false
+		}
+		if j+1 >= len(b) { // a backslash
+			return j, false
+		}
+		switch b[j+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			j++
+		case 'u':
+			if _, ok := hex4(b, j+2); !ok {
+				return j, false
+			}
+			j += 5
+		default:
+			return j, false
+		}
+	}
+	return len(b), false
+}
+
+// validNumber checks the number at i: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(b []byte, i int) (int, bool) {
+	digits := func(j int) int {
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		return j
+	}
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(i + 1)
+	default:
+		return i, false
+	}
+	if i < len(b) && b[i] == '.' {
+		if end := digits(i + 1); end > i+1 {
+			i = end
+		} else {
+			return i, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if end := digits(i); end > i {
+			i = end
+		} else {
+			return i, false
+		}
+	}
+	return i, true
 }
 
 func (j JSON) trim() JSON {

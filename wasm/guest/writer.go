@@ -10,6 +10,11 @@ import (
 
 // Writer builds JSON by appending; it does no validation beyond what its methods imply. It
 // exists so modules need no encoding/json (see the package notes).
+//
+// # Notes
+//
+//   - Calls that nest properly (a Key before each value in an object) write valid JSON, which
+//     encoding/json decodes to the values given; Raw is written as it is. FuzzWriter checks it.
 type Writer struct {
 	b     []byte
 	comma []bool // per open object/array: a value was written, the next needs a comma
@@ -135,7 +140,9 @@ func (w *Writer) StringsMap(m map[string][]string) *Writer {
 
 const hex = "0123456789abcdef"
 
-// appendString appends s as a JSON string, escaping as encoding/json does (without HTML escaping).
+// appendString appends s as a JSON string that encoding/json reads as it would read its own
+// encoding of s (bytes that are not UTF-8 become U+FFFD). The bytes may differ: no HTML
+// escaping, U+2028 and U+2029 kept, \b and \f written as \u0008 and \u000c.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0

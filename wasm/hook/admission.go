@@ -411,7 +411,7 @@ func applyPatch(va *admission.VersionedAttributes, res *wasm.AdmissionResult, o 
 		if err != nil {
 			return fmt.Errorf("encode object: %w", err)
 		}
-		if patched, err = patch.Apply(current); err != nil {
+		if patched, err = applyJSONPatch(patch, current); err != nil {
 			return fmt.Errorf("apply JSON patch: %w", err)
 		}
 	case wasm.PatchTypeFull:
@@ -441,6 +441,18 @@ func applyPatch(va *admission.VersionedAttributes, res *wasm.AdmissionResult, o 
 	va.UpdateObject(fresh)
 	o.GetObjectDefaulter().Default(va.VersionedObject.Object())
 	return nil
+}
+
+// applyJSONPatch applies patch to doc. A panic in json-patch (it panics on some operations
+// that lack members RFC 6902 requires; wasm.CheckAdmission refuses those) is an error, so the
+// module's failurePolicy decides the request.
+func applyJSONPatch(patch jsonpatch.Patch, doc []byte) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("json-patch panicked: %v", r)
+		}
+	}()
+	return patch.Apply(doc)
 }
 
 // reasonFor names the reason of a status code a module sent without one, so clients can tell
