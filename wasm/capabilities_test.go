@@ -70,7 +70,7 @@ func TestCheckCapabilityPattern(t *testing.T) {
 func TestHostCallGating(t *testing.T) {
 	asksAll := Metadata{HostCapabilities: []string{"*"}, ContextAwareResources: []ContextAwareResource{{APIVersion: "v1", Kind: "Secret"}}}
 	call := func(g PolicyGrants, namespace, operation, payload string) error {
-		p := &Policy{mod: &Module{cfg: ModuleConfig{Name: "p"}}, meta: asksAll, grants: g, logger: slog.New(slog.DiscardHandler)}
+		p := &Policy{mod: &Module{cfg: ModuleConfig{Name: "p"}, logs: newLogLimiter(slog.New(slog.DiscardHandler))}, meta: asksAll, grants: g, logger: slog.New(slog.DiscardHandler)}
 		_, err := p.hostCall(context.Background(), "kubewarden", namespace, operation, []byte(payload))
 		return err
 	}
