@@ -129,8 +129,37 @@ func authz() {
 	case "error":
 		write(`{"error":"the module says no"}`)
 	default:
+		if misbehave(env.Get("settings", "mode").String()) {
+			return
+		}
 		write(`{"response":{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":false}}}`)
 	}
+}
+
+// misbehave fails as mode says, for the authn and authz exports: trap, loop, memory, exit3,
+// garbage, nothing; it reports whether it did.
+func misbehave(mode string) bool {
+	switch mode {
+	case "trap":
+		runtime.Breakpoint()
+	case "loop":
+		for {
+			calls++
+		}
+	case "memory":
+		var hoard [][]byte
+		for {
+			hoard = append(hoard, make([]byte, 1<<20))
+		}
+	case "exit3":
+		os.Exit(3)
+	case "garbage":
+		write(`{"response": not json`)
+	case "nothing":
+	default:
+		return false
+	}
+	return true
 }
 
 // authn leaks the token it is sent, as a careless module would: with settings
@@ -150,7 +179,14 @@ func authn() {
 	case "echo-token-exit":
 		os.Stderr.WriteString("giving up on token " + token + "\n")
 		os.Exit(3)
+	case "no-username": // authenticated, but as nobody
+		write(`{"response":{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"groups":["system:masters"]}}}}`)
+	case "error-and-user": // an error with a user: the error wins
+		write(`{"error":"the module says no","response":{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"username":"mallory"}}}}`)
 	default:
+		if misbehave(env.Get("settings", "mode").String()) {
+			return
+		}
 		write(`{"response":{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":false}}}`)
 	}
 }
