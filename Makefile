@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build test bench-up bench-wasm bench-admission bench-kubewarden cross clean
+.PHONY: help run build test reliability bench-up bench-wasm bench-admission bench-kubewarden cross clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ build: ## build $(BIN) with the version stamped
 test: ## run every test (the command CI runs)
 	$(GO) vet ./...
 	$(GO) test -timeout 20m ./...
-	$(GO) test -race -timeout 10m ./wasm/...
+	$(GO) test -race -timeout 10m ./wasm/... ./internal/... ./datadir/...
+
+reliability: ## the reliability suite at full size (docs/reliability.md)
+	WASMKUBE_RELIABILITY=1 $(GO) test ./cmd/wasmkube/cli -run '^TestDurability$$' -v -count 1 -timeout 30m
 
 bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m
