@@ -98,6 +98,10 @@ type Cluster struct {
 //   - ctx bounds the start-up only: cancelling it while Up runs rolls the start back; after Up
 //     returns, the cluster runs until Stop.
 //   - A data directory is used by one cluster at a time (a lock file); a second Up on it fails.
+//   - The data directory must be missing, empty, or wasmkube's (package datadir: a marker, or the
+//     layout of a wasmkube before the marker); anything else is refused before a file is written.
+//   - A data directory whose etcd holds data but whose CA or service-account key is lost is
+//     refused unless opts.NewCA.
 //   - On any failure, what already started is stopped again before Up returns.
 //   - Kubernetes keeps process-global state: run one cluster per process at a time. Stopping a
 //     cluster and starting another (or the same data dir again) in one process works.

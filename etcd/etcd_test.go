@@ -272,7 +272,7 @@ func TestCheckReachable(t *testing.T) {
 	}
 }
 
-func client(t *testing.T, eps []string) *clientv3.Client {
+func client(t testing.TB, eps []string) *clientv3.Client {
 	t.Helper()
 	c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {

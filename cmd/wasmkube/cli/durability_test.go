@@ -30,17 +30,27 @@ const ReliabilityEnv = "WASMKUBE_RELIABILITY"
 // durabilitySeedEnv replays a run: its value is the seed a failed run logged.
 const durabilitySeedEnv = "WASMKUBE_DURABILITY_SEED"
 
-// killPoint is where a start-up is interrupted: on the first output line containing line, after
-// a random delay below jitter.
+// killPoint is where a start-up is interrupted: after the first output line containing line,
+// once until (if set) holds for the data dir, after a random delay below jitter.
 type killPoint struct {
 	name, line string
+	until      func(dataDir string) bool
 	jitter     time.Duration
 }
 
 var (
-	killMidPKI       = killPoint{"mid-PKI", "Starting profile", 40 * time.Millisecond}
-	killMidEtcd      = killPoint{"mid-etcd start", "✓ pki ready", 0}
-	killMidAPIServer = killPoint{"mid-kube-apiserver start", "✓ etcd ready", 500 * time.Millisecond}
+	// On a fresh data dir: as soon as the first PKI file is on disk.
+	killMidPKI = killPoint{name: "mid-PKI", line: "Starting profile", until: func(dataDir string) bool {
+		files, _ := os.ReadDir(filepath.Join(dataDir, "pki"))
+		return len(files) > 0
+	}}
+	// Within 300 ms of etcd's member directory appearing (at once on existing data): on a fresh
+	// data dir, while etcd writes its first WAL and snapshot files.
+	killMidEtcd = killPoint{name: "mid-etcd start", line: "✓ pki ready", jitter: 300 * time.Millisecond, until: func(dataDir string) bool {
+		_, err := os.Stat(filepath.Join(dataDir, "etcd", "member"))
+		return err == nil
+	}}
+	killMidAPIServer = killPoint{name: "mid-kube-apiserver start", line: "✓ etcd ready", jitter: 500 * time.Millisecond}
 )
 
 type durabilitySize struct {
@@ -53,7 +63,7 @@ type durabilitySize struct {
 func durabilitySizeFromEnv() durabilitySize {
 	if os.Getenv(ReliabilityEnv) == "1" {
 		return durabilitySize{rounds: 5, writes: 1000, writers: 8, kills: [][]killPoint{
-			{killMidPKI, killMidEtcd}, {killMidEtcd}, {killMidAPIServer}, {killMidPKI}, {killMidEtcd, killMidAPIServer},
+			{killMidPKI, killMidEtcd}, {killMidEtcd}, {killMidAPIServer}, {killMidEtcd}, {killMidEtcd, killMidAPIServer},
 		}}
 	}
 	return durabilitySize{rounds: 2, writes: 200, writers: 8, kills: [][]killPoint{{killMidPKI, killMidEtcd}, {killMidEtcd}}}
@@ -61,7 +71,7 @@ func durabilitySizeFromEnv() durabilitySize {
 
 // TestDurability runs `wasmkube up` (profile minimal) as a child process and, in each round:
 // interrupts start-ups with SIGKILL (mid-PKI and mid-etcd start on the fresh data dir, then
-// mid-etcd start on the existing data, ...), starts again, checks that every write acknowledged so far is there, writes ConfigMaps from
+// mid-etcd or mid-kube-apiserver start on the existing data), starts again, checks that every write acknowledged so far is there, writes ConfigMaps from
 // several clients and SIGKILLs the process at a random moment while writes are in flight.
 // After the last round, it simulates a data dir of an older wasmkube with a lost CA key: `up`
 // refuses it and says what to do, `up --new-ca` starts it, and every acknowledged write is there.
@@ -153,6 +163,9 @@ func TestDurability(t *testing.T) {
 func killDuringStart(t *testing.T, up *upProcess, kp killPoint, rng *rand.Rand, dataDir string) {
 	t.Helper()
 	up.waitLine(t, kp.line)
+	for deadline := time.Now().Add(10 * time.Second); kp.until != nil && !kp.until(dataDir) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Microsecond)
+	}
 	if kp.jitter > 0 {
 		time.Sleep(time.Duration(rng.Int64N(int64(kp.jitter))))
 	}
@@ -162,7 +175,8 @@ func killDuringStart(t *testing.T, up *upProcess, kp killPoint, rng *rand.Rand, 
 	}
 	pkiFiles, _ := os.ReadDir(filepath.Join(dataDir, "pki"))
 	_, etcdErr := os.Stat(filepath.Join(dataDir, "etcd", "member"))
-	t.Logf("killed %s: %d files in pki/, etcd member dir present: %v", kp.name, len(pkiFiles), etcdErr == nil)
+	wal, _ := filepath.Glob(filepath.Join(dataDir, "etcd", "member", "wal", "*"))
+	t.Logf("killed %s: %d files in pki/, etcd member dir present: %v, %d files in its wal/", kp.name, len(pkiFiles), etcdErr == nil, len(wal))
 }
 
 func checkSocketOutsideLongDataDir(t *testing.T, dataDir, runtimeDir string) {
