@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build test fuzz bench-up bench-wasm bench-wasm-compare bench-admission bench-kubewarden cross clean hostile
+.PHONY: help run build test fuzz reliability bench-up bench-wasm bench-wasm-compare bench-admission bench-kubewarden cross clean hostile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ build: ## build $(BIN) with the version stamped
 
 # Every package whose tests can afford the race detector: all but those that link kube-apiserver
 # (the root package, apiserver and the CLI), whose race build and start exceed CI's budget.
-RACE_PACKAGES := ./wasm/... ./profiles/... ./etcd/... ./apiserver/pki/... ./apiserver/kubeconfig/... ./examples/...
+RACE_PACKAGES := ./wasm/... ./profiles/... ./etcd/... ./apiserver/pki/... ./apiserver/kubeconfig/... ./examples/... ./internal/... ./datadir/...
 
 test: ## run every test (the command CI runs)
 	$(GO) vet ./...
@@ -47,6 +47,12 @@ fuzz: ## run each fuzz target (those matching $(FUZZ)) for $(FUZZTIME); seeds ru
 	    $(GO) test ./$$(dirname $$f) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME); \
 	  done; \
 	done
+
+reliability: ## the whole reliability suite at full size: hostile modules, load and faults, durability, fuzzing (docs/reliability.md)
+	$(GO) test ./wasm -run '^TestHostileModules$$' -v -count 1
+	WASMKUBE_LOAD_REQUESTS=10000 $(GO) test . -run '^TestReliability$$' -v -count 1 -timeout 30m
+	WASMKUBE_RELIABILITY=1 $(GO) test ./cmd/wasmkube/cli -run '^TestDurability$$' -v -count 1 -timeout 30m
+	$(MAKE) fuzz FUZZTIME=60s
 
 bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m

@@ -23,19 +23,10 @@ var ErrAlreadyRunning = errors.New("already running")
 // Stop stops the controllers, then the kube-apiserver, then etcd, and releases the data
 // directory. It is safe to call more than once and from several goroutines; ctx bounds the wait.
 func (c *Cluster) Stop(ctx context.Context) error {
-	c.stopOnce.Do(func() {
-		close(c.stopping)
-		go func() {
-			err := c.runStops()
-			if c.err == nil {
-				c.err = err
-			}
-			close(c.done)
-		}()
-	})
+	c.life.Stop(nil)
 	select {
-	case <-c.done:
-		return c.err
+	case <-c.life.Done():
+		return c.life.Err()
 	case <-ctx.Done():
 		return fmt.Errorf("stop cluster %s: %w", c.Name, ctx.Err())
 	}
@@ -44,36 +35,21 @@ func (c *Cluster) Stop(ctx context.Context) error {
 // Wait blocks until the cluster has stopped, by Stop or because a component failed, and returns
 // the cause of a failure.
 func (c *Cluster) Wait() error {
-	<-c.done
-	return c.err
+	<-c.life.Done()
+	return c.life.Err()
 }
 
 // Done is closed once the cluster has stopped.
-func (c *Cluster) Done() <-chan struct{} { return c.done }
+func (c *Cluster) Done() <-chan struct{} { return c.life.Done() }
 
 // onStop registers fn to run on Stop (or on a failed Up), in reverse order of registration.
-func (c *Cluster) onStop(fn func() error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.stopFns = append(c.stopFns, fn)
-}
+func (c *Cluster) onStop(fn func() error) { c.life.OnStop(fn) }
 
 // runStops runs the registered stop functions newest first and returns their errors joined.
-func (c *Cluster) runStops() error {
-	c.mu.Lock()
-	fns := c.stopFns
-	c.stopFns = nil
-	c.mu.Unlock()
-	var errs []error
-	for i := len(fns) - 1; i >= 0; i-- {
-		if err := fns[i](); err != nil && !errors.Is(err, context.Canceled) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
+func (c *Cluster) runStops() error { return c.life.RunStops() }
 
-// watch stops the cluster when a component stops on its own.
+// watch stops the cluster when a component stops on its own; the component's failure becomes
+// the cluster's error unless Stop was called first (lifecycle.Stopper keeps the first cause).
 func (c *Cluster) watch(api *apiserver.APIServer, cm *apiserver.ControllerManager) {
 	var cmDone <-chan struct{}
 	if cm != nil {
@@ -81,7 +57,7 @@ func (c *Cluster) watch(api *apiserver.APIServer, cm *apiserver.ControllerManage
 	}
 	var cause error
 	select {
-	case <-c.stopping:
+	case <-c.life.Stopping():
 		return
 	case <-api.Done():
 		cause = fmt.Errorf("kube-apiserver stopped: %v", api.Err())
@@ -90,13 +66,7 @@ func (c *Cluster) watch(api *apiserver.APIServer, cm *apiserver.ControllerManage
 	case err := <-c.etcdErr:
 		cause = fmt.Errorf("etcd failed: %w", err)
 	}
-	select {
-	case <-c.stopping:
-		return // the component stopped because Stop was called
-	default:
-	}
-	c.err = cause
-	_ = c.Stop(context.Background())
+	c.life.Stop(cause)
 }
 
 // lock takes the data directory's lock for the life of the cluster.
@@ -160,7 +130,7 @@ func writeControllerManagerKubeconfig(plan *apiserver.Plan, b *pki.Bundle) error
 	return kubeconfig.Write(plan.Layout.ControllerManagerKubeconfig(), cfg)
 }
 
-func pkiDetail(b *pki.Bundle) string {
+func describePKI(b *pki.Bundle) string {
 	if len(b.Generated) == 0 {
 		return "reused"
 	}

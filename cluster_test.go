@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/wasmkube/wasmkube"
+	"github.com/wasmkube/wasmkube/datadir"
 	"github.com/wasmkube/wasmkube/profiles"
 )
 
@@ -96,6 +97,7 @@ func poll(t *testing.T, what string, cond func(ctx context.Context) (bool, error
 // TestCluster runs in order: the last step restarts the shared cluster on its data dir.
 func TestCluster(t *testing.T) {
 	t.Run("KubeconfigIsPrivateAndWorks", testKubeconfig)
+	t.Run("EtcdOnPrivateSocketAndDataDirMarked", testEtcdSocketAndMarker)
 	t.Run("ServerVersion", testServerVersion)
 	t.Run("MagicTokenAuthnAuthz", testMagicToken)
 	t.Run("MagicAdmission", testMagicAdmission)
@@ -132,6 +134,24 @@ func testKubeconfig(t *testing.T) {
 	}
 	if !strings.HasPrefix(cluster.Server, "https://127.0.0.1:") {
 		t.Errorf("server %s is not on loopback", cluster.Server)
+	}
+}
+
+// testEtcdSocketAndMarker: the apiserver reaches etcd through a 0600 unix socket in the 0700
+// data dir (no TCP port), and the data dir carries wasmkube's marker.
+func testEtcdSocketAndMarker(t *testing.T) {
+	sock := filepath.Join(cluster.DataDir, "etcd.sock")
+	if !slices.Equal(cluster.Plan.EtcdServers, []string{"unix://" + sock}) || !slices.Contains(cluster.Plan.APIServerArgs, "--etcd-servers=unix://"+sock) {
+		t.Errorf("etcd servers %v, want the socket %s", cluster.Plan.EtcdServers, sock)
+	}
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket %s: %v %v", sock, fi, err)
+	}
+	if fi, err := os.Stat(cluster.DataDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("data dir: %v %v", fi, err)
+	}
+	if m, err := datadir.ReadMarker(cluster.DataDir); err != nil || m.FormatVersion != datadir.FormatVersion || m.CreatedBy != wasmkube.Version() {
+		t.Errorf("marker %+v %v", m, err)
 	}
 }
 

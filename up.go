@@ -3,13 +3,14 @@ package wasmkube
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -23,7 +24,9 @@ import (
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
 	"github.com/wasmkube/wasmkube/apiserver/pki"
+	"github.com/wasmkube/wasmkube/datadir"
 	"github.com/wasmkube/wasmkube/etcd"
+	"github.com/wasmkube/wasmkube/internal/lifecycle"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm/hook"
 )
@@ -51,11 +54,15 @@ type Options struct {
 	Hooks apiserver.Hooks
 	// ModuleCacheDir keeps compiled modules; ModuleCacheDir() when empty.
 	ModuleCacheDir string
+	// NewCA lets Up replace a lost CA or service-account key of a data dir that holds cluster
+	// data (`up --new-ca`). Without it that is an error: credentials issued before stop working.
+	NewCA bool
 }
 
 // Step reports one completed start-up step.
 type Step struct {
-	// Name is one of "pki", "etcd", "kube-apiserver", "controllers".
+	// Name is one of "data" (only when an older wasmkube's data dir is adopted), "pki", "etcd",
+	// "modules", "kube-apiserver", "controllers".
 	Name     string
 	Duration time.Duration
 	// Detail says more, e.g. "external" for etcd.
@@ -79,13 +86,8 @@ type Cluster struct {
 	// Plan is what was run.
 	Plan *apiserver.Plan
 
-	mu       sync.Mutex
-	stopFns  []func() error
-	etcdErr  <-chan error
-	stopping chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
-	err      error
+	life    *lifecycle.Stopper
+	etcdErr <-chan error
 }
 
 // Up starts the cluster a profile describes and returns when it is ready: /readyz answers ok,
@@ -96,6 +98,10 @@ type Cluster struct {
 //   - ctx bounds the start-up only: cancelling it while Up runs rolls the start back; after Up
 //     returns, the cluster runs until Stop.
 //   - A data directory is used by one cluster at a time (a lock file); a second Up on it fails.
+//   - The data directory must be missing, empty, or wasmkube's (package datadir: a marker, or the
+//     layout of a wasmkube before the marker); anything else is refused before a file is written.
+//   - A data directory whose etcd holds data but whose CA or service-account key is lost is
+//     refused unless opts.NewCA.
 //   - On any failure, what already started is stopped again before Up returns.
 //   - Kubernetes keeps process-global state: run one cluster per process at a time. Stopping a
 //     cluster and starting another (or the same data dir again) in one process works.
@@ -108,7 +114,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 	if err := checkGrants(p, plan.WASM); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: p.Name, DataDir: plan.Layout.DataDir, stopping: make(chan struct{}), done: make(chan struct{})}
+	c := &Cluster{Name: p.Name, DataDir: plan.Layout.DataDir, life: lifecycle.New()}
 	defer func() {
 		if err != nil {
 			_ = c.runStops()
@@ -119,20 +125,24 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 		progress = func(Step) {}
 	}
 
+	start := time.Now()
+	state, err := datadir.Prepare(plan.Layout.DataDir, Version())
+	if err != nil {
+		return nil, err
+	}
 	if err := c.lock(plan.Layout, p.Name); err != nil {
 		return nil, err
 	}
+	if state == datadir.Adopted {
+		progress(Step{Name: "data", Duration: time.Since(start), Detail: "written by an older wasmkube: adopted, " + datadir.MarkerName + " added"})
+	}
 
-	start := time.Now()
-	ips := []net.IP{}
-	if ip := net.ParseIP(plan.Address); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
-		ips = append(ips, ip)
-	}
-	bundle, err := pki.Ensure(pki.Request{Dir: plan.Layout.PKI().Dir, IPs: ips})
+	start = time.Now()
+	bundle, pkiDetail, err := ensurePKI(plan, opts.NewCA)
 	if err != nil {
-		return nil, fmt.Errorf("pki in %s: %w", plan.Layout.PKI().Dir, err)
+		return nil, err
 	}
-	progress(Step{Name: "pki", Duration: time.Since(start), Detail: pkiDetail(bundle)})
+	progress(Step{Name: "pki", Duration: time.Since(start), Detail: pkiDetail})
 
 	ln, err := apiserver.Listen(plan.Address, plan.Port)
 	if err != nil {
@@ -142,7 +152,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 	plan = plan.WithPort(int32(ln.Addr().(*net.TCPAddr).Port))
 
 	start = time.Now()
-	if plan, err = c.startEtcd(ctx, plan); err != nil {
+	if err := c.startEtcd(ctx, plan); err != nil {
 		return nil, err
 	}
 	detail := "embedded"
@@ -216,33 +226,66 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 	return c, nil
 }
 
-// startEtcd starts the embedded etcd, or checks that the external one answers, and returns the
-// plan with the etcd URLs filled in.
-func (c *Cluster) startEtcd(ctx context.Context, plan *apiserver.Plan) (*apiserver.Plan, error) {
+// ensurePKI creates or reuses the cluster's certificates and keys and says what it did. When the
+// embedded etcd already holds data, a lost CA or service-account key is an error saying what to
+// do, unless newCA; a new CA over existing data is said in the detail.
+func ensurePKI(plan *apiserver.Plan, newCA bool) (*pki.Bundle, string, error) {
+	ips := []net.IP{}
+	if ip := net.ParseIP(plan.Address); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	dir := plan.Layout.PKI().Dir
+	hasData := plan.ExternalEtcd == nil && exists(filepath.Join(plan.Layout.Etcd(), "member"))
+	bundle, err := pki.Ensure(pki.Request{Dir: dir, IPs: ips, ClusterData: hasData && !newCA})
+	switch {
+	case errors.Is(err, pki.ErrLost):
+		return nil, "", fmt.Errorf("data dir %s holds cluster data (etcd/) but its PKI is damaged: %w. "+
+			"Restore %s from a backup; or start with `wasmkube up --new-ca` to issue a new CA and service-account key "+
+			"(kubeconfigs and ServiceAccount tokens issued before stop working); or delete the cluster with `wasmkube reset --yes`",
+			plan.Layout.DataDir, err, dir)
+	case err != nil:
+		return nil, "", fmt.Errorf("pki in %s: %w", dir, err)
+	}
+	detail := describePKI(bundle)
+	if hasData && bundle.NewCA {
+		detail += "; NEW CA over existing cluster data: credentials issued before no longer work"
+	}
+	return bundle, detail, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// startEtcd starts the embedded etcd on the plan's socket, or checks that the external one
+// answers.
+func (c *Cluster) startEtcd(ctx context.Context, plan *apiserver.Plan) error {
 	if ext := plan.ExternalEtcd; ext != nil {
 		var tlsConfig *tls.Config
 		if ext.CAFile != "" || ext.CertFile != "" {
 			info := transport.TLSInfo{TrustedCAFile: ext.CAFile, CertFile: ext.CertFile, KeyFile: ext.KeyFile}
 			var err error
 			if tlsConfig, err = info.ClientConfig(); err != nil {
-				return nil, fmt.Errorf("external etcd TLS files (etcd.external in the profile): %w", err)
+				return fmt.Errorf("external etcd TLS files (etcd.external in the profile): %w", err)
 			}
 		}
 		if err := etcd.CheckReachable(ctx, etcd.External{Servers: ext.Servers, TLS: tlsConfig}, 5*time.Second); err != nil {
-			return nil, err
+			return err
 		}
-		return plan, nil
+		return nil
 	}
 	srv, err := etcd.Start(ctx, etcd.Config{
 		DataDir: plan.Layout.Etcd(),
+		Socket:  plan.Layout.EtcdSocket(),
 		LogFile: filepath.Join(plan.Layout.Logs(), "etcd.log"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w (log: %s)", err, filepath.Join(plan.Layout.Logs(), "etcd.log"))
+		return fmt.Errorf("%w (log: %s)", err, filepath.Join(plan.Layout.Logs(), "etcd.log"))
 	}
 	c.onStop(func() error { srv.Close(); return nil })
 	c.etcdErr = srv.Err()
-	return plan.WithEtcd(srv.Endpoints()), nil
+	return nil
 }
 
 // withModules adds the modules' extensions to the caller's hooks: the admission plugin is

@@ -7,8 +7,11 @@
 package apiserver
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,9 +26,6 @@ const (
 	ServiceAccountIssuer  = "https://kubernetes.default.svc.cluster.local"
 )
 
-// EtcdPlaceholder stands in the plan for the embedded etcd's URL until it has started.
-const EtcdPlaceholder = "<embedded etcd>"
-
 // Layout names the files and directories of one cluster's data directory.
 type Layout struct{ DataDir string }
 
@@ -34,6 +34,40 @@ func (l Layout) PKI() pki.Paths { return pki.Paths{Dir: filepath.Join(l.DataDir,
 
 // Etcd is the embedded etcd's data.
 func (l Layout) Etcd() string { return filepath.Join(l.DataDir, "etcd") }
+
+// MaxSocketPath is the longest unix socket path every supported platform binds (sun_path holds
+// 104 bytes with the terminating NUL on macOS, 108 on Linux).
+const MaxSocketPath = 103
+
+// EtcdSocket is the unix socket the embedded etcd serves its clients on: DATADIR/etcd.sock. When
+// that path is too long for a socket, or holds a comma (--etcd-servers is a list), the socket is
+// named after the data dir (etcd-HASH.sock) in a private directory of the user's:
+// $XDG_RUNTIME_DIR/wasmkube, else $TMPDIR/wasmkube-UID, else /tmp/wasmkube-UID. It is a name
+// only; etcd.Start creates the directory 0700 and refuses one another user owns.
+func (l Layout) EtcdSocket() string {
+	own := filepath.Join(l.DataDir, "etcd.sock")
+	if socketPathUsable(own) {
+		return own
+	}
+	sum := sha256.Sum256([]byte(l.DataDir))
+	name := "etcd-" + hex.EncodeToString(sum[:8]) + ".sock"
+	user := fmt.Sprintf("wasmkube-%d", os.Geteuid())
+	var dirs []string
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(rt) {
+		dirs = append(dirs, filepath.Join(rt, "wasmkube"))
+	}
+	dirs = append(dirs, filepath.Join(os.TempDir(), user))
+	for _, d := range dirs {
+		if p := filepath.Join(d, name); socketPathUsable(p) {
+			return p
+		}
+	}
+	return filepath.Join("/tmp", user, name)
+}
+
+func socketPathUsable(p string) bool {
+	return len(p) <= MaxSocketPath && !strings.Contains(p, ",")
+}
 
 // Kubeconfig is the admin kubeconfig.
 func (l Layout) Kubeconfig() string { return filepath.Join(l.DataDir, "kubeconfig") }
@@ -74,7 +108,8 @@ type Plan struct {
 	// Port is the secure port; 0 means a free port is picked when the listener opens.
 	Port   int32
 	Layout Layout
-	// EtcdServers are the etcd client URLs; EtcdPlaceholder until the embedded etcd runs.
+	// EtcdServers are the etcd client URLs: the embedded etcd's socket (unix://PATH), or the
+	// profile's external servers.
 	EtcdServers []string
 	// ExternalEtcd is set when the profile names external etcd servers.
 	ExternalEtcd *profiles.ExternalEtcd
@@ -131,12 +166,12 @@ func NewPlan(in PlanInput) (*Plan, error) {
 		}
 	}
 	plan := &Plan{
-		Name:        p.Name,
-		Address:     addr,
-		Port:        port,
-		Layout:      Layout{DataDir: in.DataDir},
-		EtcdServers: []string{EtcdPlaceholder},
+		Name:    p.Name,
+		Address: addr,
+		Port:    port,
+		Layout:  Layout{DataDir: in.DataDir},
 	}
+	plan.EtcdServers = []string{"unix://" + plan.Layout.EtcdSocket()}
 	if ext := p.Etcd.External; ext != nil {
 		e := *ext
 		e.CAFile, e.CertFile, e.KeyFile = in.Profile.ResolvePath(e.CAFile), in.Profile.ResolvePath(e.CertFile), in.Profile.ResolvePath(e.KeyFile)
@@ -150,19 +185,6 @@ func NewPlan(in PlanInput) (*Plan, error) {
 		plan.ControllerManagerArgs = render(mergeArgs(plan.controllerManagerDefaults(), parseArgs(p.Controllers.ExtraArgs)))
 	}
 	return plan, nil
-}
-
-// WithEtcd returns a copy of the plan that uses the given etcd servers.
-func (p *Plan) WithEtcd(servers []string) *Plan {
-	c := *p
-	c.EtcdServers = slices.Clone(servers)
-	c.APIServerArgs = slices.Clone(p.APIServerArgs)
-	for i, a := range c.APIServerArgs {
-		if a == "--etcd-servers="+EtcdPlaceholder {
-			c.APIServerArgs[i] = "--etcd-servers=" + strings.Join(servers, ",")
-		}
-	}
-	return &c
 }
 
 // WithPort returns a copy of the plan whose flags name the port actually bound.

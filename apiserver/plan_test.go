@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -87,7 +88,7 @@ func TestPlanRejectsOwnedFlags(t *testing.T) {
 	}
 }
 
-func TestPlanWithEtcdAndPort(t *testing.T) {
+func TestPlanEtcdSocketAndPort(t *testing.T) {
 	plan, err := NewPlan(PlanInput{Profile: load(t, "minimal"), DataDir: "/d"})
 	if err != nil {
 		t.Fatal(err)
@@ -95,15 +96,46 @@ func TestPlanWithEtcdAndPort(t *testing.T) {
 	if plan.ControllerManagerArgs != nil {
 		t.Error("minimal runs no controllers, but the plan has their flags")
 	}
-	running := plan.WithPort(40000).WithEtcd([]string{"http://127.0.0.1:1234"})
-	if !slices.Contains(running.APIServerArgs, "--etcd-servers=http://127.0.0.1:1234") || !slices.Contains(running.APIServerArgs, "--secure-port=40000") {
+	if !slices.Contains(plan.APIServerArgs, "--etcd-servers=unix:///d/etcd.sock") || !slices.Equal(plan.EtcdServers, []string{"unix:///d/etcd.sock"}) {
+		t.Errorf("embedded etcd: %v %v, want its socket in the data dir", plan.EtcdServers, plan.APIServerArgs)
+	}
+	running := plan.WithPort(40000)
+	if !slices.Contains(running.APIServerArgs, "--secure-port=40000") {
 		t.Errorf("running plan: %v", running.APIServerArgs)
 	}
 	if running.Server() != "https://127.0.0.1:40000" {
 		t.Errorf("server = %s", running.Server())
 	}
-	if !slices.Contains(plan.APIServerArgs, "--etcd-servers="+EtcdPlaceholder) {
-		t.Error("WithEtcd changed the original plan")
+	if slices.Contains(plan.APIServerArgs, "--secure-port=40000") {
+		t.Error("WithPort changed the original plan")
+	}
+}
+
+// TestEtcdSocketLongDataDir: a data dir too long for a unix socket address, or with a comma
+// (--etcd-servers is a list), gets a socket named after it in a private directory of the user's.
+func TestEtcdSocketLongDataDir(t *testing.T) {
+	runtimeDir := t.TempDir()
+	long := "/" + strings.Repeat("long-directory-name/", 6) + "data"
+	for _, dataDir := range []string{long, "/tmp/a,b"} {
+		t.Run(dataDir, func(t *testing.T) {
+			t.Setenv("XDG_RUNTIME_DIR", runtimeDir)
+			sock := Layout{DataDir: dataDir}.EtcdSocket()
+			if filepath.Dir(sock) != filepath.Join(runtimeDir, "wasmkube") || len(sock) > MaxSocketPath {
+				t.Errorf("socket %s (%d bytes), want one in %s/wasmkube of at most %d bytes", sock, len(sock), runtimeDir, MaxSocketPath)
+			}
+			if other := (Layout{DataDir: dataDir + "2"}).EtcdSocket(); other == sock {
+				t.Errorf("two data dirs share the socket %s", sock)
+			}
+			t.Setenv("XDG_RUNTIME_DIR", "")
+			t.Setenv("TMPDIR", "/"+strings.Repeat("t", 100))
+			want := fmt.Sprintf("/tmp/wasmkube-%d/", os.Geteuid())
+			if sock := (Layout{DataDir: dataDir}).EtcdSocket(); !strings.HasPrefix(sock, want) || len(sock) > MaxSocketPath {
+				t.Errorf("without a runtime dir and a long TMPDIR: %s, want one in %s", sock, want)
+			}
+		})
+	}
+	if got := (Layout{DataDir: "/short"}).EtcdSocket(); got != "/short/etcd.sock" {
+		t.Errorf("short data dir: %s, want /short/etcd.sock", got)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package etcd runs the cluster's storage: an etcd server embedded in the wasmkube process, with
-// its data under the profile's data directory and its client URL on loopback only, or a check
-// that external etcd servers named by a profile answer.
+// its data under the profile's data directory and its clients served on a unix socket in a
+// private directory only (no TCP port, no peer listener), or a check that external etcd servers
+// named by a profile answer.
 package etcd
 
 import (
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -28,6 +30,9 @@ type Config struct {
 	DataDir string
 	// LogFile receives etcd's own log at warning level and above. Empty: discarded.
 	LogFile string
+	// Socket is the unix socket clients connect to (required). Its directory is created 0700 if
+	// missing and must belong to the user running etcd; group and other permissions are removed.
+	Socket string
 	// ReadyTimeout bounds start-up; DefaultReadyTimeout when zero.
 	ReadyTimeout time.Duration
 }
@@ -40,20 +45,30 @@ type Server struct {
 	closeLog  func()
 }
 
-// Start starts an embedded etcd whose client and peer URLs are on 127.0.0.1 at ports the kernel
-// picks, and waits until it serves or ctx, the timeout or a start-up failure ends the wait.
+// Start starts an embedded etcd that serves clients on the unix socket cfg.Socket only (mode
+// 0600, in a 0700 directory of the user's) and has no peer listener, and waits until it serves or
+// ctx, the timeout or a start-up failure ends the wait.
 //
 // # Notes
 //
 //   - Only one server may use a data directory: a second one blocks on bbolt's file lock
 //     forever. Callers hold their own lock first (wasmkube.Up locks the profile's data dir).
+//   - A socket file left by a killed process is replaced.
+//   - The member's advertised peer URL stays http://127.0.0.1:0, as data dirs written before
+//     the socket recorded it; nothing listens there.
 //   - On failure everything started is closed before Start returns.
 func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = DefaultReadyTimeout
 	}
+	if cfg.Socket == "" {
+		return nil, errors.New("start embedded etcd: no client socket path")
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create etcd data dir: %w", err)
+	}
+	if err := PrivateDir(filepath.Dir(cfg.Socket)); err != nil {
+		return nil, fmt.Errorf("etcd socket: %w", err)
 	}
 	logger, closeLog, err := newLogger(cfg.LogFile)
 	if err != nil {
@@ -68,11 +83,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ec := embed.NewConfig()
 	ec.Name = "wasmkube"
 	ec.Dir = cfg.DataDir
-	loopback := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
-	ec.ListenClientUrls = []url.URL{loopback}
-	ec.AdvertiseClientUrls = []url.URL{loopback}
-	ec.ListenPeerUrls = []url.URL{loopback}
-	ec.AdvertisePeerUrls = []url.URL{loopback}
+	socket := url.URL{Scheme: "unix", Path: cfg.Socket}
+	ec.ListenClientUrls = []url.URL{socket}
+	ec.AdvertiseClientUrls = []url.URL{socket}
+	// A single member needs no peer listener: raft messages go nowhere. The advertised peer URL
+	// is only recorded in the member list.
+	ec.ListenPeerUrls = nil
+	ec.AdvertisePeerUrls = []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logger)
 	// The apiserver compacts etcd itself every 5 minutes; no gateway or metrics listener is needed.
@@ -99,11 +116,49 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		e.Close()
 		return nil, fmt.Errorf("start embedded etcd: %w", ctx.Err())
 	}
-	endpoints := make([]string, 0, len(e.Clients))
-	for _, l := range e.Clients {
-		endpoints = append(endpoints, "http://"+l.Addr().String())
+	// The directory already keeps other users out; the socket's own mode says so too.
+	if err := os.Chmod(cfg.Socket, 0o600); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("etcd socket: %w", err)
 	}
-	return &Server{etcd: e, endpoints: endpoints, logger: logger, closeLog: closeLog}, nil
+	return &Server{etcd: e, endpoints: []string{Endpoint(cfg.Socket)}, logger: logger, closeLog: closeLog}, nil
+}
+
+// Endpoint is the client URL of a unix socket as etcd's client (kube-apiserver's --etcd-servers
+// included) reads it: "unix://" and the absolute path, not escaped.
+func Endpoint(socket string) string { return "unix://" + socket }
+
+// PrivateDir creates dir (0700) if missing and makes sure only its owner can enter it: it must
+// belong to the effective user; group and other permissions are removed.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if owner, ok := fileOwner(fi); ok && owner != os.Geteuid() {
+		return fmt.Errorf("%s belongs to user %d, not to you (%d): remove it, or choose a data dir whose path is shorter", dir, owner, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("make %s private: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// fileOwner returns the uid owning fi where the platform says.
+func fileOwner(fi os.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
 }
 
 // Endpoints are the client URLs of the server.

@@ -1,7 +1,7 @@
 // Package kubeconfig writes a cluster's own kubeconfig and merges it into, or removes it from,
-// the user's kubeconfig files. Everything goes through client-go's clientcmd: files are written
-// 0600, merges follow the KUBECONFIG rules and take kubectl's lock, and entries of other
-// clusters are never touched.
+// the user's kubeconfig files. Everything goes through client-go's clientcmd: the cluster's own
+// file is written 0600 and atomically, merges follow the KUBECONFIG rules and take kubectl's
+// lock, and entries of other clusters are never touched.
 package kubeconfig
 
 import (
@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/wasmkube/wasmkube/apiserver/pki"
 )
 
 // Credentials is what a kubeconfig for one cluster holds; certificates are PEM, embedded.
@@ -50,16 +52,21 @@ func Build(c Credentials) *clientcmdapi.Config {
 	return cfg
 }
 
-// Write writes cfg to path (0600), creating its directory (0700).
+// Write writes cfg to path (0600), creating its directory (0700). The file is replaced
+// atomically (a temporary file beside it, then rename): a reader or a crash never sees half a
+// kubeconfig.
 func Write(path string, cfg *clientcmdapi.Config) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
 		return fmt.Errorf("write kubeconfig %s: %w", path, err)
 	}
-	// WriteToFile keeps the mode of an existing file; a kubeconfig holds keys.
-	return os.Chmod(path, 0o600)
+	if err := pki.WriteFileAtomic(path, b); err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	return nil
 }
 
 // RESTConfig returns a client configuration for cfg's current context.

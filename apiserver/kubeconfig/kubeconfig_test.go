@@ -1,6 +1,7 @@
 package kubeconfig
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,6 +29,37 @@ func TestWriteIs0600AndLoads(t *testing.T) {
 	}
 	if cfg.CurrentContext != "wasmkube-demo" || string(cfg.AuthInfos["wasmkube-demo"].ClientKeyData) != "key" {
 		t.Fatalf("loaded %+v", cfg)
+	}
+}
+
+// TestWriteReplacesAtomically: a rewrite puts a new file in place (rename), so a reader that
+// opened the old one reads it whole, an existing 0644 file ends 0600, and no temporary file is
+// left beside it.
+func TestWriteReplacesAtomically(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := Write(path, Build(creds("wasmkube-demo"))); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(reader); err != nil || string(b) != "old" {
+		t.Errorf("a reader of the old file saw %q (%v): the file was rewritten in place", b, err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, err %v; want 0600", st.Mode().Perm(), err)
+	}
+	if cfg, err := clientcmd.LoadFromFile(path); err != nil || cfg.CurrentContext != "wasmkube-demo" {
+		t.Errorf("new file: %v %+v", err, cfg)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("files beside the kubeconfig: %v", entries)
 	}
 }
 

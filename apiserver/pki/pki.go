@@ -4,7 +4,8 @@
 //
 // Files are written 0600 in a 0700 directory, atomically (temp file, then rename). Ensure reuses
 // what is on disk and regenerates a file only when it is missing, unreadable, expiring, or no
-// longer matches what is asked (another CA, missing SANs, another subject).
+// longer matches what is asked (another CA, missing SANs, another subject). For a cluster that
+// already has data, a lost CA or service-account key is an error (ErrLost), not replaced.
 package pki
 
 import (
@@ -73,7 +74,16 @@ type Request struct {
 	DNSNames []string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// ClusterData says the cluster already holds data signed with this PKI: then a CA or
+	// service-account key that is missing or unusable is an error wrapping ErrLost instead of
+	// being replaced (a new one would silently invalidate every credential the cluster issued).
+	// An expiring CA is still renewed.
+	ClusterData bool
 }
+
+// ErrLost is wrapped by Ensure's error when Request.ClusterData is set and the CA or the
+// service-account key is missing or unusable.
+var ErrLost = errors.New("lost")
 
 // Bundle holds what a kubeconfig needs. The admin client certificate (admin.crt, admin.key,
 // group system:masters) stays on disk for a certificate-based kubeconfig.
@@ -84,6 +94,8 @@ type Bundle struct {
 	AdminToken string
 	// Generated lists the base names of the files written by this call.
 	Generated []string
+	// NewCA says this call created the CA (none was usable on disk, or it was expiring).
+	NewCA bool
 }
 
 type state struct {
@@ -98,6 +110,12 @@ type state struct {
 }
 
 // Ensure creates the PKI in req.Dir or reuses it.
+//
+// # Notes
+//
+//   - Temporary files that an interrupted write left (WriteFileAtomic's ".NAME.tmp-*") are
+//     removed first: only one Ensure may run on a directory at a time (wasmkube.Up holds the
+//     data dir's lock).
 func Ensure(req Request) (*Bundle, error) {
 	now := time.Now()
 	if req.Now != nil {
@@ -107,6 +125,9 @@ func Ensure(req Request) (*Bundle, error) {
 		return nil, fmt.Errorf("create pki dir: %w", err)
 	}
 	s := &state{req: req, paths: Paths{Dir: req.Dir}, now: now}
+	if err := removeStaleTemps(req.Dir); err != nil {
+		return nil, err
+	}
 	if err := s.ensureCA(); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
@@ -132,7 +153,7 @@ func Ensure(req Request) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin token: %w", err)
 	}
-	b := &Bundle{Paths: s.paths, Generated: s.generated, AdminToken: token}
+	b := &Bundle{Paths: s.paths, Generated: s.generated, AdminToken: token, NewCA: s.caChanged}
 	if b.CACertPEM, err = os.ReadFile(s.paths.CACert()); err != nil {
 		return nil, err
 	}
@@ -142,12 +163,17 @@ func Ensure(req Request) (*Bundle, error) {
 func (s *state) ensureCA() error {
 	certPEM, certErr := os.ReadFile(s.paths.CACert())
 	keyPEM, keyErr := os.ReadFile(s.paths.CAKey())
+	usable := false
 	if certErr == nil && keyErr == nil {
 		c, k, err := parsePair(certPEM, keyPEM)
-		if err == nil && c.IsCA && s.now.Add(RenewBefore).Before(c.NotAfter) {
+		usable = err == nil && c.IsCA
+		if usable && s.now.Add(RenewBefore).Before(c.NotAfter) {
 			s.caCert, s.caKey = c, k
 			return nil
 		}
+	}
+	if !usable && s.req.ClusterData {
+		return fmt.Errorf("%s or %s is missing or unusable: %w", s.paths.CACert(), s.paths.CAKey(), ErrLost)
 	}
 	key, err := newKey()
 	if err != nil {
@@ -242,30 +268,40 @@ func (s *state) sign(l leaf, pub crypto.PublicKey) ([]byte, error) {
 }
 
 func (s *state) ensureServiceAccountKey() error {
-	keyPEM, err1 := os.ReadFile(s.paths.ServiceAccountKey())
-	pubPEM, err2 := os.ReadFile(s.paths.ServiceAccountPub())
-	if err1 == nil && err2 == nil {
+	if keyPEM, err := os.ReadFile(s.paths.ServiceAccountKey()); err == nil {
 		if k, err := keyutil.ParsePrivateKeyPEM(keyPEM); err == nil {
-			if pubs, err := keyutil.ParsePublicKeysPEM(pubPEM); err == nil && len(pubs) == 1 {
-				if signer, ok := k.(crypto.Signer); ok && publicKeysEqual(signer.Public(), pubs[0]) {
-					return nil
-				}
+			if signer, ok := k.(crypto.Signer); ok {
+				return s.ensureServiceAccountPub(signer)
 			}
 		}
+	}
+	if s.req.ClusterData {
+		return fmt.Errorf("%s is missing or unusable: %w", s.paths.ServiceAccountKey(), ErrLost)
 	}
 	key, err := newKey()
 	if err != nil {
 		return err
 	}
-	keyPEM, err = keyutil.MarshalPrivateKeyToPEM(key)
-	if err != nil {
-		return err
-	}
-	pubDER, err := x509.MarshalPKIXPublicKey(key.Public())
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
 	if err != nil {
 		return err
 	}
 	if err := s.write(s.paths.ServiceAccountKey(), keyPEM); err != nil {
+		return err
+	}
+	return s.ensureServiceAccountPub(key)
+}
+
+// ensureServiceAccountPub writes the public half of key unless sa.pub already holds it: a lost or
+// corrupt sa.pub is derived again, never a reason for a new key.
+func (s *state) ensureServiceAccountPub(key crypto.Signer) error {
+	if pubPEM, err := os.ReadFile(s.paths.ServiceAccountPub()); err == nil {
+		if pubs, err := keyutil.ParsePublicKeysPEM(pubPEM); err == nil && len(pubs) == 1 && publicKeysEqual(key.Public(), pubs[0]) {
+			return nil
+		}
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
 		return err
 	}
 	return s.write(s.paths.ServiceAccountPub(), pemEncode("PUBLIC KEY", pubDER))
@@ -316,10 +352,13 @@ func (s *state) write(path string, data []byte) error {
 	return nil
 }
 
+// tempInfix marks WriteFileAtomic's temporary files: ".NAME.tmp-RANDOM".
+const tempInfix = ".tmp-"
+
 // WriteFileAtomic writes data to a temporary 0600 file beside path and renames it over path, so
 // readers never see a partial file.
 func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+tempInfix+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -341,6 +380,20 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// removeStaleTemps removes the temporary files of writes a killed process left in dir.
+func removeStaleTemps(dir string) error {
+	stale, err := filepath.Glob(filepath.Join(dir, ".*"+tempInfix+"*"))
+	if err != nil {
+		return err
+	}
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("remove the temporary file %s of an interrupted write: %w", f, err)
+		}
 	}
 	return nil
 }

@@ -2,11 +2,13 @@ package pki
 
 import (
 	"crypto/x509"
+	"errors"
 	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,8 +138,87 @@ func TestCorruptFileIsReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(b.Generated, []string{"sa.key", "sa.pub"}) {
-		t.Fatalf("corrupt sa.pub: regenerated %v, want the service-account pair", b.Generated)
+	if !slices.Equal(b.Generated, []string{"sa.pub"}) {
+		t.Fatalf("corrupt sa.pub: regenerated %v, want sa.pub derived again from the kept sa.key", b.Generated)
+	}
+}
+
+// TestClusterDataKeepsCAAndServiceAccountKey: when the cluster has data, a lost CA or
+// service-account key is an error that names the files and writes nothing; without data they
+// are generated, and the bundle says the CA is new.
+func TestClusterDataKeepsCAAndServiceAccountKey(t *testing.T) {
+	for _, lost := range []struct {
+		name    string
+		damage  func(p Paths) error
+		mention string
+	}{
+		{"ca.key removed", func(p Paths) error { return os.Remove(p.CAKey()) }, "ca.key"},
+		{"ca.crt corrupt", func(p Paths) error { return os.WriteFile(p.CACert(), []byte("garbage"), 0o600) }, "ca.crt"},
+		{"pki removed", func(p Paths) error { return os.RemoveAll(p.Dir) }, "ca.crt"},
+		{"sa.key removed", func(p Paths) error { return os.Remove(p.ServiceAccountKey()) }, "sa.key"},
+	} {
+		t.Run(lost.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "pki")
+			p := Paths{dir}
+			if _, err := Ensure(Request{Dir: dir}); err != nil {
+				t.Fatal(err)
+			}
+			if err := lost.damage(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			before := readAll(t, dir)
+			_, err := Ensure(Request{Dir: dir, ClusterData: true})
+			if !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), lost.mention) {
+				t.Fatalf("got %v, want ErrLost naming %s", err, lost.mention)
+			}
+			if after := readAll(t, dir); !maps.Equal(before, after) {
+				t.Error("a refused Ensure changed files")
+			}
+			b, err := Ensure(Request{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if wantNewCA := lost.mention != "sa.key"; b.NewCA != wantNewCA {
+				t.Errorf("NewCA = %v, want %v (generated %v)", b.NewCA, wantNewCA, b.Generated)
+			}
+		})
+	}
+
+	dir := t.TempDir()
+	if _, err := Ensure(Request{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	muchLater := func() time.Time { return time.Now().Add(10 * 365 * 24 * time.Hour) }
+	if b, err := Ensure(Request{Dir: dir, Now: muchLater, ClusterData: true}); err != nil || !b.NewCA {
+		t.Errorf("an expiring CA of a cluster with data: %v, NewCA %v; want it renewed", err, b != nil && b.NewCA)
+	}
+	if b, err := Ensure(Request{Dir: dir, ClusterData: true}); err != nil || b.NewCA || len(b.Generated) != 0 {
+		t.Errorf("an intact PKI with ClusterData: %v %+v", err, b)
+	}
+}
+
+// TestStaleTempFilesRemoved: the temporary file of a write a SIGKILL interrupted is gone after
+// the next Ensure, and nothing else is touched.
+func TestStaleTempFilesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Ensure(Request{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, ".ca.key.tmp-123456")
+	if err := os.WriteFile(stale, []byte("half a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := readAll(t, dir)
+	delete(before, filepath.Base(stale))
+	b, err := Ensure(Request{Dir: dir})
+	if err != nil || len(b.Generated) != 0 {
+		t.Fatalf("%v, generated %v", err, b.Generated)
+	}
+	if after := readAll(t, dir); !maps.Equal(before, after) {
+		t.Errorf("files after: %v", slices.Collect(maps.Keys(after)))
 	}
 }
 

@@ -156,6 +156,32 @@ func (p *upProcess) signal(t testing.TB, sig os.Signal) int {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
+	return p.waitExit(t)
+}
+
+// waitLine waits for an output line that contains s.
+func (p *upProcess) waitLine(t testing.TB, s string) {
+	t.Helper()
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("wasmkube up exited before printing %q:\n%s", s, p.text())
+			}
+			if strings.Contains(line, s) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("wasmkube up did not print %q within 2m:\n%s", s, p.text())
+		}
+	}
+}
+
+// waitExit waits until the process has exited and returns its exit code (-1: killed by a
+// signal).
+func (p *upProcess) waitExit(t testing.TB) int {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		for range p.lines {
@@ -173,7 +199,7 @@ func (p *upProcess) signal(t testing.TB, sig os.Signal) int {
 		}
 		return 0
 	case <-time.After(StopTimeout + 10*time.Second):
-		t.Fatalf("wasmkube up did not exit after %v:\n%s", sig, p.text())
+		t.Fatalf("wasmkube up did not exit:\n%s", p.text())
 		return -1
 	}
 }
@@ -374,7 +400,8 @@ func TestDryRunPrintsPlan(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("dry run: %d %s", code, stderr)
 	}
-	for _, want := range []string{"--bind-address=127.0.0.1", "--secure-port=6443", "--v=3", "--leader-elect=false", "<embedded etcd>"} {
+	sock := "unix://" + filepath.Join(e.root, "data", "wasmkube", "demo", "etcd.sock")
+	for _, want := range []string{"--bind-address=127.0.0.1", "--secure-port=6443", "--v=3", "--leader-elect=false", "--etcd-servers=" + sock, "etcd:\n- " + sock} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan lacks %q:\n%s", want, out)
 		}

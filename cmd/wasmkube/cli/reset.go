@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
+	"github.com/wasmkube/wasmkube/datadir"
 )
 
 func newResetCommand(s streams) *cobra.Command {
@@ -22,25 +23,33 @@ func newResetCommand(s streams) *cobra.Command {
 		Short: "Remove the profile's context from your kubeconfig and, with --yes, its data",
 		Long: `Remove the context, cluster and user wasmkube-NAME that 'up --merge-kubeconfig' merged into your
 kubeconfig. With --yes, also delete the profile's data directory (certificates, etcd data,
-kubeconfig, logs). A running cluster is never reset: stop it first.`,
+kubeconfig, logs). A running cluster is never reset: stop it first. Only a directory wasmkube
+created (it holds wasmkube-data.json) is deleted, never /, your home directory or a directory
+that holds the profile file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, dataDir, err := pf.resolve()
 			if err != nil {
 				return err
 			}
-			layout := apiserver.Layout{DataDir: dataDir}
-			lk := flock.New(layout.Lock())
-			if _, err := os.Stat(dataDir); err == nil {
-				locked, err := lk.TryLock()
-				if err != nil {
-					return fmt.Errorf("lock %s: %w", layout.Lock(), err)
-				}
-				if !locked {
-					return fmt.Errorf("profile %s is running (lock %s): stop it first (Ctrl-C where `wasmkube up` runs)", p.Name, layout.Lock())
-				}
-				defer lk.Unlock()
+			exists := true
+			if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+				exists = false
 			}
+			if yes && exists {
+				profileFile := ""
+				if !p.IsBuiltin() {
+					profileFile = p.Source
+				}
+				if err := datadir.CheckRemovable(dataDir, profileFile); err != nil {
+					return err
+				}
+			}
+			unlock, err := lockIfRunnable(p.Name, apiserver.Layout{DataDir: dataDir})
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			removed, err := kubeconfig.Remove(kubeconfig.UserConfigAccess(), p.ContextName())
 			if err != nil {
 				return err
@@ -48,22 +57,38 @@ kubeconfig, logs). A running cluster is never reset: stop it first.`,
 			if removed {
 				fmt.Fprintf(s.out, "removed context %s from your kubeconfig\n", p.ContextName())
 			}
-			if !yes {
+			switch {
+			case !yes:
 				fmt.Fprintf(s.out, "data kept in %s (add --yes to delete it)\n", dataDir)
-				return nil
-			}
-			if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+			case !exists:
 				fmt.Fprintf(s.out, "no data in %s\n", dataDir)
-				return nil
+			default:
+				if err := os.RemoveAll(dataDir); err != nil {
+					return fmt.Errorf("delete %s: %w", dataDir, err)
+				}
+				fmt.Fprintf(s.out, "deleted %s\n", dataDir)
 			}
-			if err := os.RemoveAll(dataDir); err != nil {
-				return fmt.Errorf("delete %s: %w", dataDir, err)
-			}
-			fmt.Fprintf(s.out, "deleted %s\n", dataDir)
 			return nil
 		},
 	}
 	pf.add(cmd)
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "also delete the profile's data directory")
 	return cmd
+}
+
+// lockIfRunnable takes the data dir's lock so that a running cluster is never reset, and returns
+// its release. A directory without a lock file has never run a cluster: nothing is written there.
+func lockIfRunnable(name string, layout apiserver.Layout) (func(), error) {
+	if _, err := os.Stat(layout.Lock()); err != nil {
+		return func() {}, nil
+	}
+	lk := flock.New(layout.Lock())
+	locked, err := lk.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", layout.Lock(), err)
+	}
+	if !locked {
+		return nil, fmt.Errorf("profile %s is running (lock %s): stop it first (Ctrl-C where `wasmkube up` runs)", name, layout.Lock())
+	}
+	return func() { _ = lk.Unlock() }, nil
 }

@@ -25,6 +25,7 @@ type upOptions struct {
 	apiserverArgs   []string
 	mergeKubeconfig bool
 	dryRun          bool
+	newCA           bool
 	timeout         time.Duration
 }
 
@@ -54,12 +55,13 @@ cleanly and keep the data for the next start.`,
 	f.StringArrayVar(&o.apiserverArgs, "apiserver-arg", nil, `extra kube-apiserver flag as name=value (repeatable), e.g. --apiserver-arg v=2`)
 	f.BoolVar(&o.mergeKubeconfig, "merge-kubeconfig", false, "also merge the context wasmkube-NAME into your kubeconfig ($KUBECONFIG or ~/.kube/config) and make it current")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print what would run (flags, files) and exit")
+	f.BoolVar(&o.newCA, "new-ca", false, "if the data dir holds cluster data but its CA or service-account key is lost, issue new ones (credentials issued before stop working)")
 	f.DurationVar(&o.timeout, "timeout", wasmkube.DefaultReadyTimeout, "how long to wait for the API server to become ready")
 	return cmd
 }
 
 func (o *upOptions) libraryOptions(dataDir string) wasmkube.Options {
-	opts := wasmkube.Options{DataDir: dataDir, Address: o.address, APIServerArgs: o.apiserverArgs, ReadyTimeout: o.timeout}
+	opts := wasmkube.Options{DataDir: dataDir, Address: o.address, APIServerArgs: o.apiserverArgs, ReadyTimeout: o.timeout, NewCA: o.newCA}
 	if o.port >= 0 {
 		opts.Port = &o.port
 	}
