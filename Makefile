@@ -50,7 +50,7 @@ fuzz: ## run each fuzz target (those matching $(FUZZ)) for $(FUZZTIME); seeds ru
 
 reliability: ## the whole reliability suite at full size: hostile modules, load and faults, durability, fuzzing (docs/reliability.md)
 	$(GO) test ./wasm -run '^TestHostileModules$$' -v -count 1
-	WASMKUBE_LOAD_REQUESTS=10000 $(GO) test . -run '^TestReliability$$' -v -count 1 -timeout 30m
+	WASMKUBE_LOAD_REQUESTS=10000 $(GO) test . -run '^TestCluster$$' -v -count 1 -timeout 30m
 	WASMKUBE_RELIABILITY=1 $(GO) test ./cmd/wasmkube/cli -run '^TestDurability$$' -v -count 1 -timeout 30m
 	$(MAKE) fuzz FUZZTIME=60s
 

@@ -120,6 +120,11 @@ func TestCluster(t *testing.T) {
 	t.Run("SecondUpOnSameDataDirFails", testSecondUp)
 	t.Run("BusyPortIsAClearError", testBusyPort)
 	t.Run("NothingWrittenOutsideDataDir", testNothingOutsideDataDir)
+	t.Run("SecureDefaults", testSecureDefaults)
+	// The reliability suite's server parts (reliability_test.go).
+	t.Run("HostileModulesWhileServing", testHostileModulesWhileServing)
+	t.Run("Load", func(t *testing.T) { testLoad(t, false) })
+	t.Run("FaultsUnderLoad", func(t *testing.T) { testLoad(t, true) })
 	t.Run("RestartKeepsData", testRestart)
 	t.Run("DenyAllAuthorizerFirstNeverLocksOutAdmin", testDenyAllFirst)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/configz"
@@ -23,6 +24,14 @@ type ControllerManager struct {
 // points at it).
 func StartControllerManager(ctx context.Context, plan *Plan) (*ControllerManager, error) {
 	StampKubernetesVersion()
+	// kube-controller-manager would create its flex-volume plugin dir world-readable (0755).
+	// (and an older wasmkube let it), so it is made, or made private, first.
+	if err := os.MkdirAll(plan.Layout.FlexVolumeDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	if err := os.Chmod(plan.Layout.FlexVolumeDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("kube-controller-manager: %w", err)
+	}
 	s, err := options.NewKubeControllerManagerOptions()
 	if err != nil {
 		return nil, fmt.Errorf("kube-controller-manager options: %w", err)

@@ -293,6 +293,9 @@ func (p *Plan) apiserverDefaults(ip net.IP, authzChain string) []arg {
 		arg{"tls-private-key-file", k.ServingKey()},
 		arg{"client-ca-file", k.CACert()},
 		arg{"token-auth-file", k.TokenAuthFile()},
+		// Every request authenticates: kube-apiserver would otherwise let anonymous requests
+		// read /version, /healthz and the discovery documents.
+		arg{"anonymous-auth", "false"},
 		arg{"service-account-issuer", ServiceAccountIssuer},
 		arg{"service-account-key-file", k.ServiceAccountPub()},
 		arg{"service-account-signing-key-file", k.ServiceAccountKey()},
