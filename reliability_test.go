@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +22,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/wasmkube/wasmkube/profiles"
@@ -197,8 +201,8 @@ func testLoad(t *testing.T, faults bool) {
 	began := time.Now()
 	res := runLoad(t, clients, ns, n, faults)
 	took := time.Since(began)
-	t.Logf("%d requests from %d clients in %s (%.0f/s): %d failed as planned, %d unexpected errors",
-		res.requests.Load(), loadClients, took.Round(time.Millisecond), float64(res.requests.Load())/took.Seconds(), res.planned.Load(), res.unexpected.Load())
+	t.Logf("%d requests from %d clients in %s (%.0f/s): %d failed as planned, %d unexpected errors, %d watches closed by the server and opened again",
+		res.requests.Load(), loadClients, took.Round(time.Millisecond), float64(res.requests.Load())/took.Seconds(), res.planned.Load(), res.unexpected.Load(), res.rewatches.Load())
 	if res.unexpected.Load() > 0 {
 		t.Errorf("%d unexpected errors (first: %s)", res.unexpected.Load(), res.firstError())
 	}
@@ -208,7 +212,14 @@ func testLoad(t *testing.T, faults bool) {
 	poll(t, "goroutines back to the baseline", func(context.Context) (bool, error) {
 		return runtime.NumGoroutine() <= goroutines0+20, nil
 	})
-	poll(t, "every module instance idle", func(ctx context.Context) (bool, error) { return poolsIdle(ctx, c) })
+	var busy string
+	var metricsErr error
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		busy, metricsErr = busyPools(ctx, c)
+		return metricsErr == nil && busy == "", nil
+	}); err != nil {
+		t.Fatalf("module instances not idle after a minute: %s (metrics: %v)", busy, metricsErr)
+	}
 	rss1 := settledRSS()
 	t.Logf("RSS after GC: warm baseline %d MiB, after the run %d MiB; goroutines %d → %d",
 		rss0>>20, rss1>>20, goroutines0, runtime.NumGoroutine())
@@ -243,8 +254,10 @@ func loadClientsFor(t *testing.T) []loadClient {
 
 type loadResult struct {
 	requests, planned, unexpected atomic.Int64
-	mu                            sync.Mutex
-	first                         string
+	// rewatches counts watches the server closed before their event came (see awaitModified).
+	rewatches atomic.Int64
+	mu        sync.Mutex
+	first     string
 }
 
 func (r *loadResult) fail(format string, args ...any) {
@@ -340,17 +353,37 @@ func configMapLife(c kubernetes.Interface, ns, name, fault string, res *loadResu
 	got.Data["k"] = "updated"
 	_, err = cms.Update(ctx, got, metav1.UpdateOptions{})
 	if res.check("update "+name, err) {
-		select {
-		case ev, ok := <-w.ResultChan():
-			if !ok || ev.Type != "MODIFIED" {
-				res.fail("watch %s: %v %v", name, ev.Type, ok)
-			}
-		case <-time.After(10 * time.Second):
-			res.fail("watch %s: no event in 10s", name)
-		}
+		w = awaitModified(ctx, cms, w, name, got.ResourceVersion, res)
 	}
 	w.Stop()
 	res.check("delete "+name, cms.Delete(ctx, name, metav1.DeleteOptions{}))
+}
+
+// awaitModified waits for the MODIFIED event on w. A watch the server closed (the watch cache
+// drops a watcher that falls behind under load, as Kubernetes does) is opened again from the
+// same resource version, as informers do, up to three times; res counts the re-watches.
+func awaitModified(ctx context.Context, cms typedcorev1.ConfigMapInterface, w watch.Interface, name, rv string, res *loadResult) watch.Interface {
+	for attempt := 0; ; attempt++ {
+		select {
+		case ev, ok := <-w.ResultChan():
+			switch {
+			case ok && ev.Type == watch.Modified:
+				return w
+			case ok || attempt == 3:
+				res.fail("watch %s: %v %v (after %d re-watches)", name, ev.Type, ok, attempt)
+				return w
+			}
+		case <-time.After(10 * time.Second):
+			res.fail("watch %s: no event in 10s", name)
+			return w
+		}
+		res.rewatches.Add(1)
+		again, err := cms.Watch(ctx, metav1.ListOptions{LabelSelector: "load=" + name, ResourceVersion: rv})
+		if !res.check("watch again "+name, err) {
+			return w
+		}
+		w = again
+	}
 }
 
 func podLife(c kubernetes.Interface, ns, name string, res *loadResult) {
@@ -391,11 +424,12 @@ func createNamespace(t *testing.T, c kubernetes.Interface, prefix string) string
 	return ns.Name
 }
 
-// poolsIdle reports whether every pooled module's idle instances equal its pool size.
-func poolsIdle(ctx context.Context, c kubernetes.Interface) (bool, error) {
+// busyPools names the pooled modules whose idle instances are fewer than their pool size, with
+// both numbers ("" when every instance is idle).
+func busyPools(ctx context.Context, c kubernetes.Interface) (string, error) {
 	body, err := c.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return false, err
+		return "unknown", err
 	}
 	size, idle := map[string]string{}, map[string]string{}
 	for _, line := range strings.Split(string(body), "\n") {
@@ -408,14 +442,16 @@ func poolsIdle(ctx context.Context, c kubernetes.Interface) (bool, error) {
 		}
 	}
 	if len(size) == 0 {
-		return false, fmt.Errorf("no pool metrics")
+		return "unknown", fmt.Errorf("no pool metrics")
 	}
+	var busy []string
 	for labels, n := range size {
 		if idle[labels] != n {
-			return false, nil
+			busy = append(busy, fmt.Sprintf("%s: %s of %s idle", labels, idle[labels], n))
 		}
 	}
-	return true, nil
+	sort.Strings(busy)
+	return strings.Join(busy, "; "), nil
 }
 
 // settledRSS is the process's resident memory after the garbage collector returned what it could.

@@ -75,7 +75,7 @@ func (m *Module) newInstance(ctx context.Context, args []string, deadline time.T
 		cfg = cfg.WithArgs(args...)
 	}
 	inst.deadline, inst.callCtx = deadline, ctx
-	mod, err := m.rt.InstantiateModule(inst.ctx, m.compiled, cfg)
+	mod, err := inst.instantiate(cfg)
 	inst.callCtx = nil
 	if err != nil {
 		if mod != nil {
@@ -147,6 +147,24 @@ func (r randSource) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// instantiate instantiates the module, counted as running code (see activity).
+func (inst *instance) instantiate(cfg wazero.ModuleConfig) (api.Module, error) {
+	if err := inst.m.active.enter(); err != nil {
+		return nil, err
+	}
+	defer inst.m.active.exit()
+	return inst.m.rt.InstantiateModule(inst.ctx, inst.m.compiled, cfg)
+}
+
+// callFunction calls f, counted as running code (see activity).
+func (inst *instance) callFunction(f api.Function, params []uint64) ([]uint64, error) {
+	if err := inst.m.active.enter(); err != nil {
+		return nil, err
+	}
+	defer inst.m.active.exit()
+	return f.Call(inst.ctx, params...)
+}
+
 func (inst *instance) fn(name string) api.Function {
 	f, ok := inst.fns[name]
 	if !ok {
@@ -194,7 +212,7 @@ func (inst *instance) run(ctx context.Context, export string, stdin []byte, dead
 	inst.stdout.reset()
 	inst.stderr.reset()
 	inst.deadline, inst.callCtx, inst.hostBytes = deadline, ctx, 0
-	results, err := f.Call(inst.ctx, params...)
+	results, err := inst.callFunction(f, params)
 	inst.callCtx = nil
 	if err != nil {
 		inst.broken = true
@@ -219,6 +237,8 @@ func (inst *instance) classify(err error, fail func(ErrorKind, error) error) err
 		return fail(KindTimeout, fmt.Errorf("stopped after the call's deadline (timeout %s)", inst.m.cfg.Timeout))
 	case errors.Is(err, context.Canceled):
 		return fail(KindTimeout, errors.New("caller canceled the call"))
+	case errors.Is(err, errRuntimeClosed):
+		return fail(KindClosed, err)
 	case errors.Is(err, errStackExhausted):
 		return fail(KindStack, fmt.Errorf("the call stack passed its limit of %d MiB (deep or endless recursion)", inst.m.cfg.stackLimit()>>20))
 	case errors.As(err, &limit):

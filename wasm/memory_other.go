@@ -4,5 +4,5 @@ package wasm
 
 import "github.com/tetratelabs/wazero/experimental"
 
-// memoryAllocator is wazero's own where there is no mmap: memory is a Go slice.
-var memoryAllocator experimental.MemoryAllocator
+// mapMemory is a Go slice where there is no mmap.
+func mapMemory(_, max uint64) experimental.LinearMemory { return &sliceMemory{max: max} }

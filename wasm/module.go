@@ -154,6 +154,7 @@ type Module struct {
 	logs     *logLimiter
 	hash     string
 	rt       wazero.Runtime
+	active   *activity
 	compiled wazero.CompiledModule
 	// pool holds a pooled module's instances; nil entries are slots whose instance must be
 	// created. slots bounds a fresh module's instances in use.
@@ -163,6 +164,9 @@ type Module struct {
 	// not wait for instantiation (and the start functions); refilling says one is being made.
 	spare     chan *instance
 	refilling atomic.Bool
+	// observing makes reading the pool's length and reporting it one step, so that the last
+	// report is never an older length than one reported before it.
+	observing sync.Mutex
 	// mu orders closing against starting background work: once closed is set under mu, no
 	// goroutine is added to wg.
 	mu     sync.Mutex
@@ -191,7 +195,7 @@ func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Mo
 		}
 	}
 	sum := sha256.Sum256(bin)
-	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), observer: r.observer, logger: r.logger, rt: r.rt}
+	m := &Module{cfg: cfg, hash: hex.EncodeToString(sum[:]), observer: r.observer, logger: r.logger, rt: r.rt, active: r.active}
 	m.logs = newLogLimiter(r.logger.With("module", cfg.Name))
 	res, err := wasmbin.Rewrite(bin, m.rewriteOptions())
 	if err != nil {
@@ -233,7 +237,7 @@ func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Mo
 		for _, inst := range insts {
 			m.pool <- inst
 		}
-		m.observer.ObservePool(cfg.Name, cfg.PoolSize, len(m.pool))
+		m.observePool()
 	}
 	return m, nil
 }
@@ -319,14 +323,14 @@ func (m *Module) with(ctx context.Context, export string, args []string, use fun
 	if err != nil {
 		return err
 	}
-	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
+	m.observePool()
 	done := false
 	defer func() {
 		if !done { // use panicked: the instance's state is unknown
 			inst.broken = true
 		}
 		m.release(inst)
-		m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
+		m.observePool()
 	}()
 	err = use(inst, deadline)
 	done = true
@@ -456,6 +460,16 @@ func (m *Module) acquire(ctx context.Context, export string, deadline time.Time)
 	return inst, nil
 }
 
+// observePool reports the pool's size and idle instances.
+func (m *Module) observePool() {
+	m.observing.Lock()
+	defer m.observing.Unlock()
+	if m.closed.Load() {
+		return // Close reported the pool gone
+	}
+	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
+}
+
 // release returns a healthy instance to the pool; a faulted one is closed and replaced in the
 // background so the next caller does not pay for the new instance.
 func (m *Module) release(inst *instance) {
@@ -471,7 +485,7 @@ func (m *Module) release(inst *instance) {
 		} else {
 			m.pool <- fresh
 		}
-		m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
+		m.observePool()
 	})
 	if !replaced {
 		m.pool <- nil
@@ -514,7 +528,9 @@ func (m *Module) Close(ctx context.Context) error {
 				return fmt.Errorf("close module %q: %d instances still in use: %w", m.cfg.Name, cap(m.pool)-i, ctx.Err())
 			}
 		}
+		m.observing.Lock()
 		m.observer.ObservePool(m.cfg.Name, 0, 0)
+		m.observing.Unlock()
 	}
 	if m.slots != nil {
 		for i := 0; i < cap(m.slots); i++ {

@@ -227,9 +227,11 @@ func TestCallerDeadlineAndBusyPool(t *testing.T) {
 		t.Fatalf("loop under a 100ms caller deadline: %v", err)
 	}
 	// Hold the only instance with a slow call; a caller with a short deadline gets KindBusy.
+	// First wait for the timed-out instance's replacement, so that only the slow call takes it.
+	waitFor(t, "the timed-out instance's replacement", func() bool { return len(m.pool) == 1 })
 	done := make(chan error)
 	go func() { _, err := call(m, "slow"); done <- err }()
-	time.Sleep(10 * time.Millisecond)
+	waitFor(t, "the slow call to take the instance", func() bool { return len(m.pool) == 0 })
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel2()
 	err = m.CallEnvelope(ctx2, ExportValidate, 1, nil, &out)

@@ -76,12 +76,13 @@ type Runtime struct {
 	observer Observer
 	cache    wazero.CompilationCache
 	rt       wazero.Runtime
+	active   *activity
 }
 
 // NewRuntime creates a runtime with the compiler engine and the WASI, wasmkube and waPC host
 // modules.
 func NewRuntime(ctx context.Context, cfg RuntimeConfig) (_ *Runtime, err error) {
-	r := &Runtime{logger: cfg.Logger, observer: cfg.Observer}
+	r := &Runtime{logger: cfg.Logger, observer: cfg.Observer, active: &activity{}}
 	if r.logger == nil {
 		r.logger = slog.Default()
 	}
@@ -123,8 +124,28 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (_ *Runtime, err error) 
 	return r, nil
 }
 
+// closeWait bounds Runtime.Close when its context has no deadline.
+const closeWait = time.Minute
+
 // Close closes every module and the runtime.
+//
+// # Notes
+//
+//   - Calls and instantiations that run finish first (each ends by its deadline); new ones
+//     fail. When ctx ends before they finish, Close returns an error and leaves the runtime
+//     open under them: closing an instance under its running code would crash the process.
+//   - Without a deadline in ctx, Close waits at most a minute (a module not metered may never
+//     return).
+//   - Close the modules first (Module.Close): it lets calls waiting for an instance finish too.
 func (r *Runtime) Close(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, closeWait)
+		defer cancel()
+	}
+	if err := r.active.close(ctx); err != nil {
+		return fmt.Errorf("close module runtime: %w", err)
+	}
 	return errors.Join(r.rt.Close(ctx), r.cache.Close(ctx))
 }
 

@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ func TestFreshCallsAreBoundedByPoolSize(t *testing.T) {
 		var out anyResponse
 		done <- m.CallEnvelope(ctx, ExportValidate, 1, settings("sleep"), &out)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the sleeping call to take the only slot", func() bool { return len(m.slots) == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var out anyResponse
@@ -110,5 +111,121 @@ func TestCloseWhileInstancesAreReplaced(t *testing.T) {
 			t.Fatal(err)
 		}
 		wg.Wait()
+	}
+}
+
+// Closing the runtime under running code (a call, and an instantiation whose start function
+// loops over memory) waits for both to end at their deadlines: closing an instance under its
+// code would unmap the memory it uses and kill the process. New calls fail at once; a close
+// whose context ends first says so and leaves the runtime open.
+func TestRuntimeCloseUnderRunningCode(t *testing.T) {
+	r, err := NewRuntime(context.Background(), RuntimeConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := load(t, r, ModuleConfig{PoolSize: 2, Timeout: 500 * time.Millisecond})
+	startLoop, err := os.ReadFile("testdata/hostile/start-loop.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	called, loaded := make(chan error, 1), make(chan error, 1)
+	go func() {
+		var out anyResponse
+		called <- m.CallEnvelope(context.Background(), ExportValidate, 1, settings("sleep"), &out)
+	}()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, err := r.Load(ctx, startLoop, ModuleConfig{Name: "start-loop", Exports: []string{ExportValidate}, Timeout: 500 * time.Millisecond})
+		loaded <- err
+	}()
+	waitFor(t, "the call to take an instance", func() bool { return len(m.pool) == 1 })
+	time.Sleep(50 * time.Millisecond) // the start function loops by now
+	short, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := r.Close(short); err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Errorf("close within 10ms: %v, want an error saying code still runs", err)
+	}
+	if _, err := call(m, ""); !IsKind(err, KindClosed) {
+		t.Errorf("a call after Close began: %v, want closed", err)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-called; !IsKind(err, KindTimeout) {
+		t.Errorf("the sleeping call: %v, want a timeout", err)
+	}
+	if err := <-loaded; !IsKind(err, KindTimeout) {
+		t.Errorf("the looping start function: %v, want a timeout", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+	}
+}
+
+// poolObserver keeps the last pool report of each module.
+type poolObserver struct {
+	nopObserver
+	mu   sync.Mutex
+	last map[string][2]int
+}
+
+func (o *poolObserver) ObservePool(module string, size, idle int) {
+	// A report takes a while (as a metrics registry may): one that read the pool earlier
+	// must still not land after one that read it later.
+	time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.last[module] = [2]int{size, idle}
+}
+
+// The pool metric settles on what the pool holds: after many concurrent calls (some of which
+// replace their instance), the last report says every instance is idle; after Close, that the
+// pool is gone.
+func TestPoolReportsSettle(t *testing.T) {
+	obs := &poolObserver{last: map[string][2]int{}}
+	r, err := NewRuntime(context.Background(), RuntimeConfig{Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(context.Background()) })
+	m := load(t, r, ModuleConfig{PoolSize: 3, Timeout: 5 * time.Second})
+	for round := 0; round < 20; round++ {
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mode := ""
+				if g == 0 && round%4 == 0 {
+					mode = "trap"
+				}
+				_, _ = call(m, mode)
+			}()
+		}
+		wg.Wait()
+		// A replacement is reported when it is made; no report may be left behind.
+		var last [2]int
+		for deadline := time.Now().Add(2 * time.Second); last != [2]int{3, 3} && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			obs.mu.Lock()
+			last = obs.last["faults"]
+			obs.mu.Unlock()
+		}
+		if last != [2]int{3, 3} || len(m.pool) != 3 {
+			t.Fatalf("round %d: last report %v with %d instances idle, want [3 3]", round, last, len(m.pool))
+		}
+	}
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if last := obs.last["faults"]; last != [2]int{0, 0} {
+		t.Errorf("after Close: last report %v, want [0 0]", last)
 	}
 }
