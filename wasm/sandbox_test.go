@@ -139,8 +139,11 @@ func TestRuntimeCloseUnderRunningCode(t *testing.T) {
 		_, err := r.Load(ctx, startLoop, ModuleConfig{Name: "start-loop", Exports: []string{ExportValidate}, Timeout: 500 * time.Millisecond})
 		loaded <- err
 	}()
-	waitFor(t, "the call to take an instance", func() bool { return len(m.pool) == 1 })
-	time.Sleep(50 * time.Millisecond) // the start function loops by now
+	waitFor(t, "the call and the start function to run", func() bool {
+		r.active.mu.Lock()
+		defer r.active.mu.Unlock()
+		return r.active.running == 2
+	})
 	short, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	if err := r.Close(short); err == nil || !strings.Contains(err.Error(), "still running") {
