@@ -28,6 +28,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/wasmkube/wasmkube/internal/memstat"
 	"github.com/wasmkube/wasmkube/profiles"
 )
 
@@ -204,7 +205,7 @@ func testLoad(t *testing.T, faults bool) {
 	if warm.unexpected.Load() > 0 {
 		t.Errorf("warm-up: %d unexpected errors (first: %s)", warm.unexpected.Load(), warm.firstError())
 	}
-	rss0, goroutines0 := settledRSS(), runtime.NumGoroutine()
+	rss0, goroutines0 := memstat.Settled(), runtime.NumGoroutine()
 	began := time.Now()
 	res := runLoad(t, clients, ns, n, faults)
 	took := time.Since(began)
@@ -227,7 +228,7 @@ func testLoad(t *testing.T, faults bool) {
 	}); err != nil {
 		t.Fatalf("module instances not idle after a minute: %s (metrics: %v)", busy, metricsErr)
 	}
-	rss1 := settledRSS()
+	rss1 := memstat.Settled()
 	t.Logf("RSS after GC: warm baseline %d MiB, after the run %d MiB; goroutines %d → %d",
 		rss0>>20, rss1>>20, goroutines0, runtime.NumGoroutine())
 	if float64(rss1) > 1.1*float64(rss0) {
@@ -461,49 +462,9 @@ func busyPools(ctx context.Context, c kubernetes.Interface) (string, error) {
 	return strings.Join(busy, "; "), nil
 }
 
-// settledRSS is the process's resident memory after the garbage collector returned what it could.
-func settledRSS() int64 {
-	runtime.GC()
-	debug.FreeOSMemory()
-	return rss()
-}
-
 // watchRSS samples the process's resident memory until the test ends; peak returns the highest.
 func watchRSS(t *testing.T) (peak func() int64) {
-	var highest atomic.Int64
-	highest.Store(rss())
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-				if v := rss(); v > highest.Load() {
-					highest.Store(v)
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
-	return func() int64 { return max(highest.Load(), rss()) }
-}
-
-// rss reads the process's resident set size from /proc (0 where there is none), without
-// allocating: the samplers must not add to what they measure.
-func rss() int64 {
-	var buf [128]byte
-	f, err := os.Open("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	n, _ := f.Read(buf[:])
-	fields := strings.Fields(string(buf[:n]))
-	if len(fields) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(fields[1], 10, 64)
-	return pages * int64(os.Getpagesize())
+	peak, stop := memstat.Watch()
+	t.Cleanup(stop)
+	return peak
 }

@@ -8,14 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wasmkube/wasmkube/internal/memstat"
 )
 
 // The hostile modules (testdata/hostile/*.wat, assembled into the .wasm beside each) each try to
@@ -103,7 +102,7 @@ func TestHostileModules(t *testing.T) {
 			if c.cfg != nil {
 				c.cfg(&cfg)
 			}
-			before := settledRSS()
+			before := memstat.Settled()
 			peak := watchRSS(t)
 			if c.refused != "" {
 				ctx, cancel := context.WithTimeout(context.Background(), hostileTimeout)
@@ -212,55 +211,11 @@ func watFlags(path string) ([]string, error) {
 	return nil, s.Err()
 }
 
-// settledRSS is the process's resident memory after the garbage collector returned what it could.
-func settledRSS() int64 {
-	runtime.GC()
-	debug.FreeOSMemory()
-	return rss()
-}
-
 // watchRSS samples the process's resident memory until the test ends; peak returns the highest.
 func watchRSS(t *testing.T) (peak func() int64) {
-	var highest atomic.Int64
-	highest.Store(rss())
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if v := rss(); v > highest.Load() {
-					highest.Store(v)
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
-	return func() int64 {
-		if v := rss(); v > highest.Load() {
-			highest.Store(v)
-		}
-		return highest.Load()
-	}
-}
-
-// rss reads the resident set size from /proc (0 where there is none).
-func rss() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(b))
-	if len(fields) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(fields[1], 10, 64)
-	return pages * int64(os.Getpagesize())
+	peak, stop := memstat.Watch()
+	t.Cleanup(stop)
+	return peak
 }
 
 // lockedBuffer is a log destination safe for concurrent writers.
