@@ -29,7 +29,7 @@ import (
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
-	"github.com/wasmkube/wasmkube/wasm"
+	kwpolicy "github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 const hmacSecret = "a-test-secret-that-is-long-enough"
@@ -161,13 +161,13 @@ rules:
 	monitor := kubewarden("kw-monitor", "safe-annotations", `{"mandatory_annotations":["owner"]}`, "monitor")
 	monitor.Mode = "monitor"
 	// unique-ingress-host re-annotated to read Services only: its Ingress lookups are refused.
-	md, err := wasm.ParseMetadata([]byte("executionMode: wasi\ncontextAwareResources: [{apiVersion: v1, kind: Service}]\n" +
+	md, err := kwpolicy.ParseMetadata([]byte("executionMode: wasi\ncontextAwareResources: [{apiVersion: v1, kind: Service}]\n" +
 		"rules: [{apiGroups: [networking.k8s.io], apiVersions: [v1], resources: [ingresses], operations: [CREATE]}]\n"))
 	if err != nil {
 		return nil, nil, err
 	}
 	bin, _ := examples.Module("unique-ingress-host")
-	if bin, err = wasm.Annotate(bin, md); err != nil {
+	if bin, err = kwpolicy.Annotate(bin, md); err != nil {
 		return nil, nil, err
 	}
 	refusedPath := filepath.Join(dir, "services-only.wasm")

@@ -22,6 +22,7 @@ import (
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/hook"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 // BenchmarkKubewardenLookup measures a context-aware policy's lookups against the package's
@@ -52,7 +53,7 @@ func BenchmarkKubewardenLookup(b *testing.B) {
 	cfg.QPS, cfg.Burst = -1, 0 // measure the server, not client-side rate limiting
 	host.Connect(dynamic.NewForConfigOrDie(cfg),
 		restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Discovery())), nil, stop)
-	grants := wasm.PolicyGrants{ContextAwareResources: []wasm.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}}
+	grants := kubewarden.PolicyGrants{ContextAwareResources: []kubewarden.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}}
 	policyHost := host.ForPolicy("unique-ingress-host", grants)
 
 	get := func(disable bool) []byte {
@@ -87,7 +88,7 @@ func BenchmarkKubewardenLookup(b *testing.B) {
 		}
 		defer rt.Close(ctx)
 		bin, _ := examples.Module("unique-ingress-host")
-		p, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{Module: wasm.ModuleConfig{Name: "unique-ingress-host"}, Kubernetes: policyHost, Grants: grants})
+		p, err := kubewarden.Load(ctx, rt, bin, kubewarden.PolicyConfig{Module: wasm.ModuleConfig{Name: "unique-ingress-host"}, Kubernetes: policyHost, Grants: grants})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -96,7 +97,7 @@ func BenchmarkKubewardenLookup(b *testing.B) {
 			"metadata": map[string]any{"name": "new"}, "spec": map[string]any{"rules": []any{map[string]any{"host": "h7.bench.example.com"}}}})
 		req := &admissionv1.AdmissionRequest{UID: "u", Operation: admissionv1.Create, Namespace: ns, Name: "new", Object: runtime.RawExtension{Raw: obj}}
 		report(b, func() {
-			res, err := p.Admit(ctx, req, false)
+			res, err := p.Admit(ctx, &admissionv1.AdmissionReview{Request: req}, false)
 			if err != nil || res.Allowed {
 				b.Fatalf("want the clash found: %+v %v", res, err)
 			}

@@ -22,8 +22,9 @@ import (
 
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/profiles"
-	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
 	"github.com/wasmkube/wasmkube/wasm/hook"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 // testUngrantedPolicyRefused: Up refuses a Kubewarden policy whose metadata asks for more than
@@ -63,7 +64,7 @@ admission:
 
 // grantedHost is a Kubewarden host connected to the package's cluster (through the admin's
 // client, as the admission plugin's is), for one policy granted kinds.
-func grantedHost(t *testing.T, grants wasm.PolicyGrants) wasm.KubernetesHost {
+func grantedHost(t *testing.T, grants kubewarden.PolicyGrants) kubewarden.KubernetesHost {
 	t.Helper()
 	c := kubernetes.NewForConfigOrDie(cluster.RESTConfig)
 	stop := make(chan struct{})
@@ -79,7 +80,7 @@ func grantedHost(t *testing.T, grants wasm.PolicyGrants) wasm.KubernetesHost {
 // check bypassed): a ConfigMap that exists and Secrets are refused, Ingresses are listed.
 func testGrantedReadsOnly(t *testing.T) {
 	ctx := context.Background()
-	h := grantedHost(t, wasm.PolicyGrants{ContextAwareResources: []wasm.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}})
+	h := grantedHost(t, kubewarden.PolicyGrants{ContextAwareResources: []kubewarden.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}})
 	// A ConfigMap that exists (the API server's client CA), from the cache and directly.
 	for _, payload := range []string{
 		`{"api_version":"v1","kind":"ConfigMap","name":"extension-apiserver-authentication","namespace":"kube-system"}`,
@@ -118,7 +119,7 @@ func testLookupVersions(t *testing.T) {
 	if _, err := client(t).AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	h := grantedHost(t, wasm.PolicyGrants{ContextAwareResources: []wasm.ContextAwareResource{
+	h := grantedHost(t, kubewarden.PolicyGrants{ContextAwareResources: []kubewarden.ContextAwareResource{
 		{APIVersion: "autoscaling/v1", Kind: "HorizontalPodAutoscaler"}, {APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"}}})
 	type read struct {
 		APIVersion string `json:"apiVersion"`
@@ -185,7 +186,7 @@ func testTokenNeverLogged(t *testing.T) {
 		t.Fatalf("an unknown token: %v, want Unauthorized", err)
 	}
 	waitForLog(t, "echo-token's failure", func(log string) bool {
-		return strings.Contains(log, "giving up on token "+wasm.Redacted)
+		return strings.Contains(log, "giving up on token "+envelope.Redacted)
 	})
 	b, err := os.ReadFile(filepath.Join(cluster.DataDir, "logs", "kube.log"))
 	if err != nil {

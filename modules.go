@@ -23,7 +23,9 @@ import (
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
 	"github.com/wasmkube/wasmkube/wasm/hook"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 	"github.com/wasmkube/wasmkube/wasm/metrics"
 )
 
@@ -71,19 +73,19 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e 
 		MatchConditions: m.MatchConditions, Monitor: m.Mode == "monitor", Message: m.Message,
 	}
 	if m.Type != "kubewarden" {
-		loaded, err := rt.Load(ctx, bin, moduleConfig(p, m.Module, wasm.ExportValidate))
+		loaded, err := rt.Load(ctx, bin, moduleConfig(p, m.Module, envelope.ExportValidate))
 		if err != nil {
 			return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 		}
-		am.Admitter = hook.WASI(hook.Module{Module: loaded, Settings: m.Settings})
+		am.Admitter = hook.Envelope(hook.Module{Module: loaded, Settings: m.Settings})
 		return loadedAdmission{am, func() error { return loaded.Close(context.Background()) }}, nil
 	}
 	grants := policyGrants(m.Grants)
 	if err := checkPolicyGrants(e.where, bin, grants); err != nil {
 		return loadedAdmission{}, err
 	}
-	policy, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{
-		Module: moduleConfig(p, m.Module, ""), Mode: wasm.ExecutionMode(m.ExecutionMode),
+	policy, err := kubewarden.Load(ctx, rt, bin, kubewarden.PolicyConfig{
+		Module: moduleConfig(p, m.Module, ""), Mode: kubewarden.ExecutionMode(m.ExecutionMode),
 		Settings: m.Settings, Kubernetes: kube.ForPolicy(m.Name, grants), Grants: grants, Logger: logger,
 	})
 	if err != nil {
@@ -105,13 +107,13 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e 
 }
 
 // policyGrants are what a Kubewarden policy's entry grants it.
-func policyGrants(g *profiles.Grants) wasm.PolicyGrants {
+func policyGrants(g *profiles.Grants) kubewarden.PolicyGrants {
 	if g == nil {
-		return wasm.PolicyGrants{}
+		return kubewarden.PolicyGrants{}
 	}
-	out := wasm.PolicyGrants{HostCapabilities: g.HostCapabilities}
+	out := kubewarden.PolicyGrants{HostCapabilities: g.HostCapabilities}
 	for _, r := range g.ContextAwareResources {
-		out.ContextAwareResources = append(out.ContextAwareResources, wasm.ContextAwareResource{APIVersion: r.APIVersion, Kind: r.Kind})
+		out.ContextAwareResources = append(out.ContextAwareResources, kubewarden.ContextAwareResource{APIVersion: r.APIVersion, Kind: r.Kind})
 	}
 	return out
 }
@@ -119,13 +121,13 @@ func policyGrants(g *profiles.Grants) wasm.PolicyGrants {
 // checkPolicyGrants refuses a Kubewarden policy (bin) whose metadata asks for more than its
 // entry (where) grants, with the profile lines that would grant it, and a granted host
 // capability that names no host call.
-func checkPolicyGrants(where string, bin []byte, g wasm.PolicyGrants) error {
+func checkPolicyGrants(where string, bin []byte, g kubewarden.PolicyGrants) error {
 	for i, c := range g.HostCapabilities {
-		if err := wasm.CheckCapabilityPattern(c); err != nil {
+		if err := kubewarden.CheckCapabilityPattern(c); err != nil {
 			return fmt.Errorf("%s: grants.hostCapabilities[%d]: %w", where, i, err)
 		}
 	}
-	md, _, err := wasm.ReadMetadata(bin)
+	md, _, err := kubewarden.ReadMetadata(bin)
 	if err != nil || md == nil {
 		return nil // no metadata asks for nothing; unreadable metadata fails the load with its own error
 	}
@@ -138,7 +140,7 @@ func checkPolicyGrants(where string, bin []byte, g wasm.PolicyGrants) error {
 }
 
 // grantLines are the profile lines that grant g, indented for an entry of a module list.
-func grantLines(g wasm.PolicyGrants) string {
+func grantLines(g kubewarden.PolicyGrants) string {
 	var grants profiles.Grants
 	for _, r := range g.ContextAwareResources {
 		grants.ContextAwareResources = append(grants.ContextAwareResources, profiles.ContextAwareResource{APIVersion: r.APIVersion, Kind: r.Kind})
@@ -340,12 +342,12 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 	}
 	authn := make([]hook.Module, len(c.authn))
 	for i, e := range c.authn {
-		start(func() (err error) { authn[i], err = load(e.where, e.m, wasm.ExportAuthn); return err })
+		start(func() (err error) { authn[i], err = load(e.where, e.m, envelope.ExportAuthn); return err })
 	}
 	authz := make([]hook.AuthzModule, len(c.authz))
 	for i, e := range c.authz {
 		start(func() error {
-			hm, err := load(e.where, e.m.Module, wasm.ExportAuthz)
+			hm, err := load(e.where, e.m.Module, envelope.ExportAuthz)
 			policy := hook.NoOpinion
 			if e.m.FailurePolicy == "Deny" {
 				policy = hook.Deny

@@ -13,6 +13,8 @@ import (
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 // TestModuleConfig: a profile entry's per-module options reach the runtime, relative granted
@@ -26,7 +28,7 @@ func TestModuleConfig(t *testing.T) {
 		Grants: &profiles.Grants{Env: map[string]string{"A": "1"}, Args: []string{"x"},
 			ReadOnlyDirs: []profiles.DirMount{{HostPath: "data", GuestPath: "/data"}}},
 	}
-	cfg := moduleConfig(p, m, wasm.ExportValidate)
+	cfg := moduleConfig(p, m, envelope.ExportValidate)
 	if cfg.Name != "m" || cfg.Exports[0] != "validate" || cfg.Timeout != time.Second || cfg.MemoryLimit != 32<<20 ||
 		cfg.Isolation != wasm.Fresh || cfg.PoolSize != 3 || !cfg.Debug {
 		t.Errorf("config %+v", cfg)
@@ -45,15 +47,15 @@ func TestCheckPolicyGrants(t *testing.T) {
 	if !ok {
 		t.Fatal("no unique-ingress-host")
 	}
-	md, _, err := wasm.ReadMetadata(bin)
+	md, _, err := kubewarden.ReadMetadata(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	md.HostCapabilities = []string{"kubernetes/can_i", "net/*"}
-	if bin, err = wasm.Annotate(bin, md); err != nil {
+	if bin, err = kubewarden.Annotate(bin, md); err != nil {
 		t.Fatal(err)
 	}
-	err = checkPolicyGrants("profile p: admission.modules[0] (u)", bin, wasm.PolicyGrants{})
+	err = checkPolicyGrants("profile p: admission.modules[0] (u)", bin, kubewarden.PolicyGrants{})
 	if err == nil {
 		t.Fatal("a policy asking for Ingresses, can_i and net/* was granted nothing and not refused")
 	}
@@ -69,7 +71,7 @@ func TestCheckPolicyGrants(t *testing.T) {
 	if err := checkPolicyGrants("p", bin, policyGrants(p.Admission.Modules[0].Grants)); err != nil {
 		t.Errorf("with the printed lines added: %v\n%s", err, doc)
 	}
-	err = checkPolicyGrants("p", bin, wasm.PolicyGrants{HostCapabilities: []string{"net/v1/dns"}})
+	err = checkPolicyGrants("p", bin, kubewarden.PolicyGrants{HostCapabilities: []string{"net/v1/dns"}})
 	if err == nil || !strings.Contains(err.Error(), `p: grants.hostCapabilities[0]: "net/v1/dns" matches no host capability`) {
 		t.Errorf("a granted capability that names nothing: %v", err)
 	}

@@ -24,11 +24,15 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
+	"github.com/wasmkube/wasmkube/wasm/hook"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 func exampleDirs(t *testing.T) []string {
@@ -69,11 +73,11 @@ func TestCommittedWasmIsCurrent(t *testing.T) {
 				t.Fatal(err)
 			}
 			if metadata != nil { // as `wasmkube module annotate` writes it
-				md, err := wasm.ParseMetadata(metadata)
+				md, err := kubewarden.ParseMetadata(metadata)
 				if err != nil {
 					t.Fatalf("metadata.yml: %v", err)
 				}
-				if want, err = wasm.Annotate(want, md); err != nil {
+				if want, err = kubewarden.Annotate(want, md); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -132,52 +136,52 @@ func admissionRequest(kind, resource string, op admissionv1.Operation, object st
 }
 
 func TestMagicAuthn(t *testing.T) {
-	m := load(t, "magic-authn", wasm.ExportAuthn)
-	resp, ok, err := m.Authenticate(context.Background(), nil, "magic-token", []string{"https://kubernetes.default.svc"})
+	m := load(t, "magic-authn", envelope.ExportAuthn)
+	resp, ok, err := authenticate(m, nil, "magic-token", []string{"https://kubernetes.default.svc"})
 	if err != nil || !ok {
 		t.Fatalf("magic-token: %v %v", ok, err)
 	}
 	u := resp.User
-	if u.GetName() != "magic-user" || u.GetUID() != "0" || !slices.Equal(u.GetGroups(), []string{"magic-group"}) {
+	if u.GetName() != "magic-user" || u.GetUID() != "0" || !slices.Equal(u.GetGroups(), []string{"magic-group", "system:authenticated"}) {
 		t.Errorf("user %+v", u)
 	}
 	if !slices.Equal(resp.Audiences, []string{"https://kubernetes.default.svc"}) {
 		t.Errorf("audiences %v: a module that names none grants the API audiences", resp.Audiences)
 	}
-	if _, ok, err := m.Authenticate(context.Background(), nil, "other-token", nil); ok || err != nil {
+	if _, ok, err := authenticate(m, nil, "other-token", nil); ok || err != nil {
 		t.Errorf("other token: %v %v, want not authenticated", ok, err)
 	}
 }
 
 func TestMagicAuthz(t *testing.T) {
-	m := load(t, "magic-authz", wasm.ExportAuthz)
+	m := load(t, "magic-authz", envelope.ExportAuthz)
 	attrs := func(groups []string, resource string) authorizer.Attributes {
 		return authorizer.AttributesRecord{User: &user.DefaultInfo{Name: "magic-user", Groups: groups}, Verb: "list",
 			Resource: resource, APIVersion: "v1", ResourceRequest: true}
 	}
-	d, reason, err := m.Authorize(context.Background(), nil, attrs([]string{"magic-group"}, "configmaps"))
+	d, reason, err := authorize(m, nil, attrs([]string{"magic-group"}, "configmaps"))
 	if err != nil || d != authorizer.DecisionAllow || reason == "" {
 		t.Errorf("configmaps: %v %q %v", d, reason, err)
 	}
 	for _, a := range []authorizer.Attributes{attrs([]string{"magic-group"}, "pods"), attrs([]string{"other"}, "configmaps")} {
-		if d, _, err := m.Authorize(context.Background(), nil, a); err != nil || d != authorizer.DecisionNoOpinion {
+		if d, _, err := authorize(m, nil, a); err != nil || d != authorizer.DecisionNoOpinion {
 			t.Errorf("%v: %v %v, want no opinion", a, d, err)
 		}
 	}
 }
 
 func TestMagicValidate(t *testing.T) {
-	m := load(t, "magic-validate", wasm.ExportValidate)
-	res, err := m.Admit(context.Background(), nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
+	m := load(t, "magic-validate", envelope.ExportValidate)
+	res, err := admit(m, nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
 		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"not-allowed-value":"abc"}}`), false)
 	if err != nil || res.Allowed {
 		t.Fatalf("not-allowed-value: %+v %v", res, err)
 	}
 	want := `admission WASM module "magic-validate" denied the request: value 'not-allowed-value' not allowed in configmap`
-	if got := wasm.DenialMessage("magic-validate", res.Result); got != want {
+	if got := hook.DenialMessage("magic-validate", res.Result); got != want {
 		t.Errorf("message %q, want %q", got, want)
 	}
-	res, err = m.Admit(context.Background(), nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
+	res, err = admit(m, nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
 		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"ok":"1"}}`), false)
 	if err != nil || !res.Allowed || res.Patch != nil {
 		t.Fatalf("plain configmap: %+v %v", res, err)
@@ -185,13 +189,13 @@ func TestMagicValidate(t *testing.T) {
 }
 
 func TestMagicMutate(t *testing.T) {
-	m := load(t, "magic-mutate", wasm.ExportValidate)
+	m := load(t, "magic-mutate", envelope.ExportValidate)
 	for _, obj := range []string{
 		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"}}`,
 		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"a":"1"}}`,
 	} {
-		res, err := m.Admit(context.Background(), nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, obj), true)
-		if err != nil || !res.Allowed || res.PatchType != admissionv1.PatchTypeJSONPatch {
+		res, err := admit(m, nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, obj), true)
+		if err != nil || !res.Allowed || res.PatchType == nil || *res.PatchType != admissionv1.PatchTypeJSONPatch {
 			t.Fatalf("mutate %s: %+v %v", obj, res, err)
 		}
 		patch, _ := jsonpatch.DecodePatch(res.Patch)
@@ -206,14 +210,14 @@ func TestMagicMutate(t *testing.T) {
 		}
 	}
 	// As a validating module, a patch is refused.
-	_, err := m.Admit(context.Background(), nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, `{"kind":"ConfigMap"}`), false)
+	_, err := admit(m, nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, `{"kind":"ConfigMap"}`), false)
 	if !wasm.IsKind(err, wasm.KindInvalidResponse) || !strings.Contains(err.Error(), "may not patch") {
 		t.Errorf("validating module patching: %v", err)
 	}
 }
 
 func TestWorkloadPolicy(t *testing.T) {
-	m := load(t, "workload-policy", wasm.ExportValidate)
+	m := load(t, "workload-policy", envelope.ExportValidate)
 	settings := json.RawMessage(`{"requiredLabels":["team"],"allowedRegistries":["registry.k8s.io/","ghcr.io/acme/"]}`)
 	deploy := func(labels, image string) string {
 		return `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","labels":` + labels + `},` +
@@ -234,7 +238,7 @@ func TestWorkloadPolicy(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			req := admissionRequest("Deployment", "deployments", admissionv1.Create, c.object)
 			req.Kind.Group = "apps"
-			res, err := m.Admit(context.Background(), settings, req, false)
+			res, err := admit(m, settings, req, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +251,7 @@ func TestWorkloadPolicy(t *testing.T) {
 		})
 	}
 	// Other kinds pass untouched.
-	res, err := m.Admit(context.Background(), settings, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, `{"kind":"ConfigMap"}`), false)
+	res, err := admit(m, settings, admissionRequest("ConfigMap", "configmaps", admissionv1.Create, `{"kind":"ConfigMap"}`), false)
 	if err != nil || !res.Allowed {
 		t.Errorf("configmap: %+v %v", res, err)
 	}
@@ -262,12 +266,12 @@ func mint(secret, payload string) string {
 }
 
 func TestHMACAuthn(t *testing.T) {
-	m := load(t, "hmac-authn", wasm.ExportAuthn)
+	m := load(t, "hmac-authn", envelope.ExportAuthn)
 	settings := json.RawMessage(`{"secret":"s3cret","issuer":"platform"}`)
 	future := time.Now().Add(time.Hour).Unix()
 	good := mint("s3cret", `{"sub":"alice","uid":"1001","groups":["dev"],"iss":"platform","exp":`+itoa(future)+`}`)
-	resp, ok, err := m.Authenticate(context.Background(), settings, good, nil)
-	if err != nil || !ok || resp.User.GetName() != "alice" || !slices.Equal(resp.User.GetGroups(), []string{"dev"}) || resp.User.GetExtra()["hmac-authn/expires"] == nil {
+	resp, ok, err := authenticate(m, settings, good, nil)
+	if err != nil || !ok || resp.User.GetName() != "alice" || !slices.Equal(resp.User.GetGroups(), []string{"dev", "system:authenticated"}) || resp.User.GetExtra()["hmac-authn/expires"] == nil {
 		t.Fatalf("good token: %+v %v %v", resp, ok, err)
 	}
 	bad := map[string]string{
@@ -280,12 +284,12 @@ func TestHMACAuthn(t *testing.T) {
 		"garbage inside": mint("s3cret", `{"sub":`),
 	}
 	for name, tok := range bad {
-		if _, ok, err := m.Authenticate(context.Background(), settings, tok, nil); ok || err != nil {
+		if _, ok, err := authenticate(m, settings, tok, nil); ok || err != nil {
 			t.Errorf("%s: authenticated=%v err=%v, want plainly not authenticated", name, ok, err)
 		}
 	}
 	// Without a secret the module reports an error: it never authenticates.
-	if _, ok, err := m.Authenticate(context.Background(), nil, good, nil); ok || !wasm.IsKind(err, wasm.KindModuleError) {
+	if _, ok, err := authenticate(m, nil, good, nil); ok || !wasm.IsKind(err, wasm.KindModuleError) {
 		t.Errorf("no secret: %v %v", ok, err)
 	}
 }
@@ -301,4 +305,18 @@ func TestEmbeddedModules(t *testing.T) {
 	if !ok || !bytes.Equal(bin, disk) {
 		t.Fatal("embedded magic-authn differs from the file")
 	}
+}
+
+// authenticate, authorize and admit ask a module as the API server does (package hook).
+func authenticate(m *wasm.Module, settings json.RawMessage, token string, audiences []string) (*authenticator.Response, bool, error) {
+	return hook.Authenticate(context.Background(), hook.Module{Module: m, Settings: settings}, token, audiences)
+}
+
+func authorize(m *wasm.Module, settings json.RawMessage, attrs authorizer.Attributes) (authorizer.Decision, string, error) {
+	out, err := envelope.ReviewAccess(context.Background(), m, settings, hook.SubjectAccessReview(attrs))
+	return hook.DecideAuthz(hook.AuthzModule{Module: hook.Module{Module: m, Settings: settings}}, out, err)
+}
+
+func admit(m *wasm.Module, settings json.RawMessage, req *admissionv1.AdmissionRequest, mutating bool) (*admissionv1.AdmissionResponse, error) {
+	return envelope.Admit(context.Background(), m, settings, &admissionv1.AdmissionReview{Request: req}, mutating)
 }

@@ -1,4 +1,4 @@
-package wasm
+package wasm_test
 
 import (
 	"bufio"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/wasmkube/wasmkube/internal/memstat"
+	. "github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 // The hostile modules (testdata/hostile/*.wat, assembled into the .wasm beside each) each try to
@@ -52,7 +54,7 @@ func hugeAnswers(context.Context, string, string, string, []byte) ([]byte, error
 
 func hostileCases(logged *atomic.Int64) []hostileCase {
 	wapc := func(ctx context.Context, m *Module) error {
-		_, err := m.CallWAPC(ctx, "validate", nil, hugeAnswers, func(string) { logged.Add(1) })
+		_, err := kubewarden.CallWAPC(ctx, m, "validate", nil, hugeAnswers, func(string) { logged.Add(1) })
 		return err
 	}
 	return []hostileCase{
@@ -72,7 +74,7 @@ func hostileCases(logged *atomic.Int64) []hostileCase {
 				c.Exports, c.StartFunctions, c.Isolation = []string{"_start"}, []string{}, Fresh
 			},
 			call: func(ctx context.Context, m *Module) error {
-				_, err := m.CallCommand(ctx, []string{"policy.wasm", "validate"}, nil, hugeAnswers)
+				_, err := kubewarden.CallCommand(ctx, m, []string{"policy.wasm", "validate"}, nil, hugeAnswers)
 				return err
 			}},
 		{file: "start-loop", refused: "timeout"},
@@ -91,13 +93,16 @@ func TestHostileModules(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close(context.Background()) })
+	if err := kubewarden.DefineHosts(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range hostileCases(&logged) {
 		t.Run(c.file, func(t *testing.T) {
 			bin, err := os.ReadFile(filepath.Join("testdata", "hostile", c.file+".wasm"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := ModuleConfig{Name: c.file, Exports: []string{ExportValidate}, Timeout: hostileTimeout,
+			cfg := ModuleConfig{Name: c.file, Exports: []string{"validate"}, Timeout: hostileTimeout,
 				MemoryLimit: hostileMemory, PoolSize: hostilePool}
 			if c.cfg != nil {
 				c.cfg(&cfg)
@@ -125,7 +130,7 @@ func TestHostileModules(t *testing.T) {
 			defer m.Close(context.Background())
 			call := c.call
 			if call == nil {
-				call = func(ctx context.Context, m *Module) error { return m.Call(ctx, ExportValidate, nil, nil) }
+				call = func(ctx context.Context, m *Module) error { return m.Call(ctx, "validate", nil, nil) }
 			}
 			// Every instance runs the hostile call at once, twice in a row.
 			var wg sync.WaitGroup
@@ -162,7 +167,7 @@ func TestHostileModules(t *testing.T) {
 		})
 	}
 	// The log flood got through its burst and rate, no more.
-	if n := logged.Load(); n == 0 || n > logBurst+logRate*int64(4*hostileTimeout/time.Second+1) {
+	if n := logged.Load(); n == 0 || n > LogBurst+LogRate*int64(4*hostileTimeout/time.Second+1) {
 		t.Errorf("%d console lines logged during the log flood", n)
 	}
 	if !strings.Contains(logs.String(), "module log lines were dropped") {

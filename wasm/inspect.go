@@ -101,13 +101,14 @@ func function(mod, name string, f api.FunctionDefinition) Function {
 
 func detectABIs(exports map[string]api.FunctionDefinition) []string {
 	var abis, hooks []string
-	for _, h := range []string{ExportAuthn, ExportAuthz, ExportValidate, "mutate"} {
+	// The exports of the envelope ABI (package envelope), named here as text: the core knows no ABI.
+	for _, h := range []string{"authn", "authz", "validate", "mutate"} {
 		if f, ok := exports[h]; ok && len(f.ParamTypes()) == 0 && len(f.ResultTypes()) == 0 {
 			hooks = append(hooks, h)
 		}
 	}
 	if len(hooks) > 0 {
-		abi := "wasmkube (the original module ABI): "
+		abi := "envelope (the original module ABI): "
 		for i, h := range hooks {
 			if i > 0 {
 				abi += ", "

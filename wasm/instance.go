@@ -35,8 +35,8 @@ type instance struct {
 	hostBytes int
 	// broken marks an instance that must not be reused.
 	broken bool
-	// wapc is the running waPC call or WASI-mode command, for the host functions.
-	wapc *wapcCall
+	// state is the running call's Invocation.State, for an ABI's host functions (Call.State).
+	state any
 }
 
 // newInstance creates an instance under deadline (and ctx); args, when not nil, replace the
@@ -174,52 +174,62 @@ func (inst *instance) fn(name string) api.Function {
 	return f
 }
 
-// call runs one export; see Module.Call.
-func (inst *instance) call(ctx context.Context, export string, stdin []byte, deadline time.Time, decode func([]byte) error) error {
-	if _, err := inst.run(ctx, export, stdin, deadline); err != nil {
+// invoke runs inv under deadline and hands its result to handle while the instance is held.
+// An error from handle that is a CallError is completed with the module and the call's name; one
+// of KindInvalidJSON or KindMissingResponse, or any other error (then KindInvalidJSON), marks the
+// instance broken: its output broke the ABI, its state is suspect.
+func (inst *instance) invoke(ctx context.Context, inv Invocation, deadline time.Time, handle func(Result) error) error {
+	name := inv.name()
+	results, err := inst.run(ctx, inv, deadline)
+	if err != nil {
 		return err
 	}
 	if inst.stdout.overflow {
 		inst.broken = true
-		return inst.fail(export, KindOutputTooLarge, fmt.Errorf("wrote more than %d bytes", inst.stdout.limit))
+		return inst.fail(name, KindOutputTooLarge, fmt.Errorf("wrote more than %d bytes", inst.stdout.limit))
 	}
-	if decode != nil {
-		if err := decode(inst.stdout.b); err != nil {
-			var ce *CallError
-			if errors.As(err, &ce) {
-				ce.Module, ce.Export = inst.m.cfg.Name, export
-				if ce.Kind == KindInvalidJSON || ce.Kind == KindMissingResponse {
-					inst.broken = true
-				}
-				return ce
+	if handle == nil {
+		return nil
+	}
+	if err := handle(Result{Results: results, Stdout: inst.stdout.b}); err != nil {
+		var ce *CallError
+		if errors.As(err, &ce) {
+			ce.Module, ce.Export = inst.m.cfg.Name, name
+			if ce.Stderr == "" {
+				ce.Stderr = strings.TrimSpace(inst.stderr.String())
 			}
-			inst.broken = true
-			return inst.fail(export, KindInvalidJSON, err)
+			if ce.Kind == KindInvalidJSON || ce.Kind == KindMissingResponse {
+				inst.broken = true
+			}
+			return ce
 		}
+		inst.broken = true
+		return inst.fail(name, KindInvalidJSON, err)
 	}
 	return nil
 }
 
-// run calls export with params, stdin as its input, under deadline. A trap, a timeout or an exit
+// run calls inv's export with its params and stdin under deadline. A trap, a timeout or an exit
 // marks the instance broken; an exit with code 0 (a WASI command's main returning) is success,
 // though the instance cannot be used again.
-func (inst *instance) run(ctx context.Context, export string, stdin []byte, deadline time.Time, params ...uint64) ([]uint64, error) {
-	f := inst.fn(export)
+func (inst *instance) run(ctx context.Context, inv Invocation, deadline time.Time) ([]uint64, error) {
+	name := inv.name()
+	f := inst.fn(inv.Export)
 	if f == nil {
-		return nil, inst.fail(export, KindMissingExport, nil)
+		return nil, inst.fail(name, KindMissingExport, nil)
 	}
-	inst.stdin.reset(stdin)
+	inst.stdin.reset(inv.Stdin)
 	inst.stdout.reset()
 	inst.stderr.reset()
-	inst.deadline, inst.callCtx, inst.hostBytes = deadline, ctx, 0
-	results, err := inst.callFunction(f, params)
-	inst.callCtx = nil
+	inst.deadline, inst.callCtx, inst.hostBytes, inst.state = deadline, ctx, 0, inv.State
+	results, err := inst.callFunction(f, inv.Params)
+	inst.callCtx, inst.state = nil, nil
 	if err != nil {
 		inst.broken = true
 		if exit := (*sys.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == 0 {
 			return nil, nil
 		}
-		return nil, inst.classify(err, func(kind ErrorKind, err error) error { return inst.fail(export, kind, err) })
+		return nil, inst.classify(err, func(kind ErrorKind, err error) error { return inst.fail(name, kind, err) })
 	}
 	return results, nil
 }

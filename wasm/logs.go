@@ -9,10 +9,11 @@ import (
 )
 
 // What a module may write to the host's log (tracing/log, __console_log, a WASI-mode policy's
-// stderr): lines are cut at maxLogLine bytes; logBurst lines may come at once and logRate per
+// stderr): lines are cut at MaxLogLine bytes; logBurst lines may come at once and logRate per
 // second after that; what is dropped is counted and reported when lines pass again.
 const (
-	maxLogLine = 4 << 10
+	// MaxLogLine is the length at which a module's log line is cut.
+	MaxLogLine = 4 << 10
 	logRate    = 20
 	logBurst   = 100
 )
@@ -40,26 +41,27 @@ func (l *logLimiter) allow() bool {
 	return true
 }
 
-// logLine logs a line that comes from the module to logger at info level, unless the module
-// has used up its lines for now; msg and the string values of attrs (key-value pairs) are cut.
-func (m *Module) logLine(logger *slog.Logger, msg string, attrs ...any) {
+// LogLine logs a line that comes from the module to logger at info level, unless the module
+// has used up its lines for now (rate-limited per module); msg and the string values of attrs
+// (key-value pairs) are cut at MaxLogLine.
+func (m *Module) LogLine(logger *slog.Logger, msg string, attrs ...any) {
 	if !m.logs.allow() {
 		return
 	}
 	for i, a := range attrs {
 		if s, ok := a.(string); ok && i%2 == 1 {
-			attrs[i] = truncate(s)
+			attrs[i] = TruncateLogLine(s)
 		}
 	}
-	logger.Info(truncate(msg), attrs...)
+	logger.Info(TruncateLogLine(msg), attrs...)
 }
 
-// truncate cuts s at maxLogLine bytes, on a rune boundary, and says so.
-func truncate(s string) string {
-	if len(s) <= maxLogLine {
+// TruncateLogLine cuts s at MaxLogLine bytes, on a rune boundary, and says so.
+func TruncateLogLine(s string) string {
+	if len(s) <= MaxLogLine {
 		return s
 	}
-	cut := maxLogLine
+	cut := MaxLogLine
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

@@ -292,9 +292,59 @@ func (m *Module) Config() ModuleConfig { return m.cfg }
 //
 //   - The call is bounded by the module's timeout and ctx's deadline, whichever comes first;
 //     waiting for an instance (and creating one) counts against the same bound.
-func (m *Module) Call(ctx context.Context, export string, stdin []byte, decode func(stdout []byte) error) (err error) {
-	return m.with(ctx, export, nil, func(inst *instance, deadline time.Time) error {
-		return inst.call(ctx, export, stdin, deadline, decode)
+func (m *Module) Call(ctx context.Context, export string, stdin []byte, decode func(stdout []byte) error) error {
+	var handle func(Result) error
+	if decode != nil {
+		handle = func(r Result) error { return decode(r.Stdout) }
+	}
+	return m.Invoke(ctx, Invocation{Export: export, Stdin: stdin}, handle)
+}
+
+// Invocation is one call of a module's export, as an ABI makes it.
+type Invocation struct {
+	// Export is the function to call.
+	Export string
+	// Name names the call in errors and metrics (a waPC operation, a command's argument);
+	// Export when empty.
+	Name string
+	// Params are the function's arguments.
+	Params []uint64
+	// Stdin is the call's standard input.
+	Stdin []byte
+	// Args, when not nil, are the argv of a fresh instance made for this call (a WASI command);
+	// the module must be Fresh. Nil: the instance has the granted arguments.
+	Args []string
+	// State is handed to the ABI's host functions for the duration of the call (Call.State).
+	State any
+}
+
+func (inv Invocation) name() string {
+	if inv.Name != "" {
+		return inv.Name
+	}
+	return inv.Export
+}
+
+// Result is what a call returned: the function's results and its standard output. Stdout is
+// valid only until the handler that receives it returns.
+type Result struct {
+	Results []uint64
+	Stdout  []byte
+}
+
+// Invoke makes the call inv describes and hands its result to handle (when not nil) while the
+// instance is held.
+//
+// # Notes
+//
+//   - The bounds of Call hold: the module's timeout and ctx's deadline, waiting included.
+//   - Output past MaxOutputBytes fails the call with KindOutputTooLarge.
+//   - An error from handle fails the call: a *CallError keeps its kind (KindInvalidJSON and
+//     KindMissingResponse replace the instance, as a trap does), any other error is
+//     KindInvalidJSON and replaces the instance. Either is reported to the observer.
+func (m *Module) Invoke(ctx context.Context, inv Invocation, handle func(Result) error) error {
+	return m.with(ctx, inv.name(), inv.Args, func(inst *instance, deadline time.Time) error {
+		return inst.invoke(ctx, inv, deadline, handle)
 	})
 }
 
@@ -562,9 +612,9 @@ func (m *Module) waitBackground(ctx context.Context) error {
 	}
 }
 
-// callError makes a CallError of this module found after the call itself (in the answer) and
-// reports it to the observer.
-func (m *Module) callError(export string, kind ErrorKind, err error) *CallError {
+// Fail makes the CallError of a failure an ABI found after the call itself (in the module's
+// answer) and reports it to the observer. export names the call, as Invocation.Name does.
+func (m *Module) Fail(export string, kind ErrorKind, err error) *CallError {
 	m.observer.ObserveError(m.cfg.Name, export, kind)
 	return &CallError{Module: m.cfg.Name, Export: export, Kind: kind, Err: err}
 }

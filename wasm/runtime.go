@@ -77,10 +77,11 @@ type Runtime struct {
 	cache    wazero.CompilationCache
 	rt       wazero.Runtime
 	active   *activity
+	hosts    hosts
 }
 
-// NewRuntime creates a runtime with the compiler engine and the WASI, wasmkube and waPC host
-// modules.
+// NewRuntime creates a runtime with the compiler engine and the WASI and wasmkube host modules;
+// an ABI adds its own with DefineHost.
 func NewRuntime(ctx context.Context, cfg RuntimeConfig) (_ *Runtime, err error) {
 	r := &Runtime{logger: cfg.Logger, observer: cfg.Observer, active: &activity{}}
 	if r.logger == nil {
@@ -117,9 +118,6 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (_ *Runtime, err error) 
 		Instantiate(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate host module %s: %w", HostModule, err)
-	}
-	if err := instantiateWAPC(ctx, r.rt); err != nil {
-		return nil, err
 	}
 	return r, nil
 }

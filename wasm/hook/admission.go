@@ -32,25 +32,27 @@ import (
 	"k8s.io/client-go/informers"
 
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
 )
 
 // AdmissionPluginName is the admission plugin's name, as the original proof of concept named it.
 const AdmissionPluginName = "WASM"
 
-// Admitter is what answers admission requests: a module of the original ABI (WASI) or a
-// Kubewarden policy (*wasm.Policy).
+// Admitter is what answers admission requests: a module of the envelope ABI (Envelope) or a
+// Kubewarden policy (*kubewarden.Policy). It gets the AdmissionReview a webhook would get and
+// answers with the AdmissionResponse a webhook would send.
 type Admitter interface {
 	Name() string
-	Admit(ctx context.Context, req *admissionv1.AdmissionRequest, mutating bool) (*wasm.AdmissionResult, error)
+	Admit(ctx context.Context, review *admissionv1.AdmissionReview, mutating bool) (*admissionv1.AdmissionResponse, error)
 }
 
-// WASI makes a module of the original ABI, with its settings, an Admitter.
-func WASI(m Module) Admitter { return wasiAdmitter{m} }
+// Envelope makes a module of the envelope ABI, with its settings, an Admitter.
+func Envelope(m Module) Admitter { return envelopeAdmitter{m} }
 
-type wasiAdmitter struct{ Module }
+type envelopeAdmitter struct{ Module }
 
-func (w wasiAdmitter) Admit(ctx context.Context, req *admissionv1.AdmissionRequest, mutating bool) (*wasm.AdmissionResult, error) {
-	return w.Module.Admit(ctx, w.Settings, req, mutating)
+func (e envelopeAdmitter) Admit(ctx context.Context, review *admissionv1.AdmissionReview, mutating bool) (*admissionv1.AdmissionResponse, error) {
+	return envelope.Admit(ctx, e.Module.Module, e.Settings, review, mutating)
 }
 
 // AdmissionModule is an admission module with what decides when it is called and what its
@@ -283,13 +285,13 @@ func (v *versionedAttributes) VersionedAttribute(gvk schema.GroupVersionKind) (*
 // call sends one request to one module and applies its answer to va.
 func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *generic.WebhookInvocation, va *admission.VersionedAttributes, o admission.ObjectInterfaces) error {
 	review := webhookrequest.CreateV1AdmissionReview(uuid.NewUUID(), va, invocation)
-	res, err := m.Admit(ctx, review.Request, m.Mutating)
+	res, err := m.Admit(ctx, review, m.Mutating)
 	if m.Monitor {
 		a.monitor(m, va, res, err)
 		return nil
 	}
 	if err == nil && res.Allowed && len(res.Patch) > 0 {
-		err = applyPatch(va, res, o)
+		err = applyPatch(m.Name(), va, res, o)
 	}
 	if err != nil {
 		return a.failed(ctx, m, va, err)
@@ -311,19 +313,19 @@ func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *gen
 				result.Code, result.Reason = res.Result.Code, res.Result.Reason
 			}
 		}
-		return denial(m.Name(), result)
+		return Denial(m.Name(), result)
 	}
 	return nil
 }
 
 // monitor records what a module in monitor mode would have decided.
-func (a *Admission) monitor(m AdmissionModule, va *admission.VersionedAttributes, res *wasm.AdmissionResult, err error) {
+func (a *Admission) monitor(m AdmissionModule, va *admission.VersionedAttributes, res *admissionv1.AdmissionResponse, err error) {
 	var verdict string
 	switch {
 	case err != nil:
 		verdict = "failed: " + failureMessage(err)
 	case !res.Allowed:
-		verdict = "would deny: " + denial(m.Name(), res.Result).Error()
+		verdict = "would deny: " + Denial(m.Name(), res.Result).Error()
 	case len(res.Patch) > 0:
 		verdict = "would mutate"
 	default:
@@ -375,9 +377,10 @@ func failureMessage(err error) string {
 	return string(ce.Kind) + " (details in the API server's log)"
 }
 
-// denial is the error a client sees when a module rejects its request: the module's status, its
-// code (403 when it named none) and the message wasm.DenialMessage builds.
-func denial(module string, result *metav1.Status) error {
+// Denial is the error a client sees when a module rejects its request: a *StatusError with the
+// module's status, its code (403 unless it named one of at least 400) and the message
+// DenialMessage builds.
+func Denial(module string, result *metav1.Status) *apierrors.StatusError {
 	status := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden}
 	if result != nil {
 		status.Details = result.Details
@@ -388,24 +391,36 @@ func denial(module string, result *metav1.Status) error {
 			}
 		}
 	}
-	status.Message = wasm.DenialMessage(module, result)
+	status.Message = DenialMessage(module, result)
 	return &apierrors.StatusError{ErrStatus: status}
+}
+
+// DenialMessage is the message a client sees when the module rejects a request.
+func DenialMessage(module string, status *metav1.Status) string {
+	why := "without explanation"
+	switch {
+	case status != nil && status.Message != "":
+		why = status.Message
+	case status != nil && status.Reason != "":
+		why = string(status.Reason)
+	}
+	return fmt.Sprintf("admission WASM module %q denied the request: %s", module, why)
 }
 
 // applyPatch applies a JSONPatch or a Full patch to the versioned object, as the mutating
 // webhook plugin does for JSONPatch.
-func applyPatch(va *admission.VersionedAttributes, res *wasm.AdmissionResult, o admission.ObjectInterfaces) error {
+func applyPatch(module string, va *admission.VersionedAttributes, res *admissionv1.AdmissionResponse, o admission.ObjectInterfaces) error {
 	obj := va.VersionedObject.Object()
 	if obj == nil {
 		return fmt.Errorf("the module patched the object, but %s requests have none", va.GetOperation())
 	}
 	serializer := json.NewSerializerWithOptions(json.DefaultMetaFactory, o.GetObjectCreater(), o.GetObjectTyper(), json.SerializerOptions{})
 	var patched []byte
-	switch res.PatchType {
+	switch *res.PatchType {
 	case admissionv1.PatchTypeJSONPatch:
-		patch, err := jsonpatch.DecodePatch(res.Patch)
+		patch, err := decodeJSONPatch(res.Patch)
 		if err != nil {
-			return fmt.Errorf("decode JSON patch: %w", err)
+			return &wasm.CallError{Module: module, Export: envelope.ExportValidate, Kind: wasm.KindInvalidResponse, Err: err}
 		}
 		current, err := runtime.Encode(serializer, obj)
 		if err != nil {
@@ -414,10 +429,10 @@ func applyPatch(va *admission.VersionedAttributes, res *wasm.AdmissionResult, o 
 		if patched, err = applyJSONPatch(patch, current); err != nil {
 			return fmt.Errorf("apply JSON patch: %w", err)
 		}
-	case wasm.PatchTypeFull:
+	case envelope.PatchTypeFull:
 		patched = res.Patch
 	default:
-		return fmt.Errorf("unsupported patchType %q", res.PatchType)
+		return fmt.Errorf("unsupported patchType %q", *res.PatchType)
 	}
 	var fresh runtime.Object
 	if _, ok := obj.(*unstructured.Unstructured); ok {
@@ -443,9 +458,37 @@ func applyPatch(va *admission.VersionedAttributes, res *wasm.AdmissionResult, o 
 	return nil
 }
 
-// applyJSONPatch applies patch to doc. A panic in json-patch (it panics on some operations
-// that lack members RFC 6902 requires; wasm.CheckAdmission refuses those) is an error, so the
-// module's failurePolicy decides the request.
+// decodeJSONPatch decodes patch and checks that each operation is one RFC 6902 defines and has
+// the members it requires: json-patch applies an operation without them by guessing or, for a
+// replace of the whole document without a value, by panicking.
+func decodeJSONPatch(patch []byte) (jsonpatch.Patch, error) {
+	ops, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		return nil, fmt.Errorf("the patch is not an RFC 6902 JSON patch: %w", err)
+	}
+	for i, op := range ops {
+		need := []string{"path"}
+		switch kind := op.Kind(); kind {
+		case "add", "replace", "test":
+			need = append(need, "value")
+		case "move", "copy":
+			need = append(need, "from")
+		case "remove":
+		default:
+			return nil, fmt.Errorf("the patch is not an RFC 6902 JSON patch: operation %d: op %q is not add, remove, replace, move, copy or test", i, kind)
+		}
+		for _, member := range need {
+			if _, ok := op[member]; !ok {
+				return nil, fmt.Errorf("the patch is not an RFC 6902 JSON patch: operation %d (%s) has no %q", i, op.Kind(), member)
+			}
+		}
+	}
+	return ops, nil
+}
+
+// applyJSONPatch applies patch to doc. A panic in json-patch (decodeJSONPatch refuses the
+// operations known to make it panic) is an error, so the module's failurePolicy decides the
+// request.
 func applyJSONPatch(patch jsonpatch.Patch, doc []byte) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {

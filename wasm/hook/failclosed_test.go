@@ -10,6 +10,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
 )
 
 // failingModes are the ways the faults module fails in its authn and authz exports.
@@ -34,7 +35,7 @@ func TestFailClosed(t *testing.T) {
 	rt := newRuntime(t)
 	quiet := slog.New(slog.DiscardHandler)
 	for _, mode := range append(failingModes, "no-username", "error-and-user") {
-		a := &TokenAuthenticator{Modules: []Module{loadFailing(t, rt, mode, wasm.ExportAuthn)}, Logger: quiet}
+		a := &TokenAuthenticator{Modules: []Module{loadFailing(t, rt, mode, envelope.ExportAuthn)}, Logger: quiet}
 		if resp, ok, _ := a.AuthenticateToken(context.Background(), "any-token"); ok || resp != nil {
 			t.Errorf("authn %s authenticated: %+v", mode, resp)
 		}
@@ -43,7 +44,7 @@ func TestFailClosed(t *testing.T) {
 		return authorizer.AttributesRecord{User: &user.DefaultInfo{Name: name, Groups: groups}, Verb: "delete", Resource: "secrets", APIVersion: "v1", ResourceRequest: true}
 	}
 	for _, mode := range failingModes {
-		m := loadFailing(t, rt, mode, wasm.ExportAuthz)
+		m := loadFailing(t, rt, mode, envelope.ExportAuthz)
 		for _, policy := range []FailurePolicy{NoOpinion, Deny} {
 			a := &Authorizer{Modules: []AuthzModule{{Module: m, FailurePolicy: policy}}, Logger: quiet}
 			d, _, _ := a.Authorize(context.Background(), attrs("bob"))

@@ -23,6 +23,7 @@ import (
 
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
 )
 
 // maxCopyBytes is what the API server sets jsonpatch.AccumulatedCopySizeLimit to
@@ -145,7 +146,7 @@ func loadModule(f *testing.F, name string) *wasm.Module {
 func accepted(t *testing.T, m *wasm.Module, patch []byte, full bool) *wasm.AdmissionResult {
 	pt := admissionv1.PatchTypeJSONPatch
 	if full {
-		pt = wasm.PatchTypeFull
+		pt = envelope.PatchTypeFull
 	}
 	out := &admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},

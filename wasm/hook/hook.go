@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 
@@ -17,6 +16,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
 )
 
 // Module is a loaded module with what its profile entry adds.
@@ -43,19 +43,14 @@ func (a *TokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 		audiences = a.APIAudiences
 	}
 	for _, m := range a.Modules {
-		resp, ok, err := m.Authenticate(ctx, m.Settings, token, audiences)
+		resp, ok, err := Authenticate(ctx, m, token, audiences)
 		if err != nil {
 			a.logger().Warn("authentication module failed; trying the next authenticator", "module", m.Name(), "err", err)
 			continue
 		}
-		if !ok {
-			continue
+		if ok {
+			return resp, true, nil
 		}
-		// Outside the built-in chain nothing else adds system:authenticated.
-		if info, ok := resp.User.(*user.DefaultInfo); ok && !slices.Contains(info.Groups, user.AllAuthenticated) {
-			info.Groups = append(info.Groups, user.AllAuthenticated)
-		}
-		return resp, true, nil
 	}
 	return nil, false, nil
 }
@@ -108,29 +103,23 @@ func (a *Authorizer) Authorize(ctx context.Context, attrs authorizer.Attributes)
 	if u := attrs.GetUser(); u == nil || u.GetName() == user.APIServerUser || slices.Contains(u.GetGroups(), user.SystemPrivilegedGroup) {
 		return authorizer.DecisionNoOpinion, "", nil
 	}
+	review := SubjectAccessReview(attrs)
 	for _, m := range a.Modules {
-		d, reason, err := m.Authorize(ctx, m.Settings, attrs)
-		if d == authorizer.DecisionDeny {
-			// A deny is a deny, also in an answer that breaks the contract (allowed and denied
-			// both true): the failure policy never turns it into a pass to the next authorizer.
+		out, err := envelope.ReviewAccess(ctx, m.Module.Module, m.Settings, review)
+		callFailed := err != nil
+		d, reason, err := DecideAuthz(m, out, err)
+		if d == authorizer.DecisionNoOpinion {
 			if err != nil {
-				a.logger().Warn("authorization module answered a deny with an invalid answer; denied", "module", m.Name(), "err", err)
-				if reason == "" {
-					reason = fmt.Sprintf("authorization module %q denied the request", m.Name())
-				}
+				a.logger().Warn("authorization module failed; no opinion", "module", m.Name(), "err", err)
 			}
-			return authorizer.DecisionDeny, reason, nil
-		}
-		if err != nil {
-			if m.FailurePolicy == Deny {
-				return authorizer.DecisionDeny, fmt.Sprintf("authorization module %q failed (failurePolicy Deny)", m.Name()), err
-			}
-			a.logger().Warn("authorization module failed; no opinion", "module", m.Name(), "err", err)
 			continue
 		}
-		if d != authorizer.DecisionNoOpinion {
-			return d, reason, nil
+		if err != nil && !callFailed {
+			// A deny in an answer that breaks the contract (allowed and denied both true).
+			a.logger().Warn("authorization module answered a deny with an invalid answer; denied", "module", m.Name(), "err", err)
+			err = nil
 		}
+		return d, reason, err
 	}
 	return authorizer.DecisionNoOpinion, "", nil
 }

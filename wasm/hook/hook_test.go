@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
 )
 
 func load(t *testing.T, rt *wasm.Runtime, name string) Module {
@@ -101,7 +102,7 @@ func TestAuthorizer(t *testing.T) {
 // under failurePolicy NoOpinion, and the next module (which would allow) is not asked.
 func TestAuthorizerDenyStands(t *testing.T) {
 	rt := newRuntime(t)
-	conflicted := AuthzModule{Module: loadFaults(t, rt, "conflicted", `{"mode":"allow-and-deny"}`, wasm.ExportAuthz)}
+	conflicted := AuthzModule{Module: loadFaults(t, rt, "conflicted", `{"mode":"allow-and-deny"}`, envelope.ExportAuthz)}
 	allowing := AuthzModule{Module: load(t, rt, "magic-authz")}
 	var logs bytes.Buffer
 	a := &Authorizer{Modules: []AuthzModule{conflicted, allowing}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
@@ -125,8 +126,8 @@ func TestTokenAuthenticatorLogsNoToken(t *testing.T) {
 	rt := newRuntime(t)
 	var logs bytes.Buffer
 	a := &TokenAuthenticator{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Modules: []Module{
-		loadFaults(t, rt, "echo-error", `{"mode":"echo-token"}`, wasm.ExportAuthn),
-		loadFaults(t, rt, "echo-exit", `{"mode":"echo-token-exit"}`, wasm.ExportAuthn),
+		loadFaults(t, rt, "echo-error", `{"mode":"echo-token"}`, envelope.ExportAuthn),
+		loadFaults(t, rt, "echo-exit", `{"mode":"echo-token-exit"}`, envelope.ExportAuthn),
 	}}
 	if _, ok, err := a.AuthenticateToken(context.Background(), token); ok || err != nil {
 		t.Fatalf("failing modules must not authenticate: %v %v", ok, err)
@@ -135,7 +136,7 @@ func TestTokenAuthenticatorLogsNoToken(t *testing.T) {
 	if strings.Contains(got, token) {
 		t.Errorf("the token reached the log:\n%s", got)
 	}
-	for _, want := range []string{"module=echo-error", "module=echo-exit", "unknown token " + wasm.Redacted, "stderr: giving up on token " + wasm.Redacted} {
+	for _, want := range []string{"module=echo-error", "module=echo-exit", "unknown token " + envelope.Redacted, "stderr: giving up on token " + envelope.Redacted} {
 		if !strings.Contains(got, want) {
 			t.Errorf("log lacks %q:\n%s", want, got)
 		}

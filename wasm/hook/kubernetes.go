@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 // KubernetesHost connects Kubewarden policies to the API server they run in. The API server's
@@ -64,19 +64,19 @@ type PolicyHost struct {
 	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
 }
 
-var _ wasm.KubernetesHost = (*PolicyHost)(nil)
+var _ kubewarden.KubernetesHost = (*PolicyHost)(nil)
 
 // ForPolicy returns the host of the policy named policy, limited to grants: reads of the
 // granted contextAwareResources, can_i when a granted hostCapabilities pattern matches
 // kubernetes/can_i.
-func (k *KubernetesHost) ForPolicy(policy string, grants wasm.PolicyGrants) *PolicyHost {
+func (k *KubernetesHost) ForPolicy(policy string, grants kubewarden.PolicyGrants) *PolicyHost {
 	h := &PolicyHost{k: k, policy: policy, informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
 	for _, r := range grants.ContextAwareResources {
 		if gv, err := schema.ParseGroupVersion(r.APIVersion); err == nil {
 			h.kinds = append(h.kinds, gv.WithKind(r.Kind))
 		}
 	}
-	h.canI = slices.ContainsFunc(grants.HostCapabilities, func(p string) bool { return wasm.CapabilityMatches(p, "kubernetes/can_i") })
+	h.canI = slices.ContainsFunc(grants.HostCapabilities, func(p string) bool { return kubewarden.CapabilityMatches(p, "kubernetes/can_i") })
 	return h
 }
 
@@ -91,7 +91,7 @@ type kubernetesRequest struct {
 	DisableCache  bool   `json:"disable_cache"`
 }
 
-// Kubernetes implements wasm.KubernetesHost.
+// Kubernetes implements kubewarden.KubernetesHost.
 func (h *PolicyHost) Kubernetes(ctx context.Context, operation string, payload []byte) ([]byte, error) {
 	if operation == "can_i" {
 		if !h.canI {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,8 +16,6 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-
-	"github.com/wasmkube/wasmkube/wasm"
 )
 
 // TestKubernetesHostCanI answers can_i with the authorizer it is given (here the API server's
@@ -24,7 +23,7 @@ import (
 // was not, and refuses calls before it is connected.
 func TestKubernetesHostCanI(t *testing.T) {
 	k := NewKubernetesHost()
-	h := k.ForPolicy("p", wasm.PolicyGrants{HostCapabilities: []string{"kubernetes/can_i"}})
+	h := k.ForPolicy("p", kubewarden.PolicyGrants{HostCapabilities: []string{"kubernetes/can_i"}})
 	payload := func(group string) []byte {
 		return []byte(`{"subject_access_review":{"user":"u","groups":["` + group + `"],"resource_attributes":{"namespace":"default","verb":"create","resource":"pods"}},"disable_cache":false}`)
 	}
@@ -44,7 +43,7 @@ func TestKubernetesHostCanI(t *testing.T) {
 	if _, err := h.Kubernetes(context.Background(), "delete_everything", []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "unknown operation delete_everything") {
 		t.Errorf("unknown operation: %v", err)
 	}
-	reader := k.ForPolicy("reader", wasm.PolicyGrants{ContextAwareResources: []wasm.ContextAwareResource{{APIVersion: "v1", Kind: "Pod"}}})
+	reader := k.ForPolicy("reader", kubewarden.PolicyGrants{ContextAwareResources: []kubewarden.ContextAwareResource{{APIVersion: "v1", Kind: "Pod"}}})
 	if _, err := reader.Kubernetes(context.Background(), "can_i", payload("admins")); err == nil || !strings.Contains(err.Error(), "policy reader is not granted kubernetes/can_i") {
 		t.Errorf("can_i not granted: %v", err)
 	}
@@ -79,7 +78,7 @@ func TestPolicyHostReadsOnlyGrantedKinds(t *testing.T) {
 	stop := make(chan struct{})
 	defer close(stop)
 	k.Connect(unreachable(t), testMapper(), nil, stop)
-	h := k.ForPolicy("ingresses-only", wasm.PolicyGrants{ContextAwareResources: []wasm.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}})
+	h := k.ForPolicy("ingresses-only", kubewarden.PolicyGrants{ContextAwareResources: []kubewarden.ContextAwareResource{{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"}}})
 	ctx := context.Background()
 	for _, c := range []struct{ op, payload string }{
 		{"get_resource", `{"api_version":"v1","kind":"Secret","name":"s","namespace":"default"}`},

@@ -11,6 +11,7 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
 )
 
 const namespace, subsystem = "wasmkube", "module"
@@ -60,7 +61,7 @@ func newMetrics() *Metrics {
 }
 
 func hook(export string) string {
-	if export == wasm.ExportValidate {
+	if export == envelope.ExportValidate {
 		return "admission"
 	}
 	return export

@@ -15,7 +15,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/adrg/xdg"
 	"github.com/spf13/cobra"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -23,7 +22,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
+	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
+	"github.com/wasmkube/wasmkube/wasm/hook"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 func newModuleCommand(s streams) *cobra.Command {
@@ -77,11 +80,11 @@ func (f *moduleFlags) config(name string, isolation wasm.Isolation) (wasm.Module
 func hookExport(hook string) (string, error) {
 	switch hook {
 	case "authn":
-		return wasm.ExportAuthn, nil
+		return envelope.ExportAuthn, nil
 	case "authz":
-		return wasm.ExportAuthz, nil
+		return envelope.ExportAuthz, nil
 	case "validate", "admission":
-		return wasm.ExportValidate, nil
+		return envelope.ExportValidate, nil
 	}
 	return "", fmt.Errorf("--hook %q: use authn, authz or validate", hook)
 }
@@ -105,10 +108,10 @@ func readDoc(path string, stdin io.Reader) ([]byte, error) {
 	return j, nil
 }
 
-// runtimeForCLI is a module runtime whose compilation cache lives in the XDG cache dir, so a
-// second run of the same module does not compile it again.
+// runtimeForCLI is a module runtime with the compilation cache `up` uses, so a second run of the
+// same module does not compile it again.
 func runtimeForCLI(ctx context.Context) (*wasm.Runtime, error) {
-	return wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: filepath.Join(xdg.CacheHome, "wasmkube", "modules")})
+	return wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: wasmkube.ModuleCacheDir()})
 }
 
 // invocation is one prepared call of a hook.
@@ -143,20 +146,19 @@ func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, json.RawMessage, er
 	}
 	inv := &invocation{export: export}
 	switch export {
-	case wasm.ExportAuthn:
+	case envelope.ExportAuthn:
 		var in authenticationv1.TokenReview
 		if err := json.Unmarshal(raw, &in); err != nil {
 			return nil, nil, fmt.Errorf("--request: not a TokenReview: %w", err)
 		}
 		inv.secret = in.Spec.Token
 		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
-			in.APIVersion, in.Kind = "authentication.k8s.io/v1", "TokenReview"
-			out, err := m.ReviewToken(ctx, settings, &in)
+			out, err := envelope.ReviewToken(ctx, m, settings, &in)
 			if err != nil {
 				return nil, "", err
 			}
 			out.Spec.Token = "" // a module written for the original ABI may echo it; never print it
-			resp, ok, err := m.DecideAuthn(out, in.Spec.Audiences)
+			resp, ok, err := hook.DecideAuthn(m, out, in.Spec.Audiences)
 			switch {
 			case err != nil:
 				return out, "", err
@@ -166,23 +168,21 @@ func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, json.RawMessage, er
 			u := resp.User
 			return out, fmt.Sprintf("authenticated as %q (uid %q, groups %v, audiences %v)", u.GetName(), u.GetUID(), u.GetGroups(), resp.Audiences), nil
 		}
-	case wasm.ExportAuthz:
+	case envelope.ExportAuthz:
 		var in authorizationv1.SubjectAccessReview
 		if err := json.Unmarshal(raw, &in); err != nil {
 			return nil, nil, fmt.Errorf("--request: not a SubjectAccessReview: %w", err)
 		}
 		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
-			in.APIVersion, in.Kind = "authorization.k8s.io/v1", "SubjectAccessReview"
-			var out authorizationv1.SubjectAccessReview
-			if err := m.CallEnvelope(ctx, export, &in, settings, &out); err != nil {
+			out, err := envelope.ReviewAccess(ctx, m, settings, &in)
+			if err != nil {
 				return nil, "", err
 			}
-			d, reason, err := m.DecideAuthz(&out)
+			d, reason, err := hook.DecideAuthz(hook.AuthzModule{Module: hook.Module{Module: m, Settings: settings}}, out, nil)
 			if err != nil {
-				return &out, "", err
+				return out, "", err
 			}
-			names := map[int]string{0: "Deny", 1: "Allow", 2: "NoOpinion"}
-			return &out, fmt.Sprintf("%s (reason %q)", names[int(d)], reason), nil
+			return out, fmt.Sprintf("%s (reason %q)", hook.DecisionName(d), reason), nil
 		}
 	default:
 		var in admissionv1.AdmissionReview
@@ -190,34 +190,30 @@ func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, json.RawMessage, er
 			return nil, nil, fmt.Errorf("--request: not an AdmissionReview with a request: %v", err)
 		}
 		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
-			in.APIVersion, in.Kind = "admission.k8s.io/v1", "AdmissionReview"
-			var out admissionv1.AdmissionReview
-			if err := m.CallEnvelope(ctx, export, &in, settings, &out); err != nil {
+			out, err := envelope.Review(ctx, m, settings, &in)
+			if err != nil {
 				return nil, "", err
 			}
-			res, err := m.CheckAdmission(in.Request, &out, f.mutating)
+			res, err := envelope.CheckAdmission(m, in.Request, out, f.mutating)
 			if err != nil {
-				return &out, "", err
+				return out, "", err
 			}
-			return &out, admissionDecision(m.Name(), res), nil
+			return out, admissionDecision(m.Name(), res), nil
 		}
 	}
 	return inv, settings, nil
 }
 
-func admissionDecision(name string, res *wasm.AdmissionResult) string {
+func admissionDecision(name string, res *admissionv1.AdmissionResponse) string {
 	var b strings.Builder
 	if res.Allowed {
 		b.WriteString("allowed")
 	} else {
-		code := int32(403) // as the API server answers a rejection without a code
-		if res.Result != nil && res.Result.Code != 0 {
-			code = res.Result.Code
-		}
-		fmt.Fprintf(&b, "denied (HTTP %d): %s", code, wasm.DenialMessage(name, res.Result))
+		st := hook.Denial(name, res.Result).ErrStatus
+		fmt.Fprintf(&b, "denied (HTTP %d): %s", st.Code, st.Message)
 	}
-	if len(res.Patch) > 0 {
-		fmt.Fprintf(&b, "\npatch (%s): %s", res.PatchType, res.Patch)
+	if len(res.Patch) > 0 && res.PatchType != nil {
+		fmt.Fprintf(&b, "\npatch (%s): %s", *res.PatchType, res.Patch)
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(&b, "\nwarning: %s", w)
@@ -267,12 +263,12 @@ func newModuleRunCommand(s streams) *cobra.Command {
 			out, decision, err := inv.call(ctx, m)
 			if out != nil {
 				b, _ := json.MarshalIndent(out, "", "  ")
-				fmt.Fprintf(s.out, "module answer:\n%s\n", wasm.RedactText(string(b), inv.secret))
+				fmt.Fprintf(s.out, "module answer:\n%s\n", envelope.RedactText(string(b), inv.secret))
 			}
 			if err != nil {
-				return wasm.RedactError(err, inv.secret)
+				return envelope.RedactError(err, inv.secret)
 			}
-			fmt.Fprintf(s.out, "decision: %s\n", wasm.RedactText(decision, inv.secret))
+			fmt.Fprintf(s.out, "decision: %s\n", envelope.RedactText(decision, inv.secret))
 			return nil
 		},
 	}
@@ -299,7 +295,7 @@ func runPolicy(ctx context.Context, s streams, f *moduleFlags, path string) erro
 	if missing := md.Ungranted(p.Grants()); !missing.Empty() {
 		fmt.Fprintf(s.out, "note: its metadata asks for %s; not granted (--allow-context-aware grants it)\n", describeGrants(missing))
 	}
-	res, err := p.Admit(ctx, req, mutating)
+	res, err := p.Admit(ctx, &admissionv1.AdmissionReview{Request: req}, mutating)
 	if err != nil {
 		return err
 	}
@@ -309,7 +305,7 @@ func runPolicy(ctx context.Context, s streams, f *moduleFlags, path string) erro
 
 // loadPolicy loads the Kubewarden policy at path with the flags' settings, limits and mode, and
 // reads the request to send it.
-func (f *moduleFlags) loadPolicy(ctx context.Context, s streams, path string, iso wasm.Isolation, poolSize int) (_ *wasm.Policy, _ *wasm.Runtime, _ *admissionv1.AdmissionRequest, err error) {
+func (f *moduleFlags) loadPolicy(ctx context.Context, s streams, path string, iso wasm.Isolation, poolSize int) (_ *kubewarden.Policy, _ *wasm.Runtime, _ *admissionv1.AdmissionRequest, err error) {
 	if f.hook != "validate" {
 		return nil, nil, nil, fmt.Errorf("--hook %q: Kubewarden policies answer admission requests; use --hook validate", f.hook)
 	}
@@ -342,13 +338,13 @@ func (f *moduleFlags) loadPolicy(ctx context.Context, s streams, path string, is
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var grants wasm.PolicyGrants
-	if md, _, err := wasm.ReadMetadata(bin); err == nil && md != nil && f.allowContextAware {
-		grants = wasm.PolicyGrants{ContextAwareResources: md.ContextAwareResources, HostCapabilities: md.HostCapabilities}
+	var grants kubewarden.PolicyGrants
+	if md, _, err := kubewarden.ReadMetadata(bin); err == nil && md != nil && f.allowContextAware {
+		grants = kubewarden.PolicyGrants{ContextAwareResources: md.ContextAwareResources, HostCapabilities: md.HostCapabilities}
 	}
-	p, err := rt.LoadPolicy(ctx, bin, wasm.PolicyConfig{
+	p, err := kubewarden.Load(ctx, rt, bin, kubewarden.PolicyConfig{
 		Module:   wasm.ModuleConfig{Name: moduleName(path), Isolation: iso, PoolSize: poolSize, Timeout: f.timeout, MemoryLimit: mem.Value()},
-		Mode:     wasm.ExecutionMode(f.mode),
+		Mode:     kubewarden.ExecutionMode(f.mode),
 		Settings: settings,
 		Grants:   grants,
 		Logger:   slog.New(slog.NewTextHandler(s.err, nil)),
@@ -378,7 +374,7 @@ func loadModule(ctx context.Context, path string, cfg wasm.ModuleConfig) (*wasm.
 }
 
 // describeGrants names what g holds, e.g. "contextAwareResources networking.k8s.io/v1 Ingress".
-func describeGrants(g wasm.PolicyGrants) string {
+func describeGrants(g kubewarden.PolicyGrants) string {
 	var parts []string
 	for _, r := range g.ContextAwareResources {
 		parts = append(parts, "contextAwareResources "+r.APIVersion+" "+r.Kind)
@@ -390,10 +386,10 @@ func describeGrants(g wasm.PolicyGrants) string {
 }
 
 // printMetadata shows what a Kubewarden policy's metadata makes of it.
-func printMetadata(w io.Writer, md *wasm.Metadata) {
+func printMetadata(w io.Writer, md *kubewarden.Metadata) {
 	mode := md.ExecutionMode
 	if mode == "" {
-		mode = wasm.ModeWAPC
+		mode = kubewarden.ModeWAPC
 	}
 	fmt.Fprintf(w, "kubewarden:\t%s, mutating %v, %d rules\n", mode, md.Mutating, len(md.Rules))
 	for _, r := range md.Rules {
@@ -425,11 +421,11 @@ listed as type: kubewarden without further configuration.`,
 			if err != nil {
 				return err
 			}
-			md, err := wasm.ParseMetadata(doc)
+			md, err := kubewarden.ParseMetadata(doc)
 			if err != nil {
 				return fmt.Errorf("%s: %w", metadataPath, err)
 			}
-			out, err := wasm.Annotate(bin, md)
+			out, err := kubewarden.Annotate(bin, md)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
@@ -482,7 +478,7 @@ func newModuleInspectCommand(s streams) *cobra.Command {
 			for _, c := range info.CustomSections {
 				fmt.Fprintf(w, "custom section:\t%s (%d bytes)\n", c.Name, c.Size)
 			}
-			if md, found, err := wasm.ReadMetadata(bin); found {
+			if md, found, err := kubewarden.ReadMetadata(bin); found {
 				if err != nil {
 					fmt.Fprintf(w, "kubewarden:\tmetadata unreadable: %v\n", err)
 				} else {
@@ -566,7 +562,7 @@ func benchPolicy(ctx context.Context, s streams, f *moduleFlags, path string, ca
 		if err != nil {
 			return err
 		}
-		if p.Mode() == wasm.ModeWASI && iso == wasm.Pooled {
+		if p.Mode() == kubewarden.ModeWASI && iso == wasm.Pooled {
 			fmt.Fprintln(w, "pooled\t-\t-\t-\t- (a WASI-mode policy gets a fresh instance per call)")
 			p.Close(context.Background())
 			rt.Close(context.Background())
@@ -577,7 +573,7 @@ func benchPolicy(ctx context.Context, s streams, f *moduleFlags, path string, ca
 			n = max(1, calls/20)
 		}
 		mutating := f.mutating || p.Metadata().Mutating
-		res, err := wasm.Measure(n, concurrency, func() error { _, err := p.Admit(ctx, req, mutating); return err })
+		res, err := wasm.Measure(n, concurrency, func() error { _, err := p.Admit(ctx, &admissionv1.AdmissionReview{Request: req}, mutating); return err })
 		p.Close(context.Background())
 		rt.Close(context.Background())
 		if err != nil {

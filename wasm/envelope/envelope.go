@@ -1,4 +1,12 @@
-package wasm
+// Package envelope is the module ABI of the original proof of concept, kept so its modules run
+// unchanged (docs/module-spec.md): a module exports authn, authz and validate, each a WASI
+// reactor function without parameters; the host writes {"request", "settings"} to its stdin and
+// the module writes {"response", "error"} to stdout. The request is a TokenReview, a
+// SubjectAccessReview or an AdmissionReview; the response the same kind, answered.
+//
+// This package makes the calls and checks that the answers keep the ABI's contract; what the API
+// server decides from them is package hook's.
+package envelope
 
 import (
 	"bytes"
@@ -10,6 +18,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/wasmkube/wasmkube/wasm"
+)
+
+// The exports of the ABI, one per hook.
+const (
+	// ExportAuthn authenticates: a TokenReview in, the TokenReview answered out.
+	ExportAuthn = "authn"
+	// ExportAuthz authorizes: a SubjectAccessReview in and out.
+	ExportAuthz = "authz"
+	// ExportValidate admits, for validating and mutating modules alike: an AdmissionReview.
+	ExportValidate = "validate"
 )
 
 // The module ABI's envelope (docs/module-spec.md): the host writes {"request", "settings"} to
@@ -25,36 +45,37 @@ type envelopeOut struct {
 	Error    string          `json:"error"`
 }
 
-// CallEnvelope sends request (and settings, omitted when nil) to export and decodes the
-// module's response into response.
+// Call sends request (and settings, omitted when nil) to m's export and decodes the module's
+// response into response.
 //
 // # Notes
 //
 //   - stdout must hold exactly one JSON document; anything else is KindInvalidJSON.
 //   - A non-empty "error" is KindModuleError; neither "response" nor "error" is KindMissingResponse.
 //   - With ModuleConfig.Debug, input and output are logged with RedactTokens.
-func (m *Module) CallEnvelope(ctx context.Context, export string, request any, settings json.RawMessage, response any) error {
-	return m.callEnvelope(ctx, export, request, settings, response, "")
+func Call(ctx context.Context, m *wasm.Module, export string, request any, settings json.RawMessage, response any) error {
+	return call(ctx, m, export, request, settings, response, "")
 }
 
-// callEnvelope is CallEnvelope for a request that carries secret (a bearer token): its value is
-// redacted from the error (its text and stderr) and from the debug log. The response is
-// decoded as the module wrote it.
-func (m *Module) callEnvelope(ctx context.Context, export string, request any, settings json.RawMessage, response any, secret string) (err error) {
+// call is Call for a request that carries secret (a bearer token): its value is redacted from
+// the error (its text and stderr) and from the debug log. The response is decoded as the module
+// wrote it.
+func call(ctx context.Context, m *wasm.Module, export string, request any, settings json.RawMessage, response any, secret string) (err error) {
 	in, err := json.Marshal(envelopeIn{Request: request, Settings: settings})
 	if err != nil {
-		return fmt.Errorf("module %q: encode request: %w", m.cfg.Name, err)
+		return fmt.Errorf("module %q: encode request: %w", m.Name(), err)
 	}
 	var moduleErr string
 	var debugOut []byte
-	if m.cfg.Debug {
+	debug := m.Config().Debug
+	if debug {
 		defer func() {
-			m.logger.Info("module call", "module", m.cfg.Name, "export", export, "input", RedactTokens(in, secret), "output", RedactTokens(debugOut, secret), "err", err)
+			m.Logger().Info("module call", "export", export, "input", RedactTokens(in, secret), "output", RedactTokens(debugOut, secret), "err", err)
 		}()
 	}
 	defer func() { err = RedactError(err, secret) }() // runs before the debug log above
 	err = m.Call(ctx, export, in, func(stdout []byte) error {
-		if m.cfg.Debug {
+		if debug {
 			debugOut = bytes.Clone(stdout)
 		}
 		out, err := decodeEnvelope(stdout)
@@ -66,7 +87,7 @@ func (m *Module) callEnvelope(ctx context.Context, export string, request any, s
 			return nil
 		}
 		if err := json.Unmarshal(out.Response, response); err != nil {
-			return &CallError{Kind: KindInvalidJSON, Err: fmt.Errorf("response: %w", err)}
+			return &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: fmt.Errorf("response: %w", err)}
 		}
 		return nil
 	})
@@ -74,7 +95,7 @@ func (m *Module) callEnvelope(ctx context.Context, export string, request any, s
 		return err
 	}
 	if moduleErr != "" {
-		return m.callError(export, KindModuleError, errors.New(moduleErr))
+		return m.Fail(export, wasm.KindModuleError, errors.New(moduleErr))
 	}
 	return nil
 }
@@ -84,15 +105,15 @@ func decodeEnvelope(stdout []byte) (*envelopeOut, error) {
 	var out envelopeOut
 	if err := dec.Decode(&out); err != nil {
 		if err == io.EOF {
-			return nil, &CallError{Kind: KindInvalidJSON, Err: errors.New("the module wrote nothing to stdout")}
+			return nil, &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: errors.New("the module wrote nothing to stdout")}
 		}
-		return nil, &CallError{Kind: KindInvalidJSON, Err: fmt.Errorf("stdout is not a JSON envelope: %w", err)}
+		return nil, &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: fmt.Errorf("stdout is not a JSON envelope: %w", err)}
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, &CallError{Kind: KindInvalidJSON, Err: errors.New("stdout holds more than one JSON document")}
+		return nil, &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: errors.New("stdout holds more than one JSON document")}
 	}
 	if out.Error == "" && (len(out.Response) == 0 || bytes.Equal(out.Response, []byte("null"))) {
-		return nil, &CallError{Kind: KindMissingResponse, Err: errors.New(`the envelope has neither "response" nor "error"`)}
+		return nil, &wasm.CallError{Kind: wasm.KindMissingResponse, Err: errors.New(`the envelope has neither "response" nor "error"`)}
 	}
 	return &out, nil
 }
@@ -172,7 +193,7 @@ func RedactError(err error, secrets ...string) error {
 	if RedactText(msg, secrets...) == msg {
 		return err
 	}
-	var ce *CallError
+	var ce *wasm.CallError
 	if errors.As(err, &ce) && error(ce) == err {
 		c := *ce
 		c.Stderr = RedactText(c.Stderr, secrets...)

@@ -1,4 +1,9 @@
-package wasm
+// Package kubewarden runs Kubewarden policies (https://kubewarden.io) on the wasm runtime, as
+// Kubewarden's policy-server does: their metadata (rules, mutating, execution mode, what they
+// may read), the waPC protocol and the WASI execution mode, settings validation, and the host
+// capabilities of the "kubewarden" binding (tracing, Kubernetes reads, can_i, DNS, certificate
+// checks), each granted explicitly. Rego policies (OPA and Gatekeeper modes) are not run yet.
+package kubewarden
 
 import (
 	"context"
@@ -18,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/internal/wasmbin"
 )
 
@@ -109,7 +115,7 @@ type KubernetesHost interface {
 type PolicyConfig struct {
 	// Module configures the module; its exports, start functions and isolation are set from
 	// the execution mode.
-	Module ModuleConfig
+	Module wasm.ModuleConfig
 	// Mode overrides the execution mode of the metadata (default: metadata, else waPC).
 	Mode ExecutionMode
 	// Settings are the policy's settings (JSON object); {} when empty.
@@ -126,7 +132,7 @@ type PolicyConfig struct {
 
 // Policy is a loaded Kubewarden policy whose settings were validated.
 type Policy struct {
-	mod      *Module
+	mod      *wasm.Module
 	meta     Metadata
 	mode     ExecutionMode
 	settings json.RawMessage
@@ -138,7 +144,7 @@ type Policy struct {
 	console func(string)
 }
 
-// LoadPolicy loads a Kubewarden policy: reads its metadata, picks the execution mode, compiles
+// Load loads a Kubewarden policy into r: reads its metadata, picks the execution mode, compiles
 // (and for waPC pre-warms) it and runs validate_settings once.
 //
 // # Notes
@@ -148,7 +154,7 @@ type Policy struct {
 //   - WASI-mode policies get a fresh instance per call (a command runs once); the next one for
 //     validate is made in the background while the policy waits for its next request.
 //   - Invalid settings are an error carrying the policy's own message.
-func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) (_ *Policy, err error) {
+func Load(ctx context.Context, r *wasm.Runtime, bin []byte, cfg PolicyConfig) (_ *Policy, err error) {
 	md, _, err := ReadMetadata(bin)
 	if err != nil {
 		return nil, err
@@ -171,7 +177,7 @@ func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) 
 	case ModeWASI:
 		mc.Exports = []string{"_start"}
 		mc.StartFunctions = []string{}
-		mc.Isolation = Fresh
+		mc.Isolation = wasm.Fresh
 		mc.SpareArgs = []string{"policy.wasm", "validate"}
 	case ModeOPA, ModeGatekeeper:
 		return nil, fmt.Errorf("policy %q: execution mode %s (Rego) is not supported yet", mc.Name, mode)
@@ -182,15 +188,18 @@ func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) 
 	if len(settings) == 0 || string(settings) == "null" {
 		settings = json.RawMessage("{}")
 	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = r.logger
+	if err := DefineHosts(ctx, r); err != nil {
+		return nil, err
 	}
 	mod, err := r.Load(ctx, bin, mc)
 	if err != nil {
 		return nil, err
 	}
-	p := &Policy{mod: mod, meta: *md, mode: mode, settings: settings, kube: cfg.Kubernetes, logger: logger.With("policy", mc.Name)}
+	logger := mod.Logger()
+	if cfg.Logger != nil {
+		logger = cfg.Logger.With("policy", mc.Name)
+	}
+	p := &Policy{mod: mod, meta: *md, mode: mode, settings: settings, kube: cfg.Kubernetes, logger: logger}
 	p.grants = cfg.Grants
 	p.host = p.hostCall
 	p.console = func(line string) { p.logger.Info(line, "source", "console") }
@@ -213,7 +222,7 @@ func (r *Runtime) LoadPolicy(ctx context.Context, bin []byte, cfg PolicyConfig) 
 // checkProtocolVersion asks a waPC policy for its protocol version, as policy-server does: only
 // v1 exists.
 func (p *Policy) checkProtocolVersion(ctx context.Context) error {
-	out, err := p.mod.CallWAPC(ctx, "protocol_version", nil, nil, nil)
+	out, err := CallWAPC(ctx, p.mod, "protocol_version", nil, nil, nil)
 	if err != nil {
 		return fmt.Errorf("policy %q: protocol_version: %w", p.Name(), err)
 	}
@@ -234,7 +243,7 @@ func (p *Policy) Mode() ExecutionMode { return p.mode }
 func (p *Policy) Metadata() Metadata { return p.meta }
 
 // Module is the policy's module.
-func (p *Policy) Module() *Module { return p.mod }
+func (p *Policy) Module() *wasm.Module { return p.mod }
 
 // Close releases the policy's module.
 func (p *Policy) Close(ctx context.Context) error { return p.mod.Close(ctx) }
@@ -250,7 +259,7 @@ func (p *Policy) ValidateSettings(ctx context.Context) error {
 		Message string `json:"message"`
 	}
 	if err := json.Unmarshal(out, &v); err != nil || v.Valid == nil {
-		return p.mod.callError("validate_settings", KindInvalidResponse, fmt.Errorf("want {\"valid\": bool, \"message\": string}, got %.200q", out))
+		return p.mod.Fail("validate_settings", wasm.KindInvalidResponse, fmt.Errorf("want {\"valid\": bool, \"message\": string}, got %.200q", out))
 	}
 	if !*v.Valid {
 		msg := v.Message
@@ -272,14 +281,16 @@ type validationResponse struct {
 	Warnings         []string          `json:"warnings"`
 }
 
-// Admit asks the policy about req and converts its answer: a mutated_object becomes an RFC 6902
-// JSONPatch against req.Object.
+// Admit asks the policy about review's request and converts its answer, a ValidationResponse, to
+// the AdmissionResponse a webhook would send: a mutated_object becomes an RFC 6902 JSONPatch
+// against the request's object.
 //
 // # Notes
 //
 //   - mutating says the profile lets the policy mutate; a mutation otherwise, or on DELETE, is
 //     rejected as Kubewarden does.
-func (p *Policy) Admit(ctx context.Context, req *admissionv1.AdmissionRequest, mutating bool) (*AdmissionResult, error) {
+func (p *Policy) Admit(ctx context.Context, review *admissionv1.AdmissionReview, mutating bool) (*admissionv1.AdmissionResponse, error) {
+	req := review.Request
 	payload, err := json.Marshal(struct {
 		Request  *admissionv1.AdmissionRequest `json:"request"`
 		Settings json.RawMessage               `json:"settings"`
@@ -295,12 +306,12 @@ func (p *Policy) Admit(ctx context.Context, req *admissionv1.AdmissionRequest, m
 }
 
 // admissionResult converts the policy's answer out, a ValidationResponse, to req (see Admit).
-func (p *Policy) admissionResult(req *admissionv1.AdmissionRequest, out []byte, mutating bool) (*AdmissionResult, error) {
+func (p *Policy) admissionResult(req *admissionv1.AdmissionRequest, out []byte, mutating bool) (*admissionv1.AdmissionResponse, error) {
 	var vr validationResponse
 	if err := json.Unmarshal(out, &vr); err != nil || vr.Accepted == nil {
-		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("want a ValidationResponse {\"accepted\": bool, …}, got %.200q", out))
+		return nil, p.mod.Fail("validate", wasm.KindInvalidResponse, fmt.Errorf("want a ValidationResponse {\"accepted\": bool, …}, got %.200q", out))
 	}
-	res := &AdmissionResult{Allowed: *vr.Accepted, Warnings: vr.Warnings, AuditAnnotations: vr.AuditAnnotations}
+	res := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: *vr.Accepted, Warnings: vr.Warnings, AuditAnnotations: vr.AuditAnnotations}
 	if vr.Message != "" || vr.Code != 0 {
 		res.Result = &metav1.Status{Message: vr.Message, Code: vr.Code}
 	}
@@ -313,7 +324,7 @@ func (p *Policy) admissionResult(req *admissionv1.AdmissionRequest, out []byte, 
 	case req.Operation == admissionv1.Delete:
 		return denied(res, "mutating the object of a DELETE request is not allowed"), nil
 	case vr.MutatedObject[0] != '{':
-		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("mutated_object must be the whole mutated object, a JSON object; got %.200q", vr.MutatedObject))
+		return nil, p.mod.Fail("validate", wasm.KindInvalidResponse, fmt.Errorf("mutated_object must be the whole mutated object, a JSON object; got %.200q", vr.MutatedObject))
 	}
 	// The object as the policy saw it (the API server sends it decoded, not as Raw).
 	original, err := json.Marshal(&req.Object)
@@ -321,11 +332,11 @@ func (p *Policy) admissionResult(req *admissionv1.AdmissionRequest, out []byte, 
 		return nil, err
 	}
 	if original[0] != '{' {
-		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("mutated_object for a %s request that has no object to mutate", req.Operation))
+		return nil, p.mod.Fail("validate", wasm.KindInvalidResponse, fmt.Errorf("mutated_object for a %s request that has no object to mutate", req.Operation))
 	}
 	ops, err := jsonpatch.CreatePatch(original, vr.MutatedObject)
 	if err != nil {
-		return nil, p.mod.callError("validate", KindInvalidResponse, fmt.Errorf("mutated_object: %w", err))
+		return nil, p.mod.Fail("validate", wasm.KindInvalidResponse, fmt.Errorf("mutated_object: %w", err))
 	}
 	if len(ops) == 0 {
 		return res, nil
@@ -333,11 +344,12 @@ func (p *Policy) admissionResult(req *admissionv1.AdmissionRequest, out []byte, 
 	if res.Patch, err = json.Marshal(ops); err != nil {
 		return nil, err
 	}
-	res.PatchType = admissionv1.PatchTypeJSONPatch
+	jsonPatch := admissionv1.PatchTypeJSONPatch
+	res.PatchType = &jsonPatch
 	return res, nil
 }
 
-func denied(res *AdmissionResult, msg string) *AdmissionResult {
+func denied(res *admissionv1.AdmissionResponse, msg string) *admissionv1.AdmissionResponse {
 	res.Allowed, res.Result = false, &metav1.Status{Message: msg, Code: 400}
 	return res
 }
@@ -345,14 +357,14 @@ func denied(res *AdmissionResult, msg string) *AdmissionResult {
 // call runs one operation in the policy's mode: a waPC operation, or the command with argv.
 func (p *Policy) call(ctx context.Context, op, argv string, payload []byte) ([]byte, error) {
 	if p.mode == ModeWASI {
-		out, err := p.mod.CallCommand(ctx, []string{"policy.wasm", argv}, payload, p.host)
-		var ce *CallError
+		out, err := CallCommand(ctx, p.mod, []string{"policy.wasm", argv}, payload, p.host)
+		var ce *wasm.CallError
 		if errors.As(err, &ce) && ce.Stderr != "" {
-			p.mod.logLine(p.logger, "policy stderr", "stderr", ce.Stderr)
+			p.mod.LogLine(p.logger, "policy stderr", "stderr", ce.Stderr)
 		}
 		return out, err
 	}
-	return p.mod.CallWAPC(ctx, op, payload, p.host, p.console)
+	return CallWAPC(ctx, p.mod, op, payload, p.host, p.console)
 }
 
 // Kubewarden's error texts for calls a policy may not make.
@@ -379,7 +391,7 @@ func (p *Policy) hostCall(ctx context.Context, binding, namespace, operation str
 			Message string `json:"message"`
 		}
 		_ = json.Unmarshal(payload, &l)
-		p.mod.logLine(p.logger, l.Message, "level", l.Level, "source", "tracing")
+		p.mod.LogLine(p.logger, l.Message, "level", l.Level, "source", "tracing")
 		return nil, nil
 	case "kubernetes":
 		return p.kubernetes(ctx, operation, payload)

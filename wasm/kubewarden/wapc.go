@@ -1,14 +1,15 @@
-package wasm
+package kubewarden
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmkube/wasmkube/wasm"
 )
 
 // The waPC protocol (https://wapc.io), as Kubewarden policies use it: the host calls the guest's
@@ -38,80 +39,66 @@ type wapcCall struct {
 	console     func(string)
 }
 
-// CallWAPC runs the waPC operation op with payload and returns the guest's response. host
-// answers the guest's host calls (nil: every host call fails); log receives __console_log lines
-// (nil: they go to the runtime's log), cut and rate-limited per module either way.
+// CallWAPC runs the waPC operation op with payload on m, a waPC guest loaded after DefineHosts, and returns the guest's response. host
+// answers the guest's host calls (nil: every host call fails); console receives __console_log
+// lines (nil: they go to the module's log), cut and rate-limited per module either way.
 //
 // # Notes
 //
 //   - A __guest_error or a __guest_call that returns 0 is KindModuleError, with the guest's text.
-//   - The same limits as Call apply: timeout, memory, one call per instance at a time; an answer
+//   - The module's limits apply: timeout, memory, one call per instance at a time; an answer
 //     larger than MaxOutputBytes is KindOutputTooLarge; host calls that exchange more than
 //     MaxHostCallBytes end the call with KindLimit.
-func (m *Module) CallWAPC(ctx context.Context, op string, payload []byte, host HostCallFunc, log func(string)) ([]byte, error) {
-	var out []byte
-	err := m.with(ctx, op, nil, func(inst *instance, deadline time.Time) error {
-		call := &wapcCall{op: []byte(op), payload: payload, host: host, console: m.console(log)}
-		inst.wapc = call
-		defer func() { inst.wapc = nil }()
-		res, err := inst.run(ctx, "__guest_call", nil, deadline, uint64(len(op)), uint64(len(payload)))
-		if err != nil {
-			if ce := (*CallError)(nil); errors.As(err, &ce) {
-				ce.Export = op
-			}
-			return err
+func CallWAPC(ctx context.Context, m *wasm.Module, op string, payload []byte, host HostCallFunc, console func(string)) ([]byte, error) {
+	if console == nil {
+		logger := m.Logger()
+		console = func(line string) { logger.Info(line, "source", "console") }
+	}
+	call := &wapcCall{op: []byte(op), payload: payload, host: host, console: console}
+	inv := wasm.Invocation{Export: "__guest_call", Name: op, Params: []uint64{uint64(len(op)), uint64(len(payload))}, State: call}
+	err := m.Invoke(ctx, inv, func(r wasm.Result) error {
+		if len(r.Results) == 1 && uint32(r.Results[0]) == 1 && call.guestErr == nil {
+			return nil
 		}
-		if len(res) != 1 || uint32(res[0]) != 1 || call.guestErr != nil {
-			msg := string(call.guestErr)
-			if msg == "" {
-				msg = "the guest's __guest_call failed without an error message"
-			}
-			return inst.fail(op, KindModuleError, errors.New(msg))
+		msg := string(call.guestErr)
+		if msg == "" {
+			msg = "the guest's __guest_call failed without an error message"
 		}
-		out = call.response
-		return nil
+		return &wasm.CallError{Kind: wasm.KindModuleError, Err: errors.New(msg)}
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return call.response, nil
 }
 
-// CallCommand runs a WASI command (its _start) in a fresh instance with argv and stdin and
+// CallCommand runs a WASI command (its _start) in a fresh instance of m with argv and stdin and
 // returns its stdout; host answers host calls made through host.call, whose answers are
 // appended to stdin (together with the calls, at most MaxHostCallBytes per call). Exit code 0 is
 // success; any other is KindExit with stderr.
-func (m *Module) CallCommand(ctx context.Context, argv []string, stdin []byte, host HostCallFunc) ([]byte, error) {
-	export := "_start"
+func CallCommand(ctx context.Context, m *wasm.Module, argv []string, stdin []byte, host HostCallFunc) ([]byte, error) {
+	name := "_start"
 	if len(argv) > 1 {
-		export = argv[1]
+		name = argv[1]
 	}
 	var out []byte
-	err := m.with(ctx, export, argv, func(inst *instance, deadline time.Time) error {
-		inst.wapc = &wapcCall{host: host}
-		defer func() { inst.wapc = nil }()
-		if _, err := inst.run(ctx, "_start", stdin, deadline); err != nil {
-			if ce := (*CallError)(nil); errors.As(err, &ce) {
-				ce.Export = export
-			}
-			return err
-		}
-		if inst.stdout.overflow {
-			return inst.fail(export, KindOutputTooLarge, fmt.Errorf("wrote more than %d bytes", inst.stdout.limit))
-		}
-		out = bytes.Clone(inst.stdout.b)
+	inv := wasm.Invocation{Export: "_start", Name: name, Stdin: stdin, Args: argv, State: &wapcCall{host: host}}
+	err := m.Invoke(ctx, inv, func(r wasm.Result) error {
+		out = bytes.Clone(r.Stdout)
 		return nil
 	})
 	return out, err
 }
 
-// console returns where a call's __console_log lines go: log, or the runtime's log.
-func (m *Module) console(log func(string)) func(string) {
-	if log != nil {
-		return log
-	}
-	return func(line string) { m.logger.Info(line, "module", m.cfg.Name, "source", "console") }
+// DefineHosts adds the host modules waPC guests and WASI-mode policies import (waPC's
+// __host_call and the others, host.call) to r, once. Load does it; call it before loading such a
+// guest with Runtime.Load directly.
+func DefineHosts(ctx context.Context, r *wasm.Runtime) error {
+	return r.DefineHost(ctx, "kubewarden", defineHosts)
 }
 
-// instantiateWAPC adds the waPC host module and the WASI-mode host.call to a runtime.
-func instantiateWAPC(ctx context.Context, rt wazero.Runtime) error {
+// defineHosts adds the waPC host module and the WASI-mode host.call to a runtime.
+func defineHosts(ctx context.Context, rt wazero.Runtime) error {
 	i32 := api.ValueTypeI32
 	fn := func(b wazero.HostModuleBuilder, name string, f api.GoModuleFunc, params, results []api.ValueType) wazero.HostModuleBuilder {
 		return b.NewFunctionBuilder().WithGoModuleFunction(f, params, results).Export(name)
@@ -139,12 +126,18 @@ func instantiateWAPC(ctx context.Context, rt wazero.Runtime) error {
 	return nil
 }
 
-func callOf(ctx context.Context) (*instance, *wapcCall) {
-	inst, _ := ctx.Value(instanceKey{}).(*instance)
-	if inst == nil || inst.wapc == nil {
+// callOf returns the running call and its waPC state; a host function called outside a waPC
+// call or WASI-mode command (from a start function) ends the instantiation.
+func callOf(ctx context.Context) (wasm.Call, *wapcCall) {
+	c, ok := wasm.CallFrom(ctx)
+	if !ok {
+		panic(errors.New("waPC host function called outside a module call"))
+	}
+	call, _ := c.State().(*wapcCall)
+	if call == nil {
 		panic(errors.New("waPC host function called outside a waPC call"))
 	}
-	return inst, inst.wapc
+	return c, call
 }
 
 func read(mod api.Module, ptr, n uint32) []byte {
@@ -169,10 +162,8 @@ func wapcGuestRequest(ctx context.Context, mod api.Module, stack []uint64) {
 
 func wapcGuestAnswer(isError bool) api.GoModuleFunc {
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
-		inst, call := callOf(ctx)
-		if n := uint32(stack[1]); n > uint32(inst.m.cfg.MaxOutputBytes) {
-			panic(fmt.Errorf("%w: the guest's answer of %d bytes is larger than %d bytes", errOutputLimit, n, inst.m.cfg.MaxOutputBytes))
-		}
+		c, call := callOf(ctx)
+		c.CheckAnswer(uint32(stack[1]))
 		b := read(mod, uint32(stack[0]), uint32(stack[1]))
 		if isError {
 			call.guestErr = b
@@ -187,8 +178,8 @@ func wapcGuestAnswer(isError bool) api.GoModuleFunc {
 // appended to stdin).
 func hostCall(wasiMode bool) api.GoModuleFunc {
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
-		inst, call := callOf(ctx)
-		inst.chargeHostBytes(int(uint32(stack[1])) + int(uint32(stack[3])) + int(uint32(stack[5])) + int(uint32(stack[7])))
+		c, call := callOf(ctx)
+		c.ChargeHostBytes(int(uint32(stack[1])) + int(uint32(stack[3])) + int(uint32(stack[5])) + int(uint32(stack[7])))
 		binding := string(read(mod, uint32(stack[0]), uint32(stack[1])))
 		namespace := string(read(mod, uint32(stack[2]), uint32(stack[3])))
 		operation := string(read(mod, uint32(stack[4]), uint32(stack[5])))
@@ -197,11 +188,7 @@ func hostCall(wasiMode bool) api.GoModuleFunc {
 		var resp []byte
 		err := errors.New("the host answers no host calls here")
 		if call.host != nil {
-			callCtx := inst.callCtx
-			if callCtx == nil {
-				callCtx = ctx
-			}
-			callCtx, cancel := context.WithDeadline(callCtx, inst.deadline)
+			callCtx, cancel := c.Context(ctx)
 			resp, err = call.host(callCtx, binding, namespace, operation, payload)
 			cancel()
 		}
@@ -211,17 +198,17 @@ func hostCall(wasiMode bool) api.GoModuleFunc {
 		}
 		if err != nil {
 			call.hostErr = []byte(err.Error())
-			inst.chargeHostBytes(len(call.hostErr))
+			c.ChargeHostBytes(len(call.hostErr))
 			if wasiMode {
-				inst.stdin.append(call.hostErr)
+				c.AppendStdin(call.hostErr)
 			}
 			stack[0] = failed
 			return
 		}
 		call.hostResp = resp
-		inst.chargeHostBytes(len(resp))
+		c.ChargeHostBytes(len(resp))
 		if wasiMode {
-			inst.stdin.append(resp)
+			c.AppendStdin(resp)
 		}
 		stack[0] = ok
 	}
@@ -252,10 +239,10 @@ func hostAnswer(isError bool) api.GoModuleFunc {
 // consoleLog serves __console_log: the line (read only up to the log line limit) goes to the
 // call's console, which the module's log limiter bounds.
 func consoleLog(ctx context.Context, mod api.Module, stack []uint64) {
-	inst, call := callOf(ctx)
-	if !inst.m.logs.allow() {
+	c, call := callOf(ctx)
+	if !c.AllowLogLine() {
 		return
 	}
-	n := min(uint32(stack[1]), maxLogLine+1)
-	call.console(truncate(string(read(mod, uint32(stack[0]), n))))
+	n := min(uint32(stack[1]), wasm.MaxLogLine+1)
+	call.console(wasm.TruncateLogLine(string(read(mod, uint32(stack[0]), n))))
 }
