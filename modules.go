@@ -38,8 +38,16 @@ func ModuleCacheDir() string { return filepath.Join(xdg.CacheHome, "wasmkube", "
 // clusterModules are the modules of one cluster and the runtime that hosts them.
 type clusterModules struct {
 	rt *wasm.Runtime
-	// closers close the loaded modules and policies.
+	// closers close the loaded modules and policies (under mu: modules load in parallel).
+	mu      sync.Mutex
 	closers []func() error
+}
+
+// track remembers how to close a loaded module.
+func (cm *clusterModules) track(close func() error) {
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	cm.closers = append(cm.closers, close)
 }
 
 func (cm *clusterModules) close() error {
@@ -292,8 +300,8 @@ func uniqueNames(tagged []string) error {
 }
 
 // loadModules compiles and pre-warms the configured modules and returns the API server
-// extensions that run them. Nothing is loaded when no module is configured. Errors name the
-// profile entry or config file.
+// extensions that run them: collect the entries, load them, build the extensions. Nothing is
+// loaded when no module is configured. Errors name the profile entry or config file.
 func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, cacheDir string, logger *slog.Logger) (_ *clusterModules, _ apiserver.Extensions, _ *hook.Admission, err error) {
 	var ext apiserver.Extensions
 	c, err := collectModules(p, w)
@@ -310,14 +318,31 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 			_ = cm.close()
 		}
 	}()
-	// Modules compile in parallel (a cold compile takes ~0.5 s per Go module); each result
-	// keeps its entry's place, so the order of the profile holds.
-	var mu sync.Mutex
-	track := func(close func() error) {
-		mu.Lock()
-		defer mu.Unlock()
-		cm.closers = append(cm.closers, close)
+	l, err := cm.load(ctx, p, c, logger)
+	if err != nil {
+		return nil, ext, nil, err
 	}
+	ext, adm, err := l.build(p, w, logger)
+	if err != nil {
+		return nil, ext, nil, err
+	}
+	return cm, ext, adm, nil
+}
+
+// loadedModules are the loaded modules of each hook, in the order of their entries.
+type loadedModules struct {
+	authn     []hook.Module
+	authz     []hook.AuthzModule
+	admission []hook.AdmissionModule
+	kube      *hook.KubernetesHost
+}
+
+// load loads the entries of c into cm's runtime. Modules compile in parallel (a cold compile
+// takes ~0.5 s per Go module); each result keeps its entry's place, so the order of the
+// profile holds.
+func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, c *configuredModules, logger *slog.Logger) (*loadedModules, error) {
+	l := &loadedModules{authn: make([]hook.Module, len(c.authn)), authz: make([]hook.AuthzModule, len(c.authz)),
+		admission: make([]hook.AdmissionModule, len(c.admission)), kube: hook.NewKubernetesHost()}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.NumCPU())
 	start := func(job func() error) {
@@ -328,53 +353,51 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 			return job()
 		})
 	}
-	load := func(where string, m profiles.Module, export string) (hook.Module, error) {
-		bin, err := moduleBytes(p, m.Module)
-		if err != nil {
-			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
-		}
-		loaded, err := rt.Load(ctx, bin, moduleConfig(p, m, export))
-		if err != nil {
-			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
-		}
-		track(func() error { return loaded.Close(context.Background()) })
-		return hook.Module{Module: loaded, Settings: m.Settings}, nil
-	}
-	authn := make([]hook.Module, len(c.authn))
 	for i, e := range c.authn {
-		start(func() (err error) { authn[i], err = load(e.where, e.m, envelope.ExportAuthn); return err })
-	}
-	authz := make([]hook.AuthzModule, len(c.authz))
-	for i, e := range c.authz {
-		start(func() error {
-			hm, err := load(e.where, e.m.Module, envelope.ExportAuthz)
-			policy := hook.NoOpinion
-			if e.m.FailurePolicy == "Deny" {
-				policy = hook.Deny
-			}
-			authz[i] = hook.AuthzModule{Module: hm, FailurePolicy: policy}
+		start(func() (err error) {
+			l.authn[i], err = cm.loadModule(ctx, p, e.where, e.m, envelope.ExportAuthn)
 			return err
 		})
 	}
-	kube := hook.NewKubernetesHost()
-	admissions := make([]hook.AdmissionModule, len(c.admission))
+	for i, e := range c.authz {
+		start(func() error {
+			hm, err := cm.loadModule(ctx, p, e.where, e.m.Module, envelope.ExportAuthz)
+			l.authz[i] = hook.AuthzModule{Module: hm, FailurePolicy: hook.FailurePolicy(e.m.FailurePolicy)}
+			return err
+		})
+	}
 	for i, e := range c.admission {
 		start(func() error {
-			m, err := loadAdmission(ctx, rt, p, e, kube, logger)
+			m, err := loadAdmission(ctx, cm.rt, p, e, l.kube, logger)
 			if err != nil {
 				return err
 			}
-			track(m.close)
-			admissions[i] = m.AdmissionModule
+			cm.track(m.close)
+			l.admission[i] = m.AdmissionModule
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, ext, nil, err
-	}
+	return l, g.Wait()
+}
 
-	if len(authn) > 0 {
-		a := &hook.TokenAuthenticator{Logger: logger, Modules: authn}
+// loadModule loads one module of the envelope ABI for export.
+func (cm *clusterModules) loadModule(ctx context.Context, p *profiles.Loaded, where string, m profiles.Module, export string) (hook.Module, error) {
+	bin, err := moduleBytes(p, m.Module)
+	if err != nil {
+		return hook.Module{}, fmt.Errorf("%s: %w", where, err)
+	}
+	loaded, err := cm.rt.Load(ctx, bin, moduleConfig(p, m, export))
+	if err != nil {
+		return hook.Module{}, fmt.Errorf("%s: %w", where, err)
+	}
+	cm.track(func() error { return loaded.Close(context.Background()) })
+	return hook.Module{Module: loaded, Settings: m.Settings}, nil
+}
+
+// build makes the API server extensions and the admission plugin of the loaded modules.
+func (l *loadedModules) build(p *profiles.Loaded, w apiserver.WASMPlan, logger *slog.Logger) (ext apiserver.Extensions, adm *hook.Admission, err error) {
+	if len(l.authn) > 0 {
+		a := &hook.TokenAuthenticator{Logger: logger, Modules: l.authn}
 		ttl := DefaultAuthnCacheTTL
 		if p.Authentication != nil && p.Authentication.CacheTTL != nil {
 			ttl = p.Authentication.CacheTTL.Duration
@@ -384,21 +407,20 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 			ext.Token = cache.New(a, false, ttl, 0)
 		}
 	}
-	if len(authz) > 0 {
+	if len(l.authz) > 0 {
 		first, err := wasmFirst(w.AuthorizationChain)
 		if err != nil {
-			return nil, ext, nil, err
+			return ext, nil, err
 		}
-		a := &hook.Authorizer{Logger: logger, Modules: authz}
+		a := &hook.Authorizer{Logger: logger, Modules: l.authz}
 		ext.Authorizer, ext.RuleResolver, ext.First = a, a, first
 	}
-	var adm *hook.Admission
-	if len(admissions) > 0 {
-		if adm, err = hook.NewAdmission(admissions, logger, kube); err != nil {
-			return nil, ext, nil, err
+	if len(l.admission) > 0 {
+		if adm, err = hook.NewAdmission(l.admission, logger, l.kube); err != nil {
+			return ext, nil, err
 		}
 	}
-	return cm, ext, adm, nil
+	return ext, adm, nil
 }
 
 // wasmFirst reports whether the modules come before the built-in authorizers.

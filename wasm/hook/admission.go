@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -30,8 +29,9 @@ import (
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/component-base/featuregate"
 
-	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/envelope"
 )
 
@@ -83,26 +83,32 @@ type AdmissionModule struct {
 //
 // It reuses the webhook plugins' machinery: each module is described as a webhook (rules,
 // selectors, match conditions, matchPolicy Equivalent), so who is called and with which
-// AdmissionReview is decided exactly as for webhooks; only the call is in-process.
+// AdmissionReview is decided exactly as for webhooks; only the call is in-process. Each phase
+// has its own generic webhook with its own modules, as the API server's mutating and validating
+// webhook plugins do; the API server's initializers reach both.
 //
 // # Notes
 //
 //   - Requests webhooks never see are not sent to modules either: TokenReviews and other
 //     virtual resources, and webhook and policy configurations.
-//   - A module that fails (trap, timeout, bad answer) rejects the request with 500 unless its
-//     failurePolicy is Ignore; then the failure is logged and recorded in the audit annotation
-//     MODULE/failed-open. Clients and the audit annotation learn the kind of failure (and a
-//     module's own error message); its stderr and other details stay in the server log.
+//   - What a module's answer or failure means is DecideAdmission's: failure policies, monitor
+//     mode, denials, patches, warnings, audit annotations.
 //   - Mutating modules are not re-invoked when later plugins change the object
 //     (reinvocationPolicy Never).
 //   - Modules have no side effects, so dry-run requests are sent to them like any other, with
 //     dryRun: true.
 type Admission struct {
+	*admission.Handler
+	mutating, validating *phase
+	logger               *slog.Logger
+	kube                 *KubernetesHost
+}
+
+// phase is the webhook machinery of one admission phase and its modules.
+type phase struct {
 	*generic.Webhook
-	hooks   []webhook.WebhookAccessor
-	modules map[string]AdmissionModule // by webhook UID
-	logger  *slog.Logger
-	kube    *KubernetesHost
+	mutating bool
+	modules  map[string]AdmissionModule // by webhook UID
 }
 
 var (
@@ -112,7 +118,7 @@ var (
 
 // NewAdmission builds the plugin for modules. The API server's plugin initializers complete
 // it (namespace lister, clients, authorizer, drained notification) before its first use, and
-// connect kube, when given, the host of the Kubewarden policies among the modules.
+// connect kube, when given, the host of the Kubernetes policies among the modules.
 func NewAdmission(modules []AdmissionModule, logger *slog.Logger, kube *KubernetesHost) (*Admission, error) {
 	if logger == nil {
 		logger = slog.Default()
@@ -120,28 +126,104 @@ func NewAdmission(modules []AdmissionModule, logger *slog.Logger, kube *Kubernet
 	if kube == nil {
 		kube = NewKubernetesHost()
 	}
-	a := &Admission{modules: map[string]AdmissionModule{}, logger: logger, kube: kube}
+	a := &Admission{
+		Handler: admission.NewHandler(admission.Create, admission.Update, admission.Delete, admission.Connect),
+		logger:  logger, kube: kube,
+	}
+	var mutating, validating []AdmissionModule
 	for _, m := range modules {
-		uid := "wasm/" + m.Name()
-		a.modules[uid] = m
-		a.hooks = append(a.hooks, accessorFor(uid, m))
+		if m.Mutating {
+			mutating = append(mutating, m)
+		} else {
+			validating = append(validating, m)
+		}
 	}
-	handler := admission.NewHandler(admission.Create, admission.Update, admission.Delete, admission.Connect)
-	source := func(informers.SharedInformerFactory, sets.Set[schema.GroupResource]) generic.Source {
-		return staticSource(a.hooks)
-	}
-	dispatcher := func(*webhookutil.ClientManager) generic.Dispatcher { return &dispatcher{a: a} }
 	var err error
-	if a.Webhook, err = generic.NewWebhook(handler, nil, source, dispatcher); err != nil {
-		return nil, fmt.Errorf("admission plugin %s: %w", AdmissionPluginName, err)
+	if a.mutating, err = a.newPhase(true, mutating); err != nil {
+		return nil, err
+	}
+	if a.validating, err = a.newPhase(false, validating); err != nil {
+		return nil, err
 	}
 	return a, nil
+}
+
+// newPhase builds the webhook machinery that calls modules, all of one phase, in order.
+func (a *Admission) newPhase(mutating bool, modules []AdmissionModule) (*phase, error) {
+	p := &phase{mutating: mutating, modules: map[string]AdmissionModule{}}
+	var hooks staticSource
+	for _, m := range modules {
+		uid := "wasm/" + m.Name()
+		p.modules[uid] = m
+		hooks = append(hooks, accessorFor(uid, m))
+	}
+	source := func(informers.SharedInformerFactory, sets.Set[schema.GroupResource]) generic.Source { return hooks }
+	dispatcher := func(*webhookutil.ClientManager) generic.Dispatcher { return &dispatcher{a: a, p: p} }
+	var err error
+	handler := admission.NewHandler(admission.Create, admission.Update, admission.Delete, admission.Connect)
+	if p.Webhook, err = generic.NewWebhook(handler, nil, source, dispatcher); err != nil {
+		return nil, fmt.Errorf("admission plugin: %w", err)
+	}
+	return p, nil
+}
+
+// Admit runs the mutating modules.
+func (a *Admission) Admit(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces) error {
+	return a.mutating.Dispatch(ctx, attr, o)
+}
+
+// Validate runs the validating modules.
+func (a *Admission) Validate(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces) error {
+	return a.validating.Dispatch(ctx, attr, o)
 }
 
 // Factory returns an admission.Factory that hands out a (the API server asks once). The
 // plugin's own configuration, if any, has been read before: the reader is ignored.
 func (a *Admission) Factory() admission.Factory {
 	return func(io.Reader) (admission.Interface, error) { return a, nil }
+}
+
+// both applies an initializer's setting to the webhook machinery of both phases.
+func (a *Admission) both(set func(*generic.Webhook)) {
+	set(a.mutating.Webhook)
+	set(a.validating.Webhook)
+}
+
+// The API server's plugin initializers, for both phases; some also reach the Kubernetes host.
+
+// SetAuthenticationInfoResolverWrapper implements initializer.WantsAuthenticationInfoResolverWrapper.
+func (a *Admission) SetAuthenticationInfoResolverWrapper(w webhookutil.AuthenticationInfoResolverWrapper) {
+	a.both(func(h *generic.Webhook) { h.SetAuthenticationInfoResolverWrapper(w) })
+}
+
+// SetServiceResolver implements initializer.WantsServiceResolver.
+func (a *Admission) SetServiceResolver(r webhookutil.ServiceResolver) {
+	a.both(func(h *generic.Webhook) { h.SetServiceResolver(r) })
+}
+
+// SetAPIServerID implements initializer.WantsAPIServerID.
+func (a *Admission) SetAPIServerID(id string) {
+	a.both(func(h *generic.Webhook) { h.SetAPIServerID(id) })
+}
+
+// SetExcludedAdmissionResources implements initializer.WantsExcludedAdmissionResources.
+func (a *Admission) SetExcludedAdmissionResources(r []schema.GroupResource) {
+	a.both(func(h *generic.Webhook) { h.SetExcludedAdmissionResources(r) })
+}
+
+// InspectFeatureGates implements initializer.WantsFeatures.
+func (a *Admission) InspectFeatureGates(g featuregate.FeatureGate) {
+	a.both(func(h *generic.Webhook) { h.InspectFeatureGates(g) })
+}
+
+// SetExternalKubeClientSet implements initializer.WantsExternalKubeClientSet.
+func (a *Admission) SetExternalKubeClientSet(c kubernetes.Interface) {
+	a.both(func(h *generic.Webhook) { h.SetExternalKubeClientSet(c) })
+}
+
+// SetExternalKubeInformerFactory implements initializer.WantsExternalKubeInformerFactory.
+func (a *Admission) SetExternalKubeInformerFactory(f informers.SharedInformerFactory) {
+	a.both(func(h *generic.Webhook) { h.SetExternalKubeInformerFactory(f) })
 }
 
 // SetDynamicClient implements initializer.WantsDynamicClient (for the Kubewarden host).
@@ -153,35 +235,21 @@ func (a *Admission) SetRESTMapper(m meta.RESTMapper) { a.kube.setMapper(m) }
 // SetUnconditionalAuthorizer implements initializer.WantsUnconditionalAuthorizer: match
 // conditions and the Kubewarden host's can_i use it.
 func (a *Admission) SetUnconditionalAuthorizer(authz authorizer.UnconditionalAuthorizer) {
-	a.Webhook.SetUnconditionalAuthorizer(authz)
+	a.both(func(h *generic.Webhook) { h.SetUnconditionalAuthorizer(authz) })
 	a.kube.setAuthorizer(authz)
 }
 
 // SetDrainedNotification implements initializer.WantsDrainedNotification: the Kubewarden host's
 // informers stop with the server.
 func (a *Admission) SetDrainedNotification(stop <-chan struct{}) {
-	a.Webhook.SetDrainedNotification(stop)
+	a.both(func(h *generic.Webhook) { h.SetDrainedNotification(stop) })
 	a.kube.setStop(stop)
 }
 
-// Admit runs the mutating modules.
-func (a *Admission) Admit(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces) error {
-	return a.Dispatch(context.WithValue(ctx, phaseKey{}, phaseMutating), attr, o)
+// ValidateInitialization implements admission.InitializationValidator.
+func (a *Admission) ValidateInitialization() error {
+	return errors.Join(a.mutating.ValidateInitialization(), a.validating.ValidateInitialization())
 }
-
-// Validate runs the validating modules.
-func (a *Admission) Validate(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces) error {
-	return a.Dispatch(context.WithValue(ctx, phaseKey{}, phaseValidating), attr, o)
-}
-
-type phaseKey struct{}
-
-type phase int
-
-const (
-	phaseMutating phase = iota + 1
-	phaseValidating
-)
 
 // accessorFor describes a module as the webhook it stands in for.
 func accessorFor(uid string, m AdmissionModule) webhook.WebhookAccessor {
@@ -221,23 +289,22 @@ func (s staticSource) Webhooks() []webhook.WebhookAccessor { return s }
 func (s staticSource) HasSynced() bool                     { return true }
 
 // dispatcher calls the modules of one phase in order.
-type dispatcher struct{ a *Admission }
+type dispatcher struct {
+	a *Admission
+	p *phase
+}
 
 func (d *dispatcher) Dispatch(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces, hooks []webhook.WebhookAccessor) error {
-	mutating := ctx.Value(phaseKey{}) == phaseMutating
-	if mutating && attr.GetReinvocationContext().IsReinvoke() {
-		return nil
+	if d.p.mutating && attr.GetReinvocationContext().IsReinvoke() {
+		return nil // mutating modules are not re-invoked (reinvocationPolicy Never)
 	}
 	v := &versionedAttributes{attr: attr, o: o}
 	for _, h := range hooks {
-		if _, isMutating := h.GetMutatingWebhook(); isMutating != mutating {
-			continue
-		}
 		check := attr
 		if v.va != nil {
 			check = v.va
 		}
-		invocation, statusErr := d.a.ShouldCallHook(ctx, h, check, o, v)
+		invocation, statusErr := d.p.ShouldCallHook(ctx, h, check, o, v)
 		if statusErr != nil {
 			return statusErr
 		}
@@ -248,7 +315,7 @@ func (d *dispatcher) Dispatch(ctx context.Context, attr admission.Attributes, o 
 		if err != nil {
 			return err
 		}
-		if err := d.a.call(ctx, d.a.modules[h.GetUID()], invocation, va, o); err != nil {
+		if err := d.a.call(ctx, d.p.modules[h.GetUID()], invocation, va, o); err != nil {
 			return err
 		}
 	}
@@ -282,157 +349,70 @@ func (v *versionedAttributes) VersionedAttribute(gvk schema.GroupVersionKind) (*
 	return v.va, nil
 }
 
-// call sends one request to one module and applies its answer to va.
+// call sends one request to one module, decides (DecideAdmission) and acts on the decision.
 func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *generic.WebhookInvocation, va *admission.VersionedAttributes, o admission.ObjectInterfaces) error {
 	review := webhookrequest.CreateV1AdmissionReview(uuid.NewUUID(), va, invocation)
 	res, err := m.Admit(ctx, review, m.Mutating)
-	if m.Monitor {
-		a.monitor(m, va, res, err)
-		return nil
-	}
-	if err == nil && res.Allowed && len(res.Patch) > 0 {
-		err = applyPatch(m.Name(), va, res, o)
-	}
-	if err != nil {
-		return a.failed(ctx, m, va, err)
-	}
-	for k, val := range res.AuditAnnotations {
-		key := m.Name() + "/" + k
-		if err := va.Attributes.AddAnnotation(key, val); err != nil {
-			a.logger.Warn("admission module sent an audit annotation that cannot be recorded", "module", m.Name(), "key", key, "err", err)
+	d := DecideAdmission(m, res, err)
+	if d.Patch != nil {
+		if err := applyPatch(va, d.Patch, o); err != nil {
+			d = m.Failed(err)
 		}
 	}
-	for _, w := range res.Warnings {
+	a.log(d, va)
+	for k, v := range d.AuditAnnotations {
+		if err := va.Attributes.AddAnnotation(k, v); err != nil {
+			a.logger.Warn("admission module sent an audit annotation that cannot be recorded", "module", m.Name(), "key", k, "err", err)
+		}
+	}
+	for _, w := range d.Warnings {
 		warning.AddWarning(ctx, "", w)
 	}
-	if !res.Allowed {
-		result := res.Result
-		if m.Message != "" {
-			result = &metav1.Status{Message: m.Message}
-			if res.Result != nil {
-				result.Code, result.Reason = res.Result.Code, res.Result.Reason
-			}
-		}
-		return Denial(m.Name(), result)
+	if d.FailedOpen && ctx.Err() != nil {
+		return apierrors.NewTimeoutError("request did not complete within requested timeout", 0)
+	}
+	if d.Denied != nil {
+		return d.Denied
 	}
 	return nil
 }
 
-// monitor records what a module in monitor mode would have decided.
-func (a *Admission) monitor(m AdmissionModule, va *admission.VersionedAttributes, res *admissionv1.AdmissionResponse, err error) {
-	var verdict string
+// log writes what the server log gets of a decision: monitor verdicts and failures, with the
+// whole error (stderr included), which clients never see.
+func (a *Admission) log(d *AdmissionDecision, va *admission.VersionedAttributes) {
 	switch {
-	case err != nil:
-		verdict = "failed: " + failureMessage(err)
-	case !res.Allowed:
-		verdict = "would deny: " + Denial(m.Name(), res.Result).Error()
-	case len(res.Patch) > 0:
-		verdict = "would mutate"
-	default:
-		verdict = "would allow"
-	}
-	attrs := []any{"module", m.Name(), "verdict", verdict, "resource", va.GetResource().String(), "namespace", va.GetNamespace(), "name", va.GetName()}
-	if err != nil {
-		attrs = append(attrs, "err", err) // the whole error, stderr included, for the server log only
-	}
-	a.logger.Info("admission module in monitor mode", attrs...)
-	if err := va.Attributes.AddAnnotation(m.Name()+"/monitor", verdict); err != nil {
-		a.logger.Warn("cannot record monitor audit annotation", "module", m.Name(), "err", err)
-	}
-}
-
-// failed applies the module's failure policy to a failed call. The server log gets the whole
-// error (stderr included); clients and audit annotations get failureMessage.
-func (a *Admission) failed(ctx context.Context, m AdmissionModule, va *admission.VersionedAttributes, err error) error {
-	if m.FailurePolicy == admissionregistrationv1.Ignore {
-		a.logger.Warn("admission module failed; ignored (failurePolicy Ignore)", "module", m.Name(), "err", err)
-		if err := va.Attributes.AddAnnotation(m.Name()+"/failed-open", failureMessage(err)); err != nil {
-			a.logger.Warn("cannot record failed-open audit annotation", "module", m.Name(), "err", err)
+	case d.Verdict != "":
+		attrs := []any{"module", d.Module, "verdict", d.Verdict, "resource", va.GetResource().String(), "namespace", va.GetNamespace(), "name", va.GetName()}
+		if d.Failure != nil {
+			attrs = append(attrs, "err", d.Failure)
 		}
-		if ctx.Err() != nil {
-			return apierrors.NewTimeoutError("request did not complete within requested timeout", 0)
-		}
-		return nil
+		a.logger.Info("admission module in monitor mode", attrs...)
+	case d.Failure != nil && d.FailedOpen:
+		a.logger.Warn("admission module failed; ignored (failurePolicy Ignore)", "module", d.Module, "err", d.Failure)
+	case d.Failure != nil:
+		a.logger.Warn("admission module failed; request rejected (failurePolicy Fail)", "module", d.Module, "err", d.Failure)
 	}
-	a.logger.Warn("admission module failed; request rejected (failurePolicy Fail)", "module", m.Name(), "err", err)
-	return apierrors.NewInternalError(fmt.Errorf("admission WASM module %q failed: %s", m.Name(), failureMessage(err)))
-}
-
-// failureMessage is what a client learns of a module's failure: its kind (trap, timeout,
-// exit code…) and, for a module's own error answer, that message; never its stderr, nor the
-// details of a broken answer, which may hold data of other requests. The server log has them.
-func failureMessage(err error) string {
-	var ce *wasm.CallError
-	if !errors.As(err, &ce) {
-		return err.Error() // the host's own message (a patch that does not apply, …)
-	}
-	switch ce.Kind {
-	case wasm.KindModuleError:
-		if ce.Err != nil {
-			return "the module returned an error: " + ce.Err.Error()
-		}
-	case wasm.KindExit:
-		return fmt.Sprintf("exit: exited with code %d (details in the API server's log)", ce.ExitCode)
-	}
-	return string(ce.Kind) + " (details in the API server's log)"
-}
-
-// Denial is the error a client sees when a module rejects its request: a *StatusError with the
-// module's status, its code (403 unless it named one of at least 400) and the message
-// DenialMessage builds.
-func Denial(module string, result *metav1.Status) *apierrors.StatusError {
-	status := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden}
-	if result != nil {
-		status.Details = result.Details
-		if result.Code >= http.StatusBadRequest {
-			status.Code, status.Reason = result.Code, result.Reason
-			if status.Reason == "" {
-				status.Reason = reasonFor(result.Code)
-			}
-		}
-	}
-	status.Message = DenialMessage(module, result)
-	return &apierrors.StatusError{ErrStatus: status}
-}
-
-// DenialMessage is the message a client sees when the module rejects a request.
-func DenialMessage(module string, status *metav1.Status) string {
-	why := "without explanation"
-	switch {
-	case status != nil && status.Message != "":
-		why = status.Message
-	case status != nil && status.Reason != "":
-		why = string(status.Reason)
-	}
-	return fmt.Sprintf("admission WASM module %q denied the request: %s", module, why)
 }
 
 // applyPatch applies a JSONPatch or a Full patch to the versioned object, as the mutating
 // webhook plugin does for JSONPatch.
-func applyPatch(module string, va *admission.VersionedAttributes, res *admissionv1.AdmissionResponse, o admission.ObjectInterfaces) error {
+func applyPatch(va *admission.VersionedAttributes, patch *Patch, o admission.ObjectInterfaces) error {
 	obj := va.VersionedObject.Object()
 	if obj == nil {
 		return fmt.Errorf("the module patched the object, but %s requests have none", va.GetOperation())
 	}
 	serializer := json.NewSerializerWithOptions(json.DefaultMetaFactory, o.GetObjectCreater(), o.GetObjectTyper(), json.SerializerOptions{})
 	var patched []byte
-	switch *res.PatchType {
-	case admissionv1.PatchTypeJSONPatch:
-		patch, err := decodeJSONPatch(res.Patch)
-		if err != nil {
-			return &wasm.CallError{Module: module, Export: envelope.ExportValidate, Kind: wasm.KindInvalidResponse, Err: err}
-		}
+	if patch.Type == envelope.PatchTypeFull {
+		patched = patch.JSON
+	} else {
 		current, err := runtime.Encode(serializer, obj)
 		if err != nil {
 			return fmt.Errorf("encode object: %w", err)
 		}
-		if patched, err = applyJSONPatch(patch, current); err != nil {
+		if patched, err = applyJSONPatch(patch.Ops, current); err != nil {
 			return fmt.Errorf("apply JSON patch: %w", err)
 		}
-	case envelope.PatchTypeFull:
-		patched = res.Patch
-	default:
-		return fmt.Errorf("unsupported patchType %q", *res.PatchType)
 	}
 	var fresh runtime.Object
 	if _, ok := obj.(*unstructured.Unstructured); ok {
@@ -458,34 +438,6 @@ func applyPatch(module string, va *admission.VersionedAttributes, res *admission
 	return nil
 }
 
-// decodeJSONPatch decodes patch and checks that each operation is one RFC 6902 defines and has
-// the members it requires: json-patch applies an operation without them by guessing or, for a
-// replace of the whole document without a value, by panicking.
-func decodeJSONPatch(patch []byte) (jsonpatch.Patch, error) {
-	ops, err := jsonpatch.DecodePatch(patch)
-	if err != nil {
-		return nil, fmt.Errorf("the patch is not an RFC 6902 JSON patch: %w", err)
-	}
-	for i, op := range ops {
-		need := []string{"path"}
-		switch kind := op.Kind(); kind {
-		case "add", "replace", "test":
-			need = append(need, "value")
-		case "move", "copy":
-			need = append(need, "from")
-		case "remove":
-		default:
-			return nil, fmt.Errorf("the patch is not an RFC 6902 JSON patch: operation %d: op %q is not add, remove, replace, move, copy or test", i, kind)
-		}
-		for _, member := range need {
-			if _, ok := op[member]; !ok {
-				return nil, fmt.Errorf("the patch is not an RFC 6902 JSON patch: operation %d (%s) has no %q", i, op.Kind(), member)
-			}
-		}
-	}
-	return ops, nil
-}
-
 // applyJSONPatch applies patch to doc. A panic in json-patch (decodeJSONPatch refuses the
 // operations known to make it panic) is an error, so the module's failurePolicy decides the
 // request.
@@ -496,26 +448,4 @@ func applyJSONPatch(patch jsonpatch.Patch, doc []byte) (out []byte, err error) {
 		}
 	}()
 	return patch.Apply(doc)
-}
-
-// reasonFor names the reason of a status code a module sent without one, so clients can tell
-// (kubectl prints "Error from server (Forbidden)").
-func reasonFor(code int32) metav1.StatusReason {
-	switch code {
-	case http.StatusBadRequest:
-		return metav1.StatusReasonBadRequest
-	case http.StatusUnauthorized:
-		return metav1.StatusReasonUnauthorized
-	case http.StatusForbidden:
-		return metav1.StatusReasonForbidden
-	case http.StatusNotFound:
-		return metav1.StatusReasonNotFound
-	case http.StatusConflict:
-		return metav1.StatusReasonConflict
-	case http.StatusUnprocessableEntity:
-		return metav1.StatusReasonInvalid
-	case http.StatusTooManyRequests:
-		return metav1.StatusReasonTooManyRequests
-	}
-	return metav1.StatusReasonUnknown
 }

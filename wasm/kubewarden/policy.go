@@ -169,20 +169,9 @@ func Load(ctx context.Context, r *wasm.Runtime, bin []byte, cfg PolicyConfig) (_
 	if mode == "" {
 		mode = ModeWAPC
 	}
-	mc := cfg.Module
-	switch mode {
-	case ModeWAPC:
-		mc.Exports = []string{"__guest_call"}
-		mc.StartFunctions = []string{"_start", "_initialize", "wapc_init"}
-	case ModeWASI:
-		mc.Exports = []string{"_start"}
-		mc.StartFunctions = []string{}
-		mc.Isolation = wasm.Fresh
-		mc.SpareArgs = []string{"policy.wasm", "validate"}
-	case ModeOPA, ModeGatekeeper:
-		return nil, fmt.Errorf("policy %q: execution mode %s (Rego) is not supported yet", mc.Name, mode)
-	default:
-		return nil, fmt.Errorf("policy %q: unknown execution mode %q (kubewarden-wapc, wasi, opa, gatekeeper)", mc.Name, mode)
+	mc, err := moduleConfig(cfg.Module, mode)
+	if err != nil {
+		return nil, err
 	}
 	settings := cfg.Settings
 	if len(settings) == 0 || string(settings) == "null" {
@@ -217,6 +206,25 @@ func Load(ctx context.Context, r *wasm.Runtime, bin []byte, cfg PolicyConfig) (_
 		return nil, err
 	}
 	return p, nil
+}
+
+// moduleConfig is mc with the exports, start functions and isolation of mode.
+func moduleConfig(mc wasm.ModuleConfig, mode ExecutionMode) (wasm.ModuleConfig, error) {
+	switch mode {
+	case ModeWAPC:
+		mc.Exports = []string{"__guest_call"}
+		mc.StartFunctions = []string{"_start", "_initialize", "wapc_init"}
+	case ModeWASI:
+		mc.Exports = []string{"_start"}
+		mc.StartFunctions = []string{}
+		mc.Isolation = wasm.Fresh
+		mc.SpareArgs = []string{"policy.wasm", "validate"}
+	case ModeOPA, ModeGatekeeper:
+		return mc, fmt.Errorf("policy %q: execution mode %s (Rego) is not supported yet", mc.Name, mode)
+	default:
+		return mc, fmt.Errorf("policy %q: unknown execution mode %q (kubewarden-wapc, wasi, opa, gatekeeper)", mc.Name, mode)
+	}
+	return mc, nil
 }
 
 // checkProtocolVersion asks a waPC policy for its protocol version, as policy-server does: only

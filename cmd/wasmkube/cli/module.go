@@ -114,112 +114,133 @@ func runtimeForCLI(ctx context.Context) (*wasm.Runtime, error) {
 	return wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: wasmkube.ModuleCacheDir()})
 }
 
-// invocation is one prepared call of a hook.
+// invocation is one prepared call of a hook: it asks the module and decides as the API server
+// does, with the same functions (package hook).
 type invocation struct {
-	call   func(ctx context.Context, m *wasm.Module) (any, string, error)
-	export string
+	call func(ctx context.Context, m *wasm.Module) (answer any, decision string, err error)
 	// secret is the bearer token of an authn request: never printed.
 	secret string
 }
 
-// prepare decodes the request for the hook and returns the call that sends it and reports the
-// answer and the API server's decision.
-func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, json.RawMessage, error) {
-	var settings json.RawMessage
+// prepare reads the request and settings for the hook and returns the call that sends them.
+func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, error) {
+	settings, raw, err := f.inputs(stdin)
+	if err != nil {
+		return nil, err
+	}
+	export, err := hookExport(f.hook)
+	if err != nil {
+		return nil, err
+	}
+	switch export {
+	case envelope.ExportAuthn:
+		return authnInvocation(raw, settings)
+	case envelope.ExportAuthz:
+		return authzInvocation(raw, settings)
+	}
+	return admissionInvocation(raw, settings, f.mutating)
+}
+
+// inputs reads --settings (optional) and --request as JSON.
+func (f *moduleFlags) inputs(stdin io.Reader) (settings, request json.RawMessage, err error) {
 	if f.settings != "" {
-		s, err := readDoc(f.settings, stdin)
-		if err != nil {
+		if settings, err = readDoc(f.settings, stdin); err != nil {
 			return nil, nil, fmt.Errorf("--settings: %w", err)
 		}
-		settings = s
 	}
 	if f.request == "" {
 		return nil, nil, errors.New("--request is required: the review to send (see `wasmkube module run --help`)")
 	}
-	raw, err := readDoc(f.request, stdin)
-	if err != nil {
+	if request, err = readDoc(f.request, stdin); err != nil {
 		return nil, nil, fmt.Errorf("--request: %w", err)
 	}
-	export, err := hookExport(f.hook)
-	if err != nil {
-		return nil, nil, err
-	}
-	inv := &invocation{export: export}
-	switch export {
-	case envelope.ExportAuthn:
-		var in authenticationv1.TokenReview
-		if err := json.Unmarshal(raw, &in); err != nil {
-			return nil, nil, fmt.Errorf("--request: not a TokenReview: %w", err)
-		}
-		inv.secret = in.Spec.Token
-		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
-			out, err := envelope.ReviewToken(ctx, m, settings, &in)
-			if err != nil {
-				return nil, "", err
-			}
-			out.Spec.Token = "" // a module written for the original ABI may echo it; never print it
-			resp, ok, err := hook.DecideAuthn(m, out, in.Spec.Audiences)
-			switch {
-			case err != nil:
-				return out, "", err
-			case !ok:
-				return out, "not authenticated: the next authenticator is asked", nil
-			}
-			u := resp.User
-			return out, fmt.Sprintf("authenticated as %q (uid %q, groups %v, audiences %v)", u.GetName(), u.GetUID(), u.GetGroups(), resp.Audiences), nil
-		}
-	case envelope.ExportAuthz:
-		var in authorizationv1.SubjectAccessReview
-		if err := json.Unmarshal(raw, &in); err != nil {
-			return nil, nil, fmt.Errorf("--request: not a SubjectAccessReview: %w", err)
-		}
-		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
-			out, err := envelope.ReviewAccess(ctx, m, settings, &in)
-			if err != nil {
-				return nil, "", err
-			}
-			d, reason, err := hook.DecideAuthz(hook.AuthzModule{Module: hook.Module{Module: m, Settings: settings}}, out, nil)
-			if err != nil {
-				return out, "", err
-			}
-			return out, fmt.Sprintf("%s (reason %q)", hook.DecisionName(d), reason), nil
-		}
-	default:
-		var in admissionv1.AdmissionReview
-		if err := json.Unmarshal(raw, &in); err != nil || in.Request == nil {
-			return nil, nil, fmt.Errorf("--request: not an AdmissionReview with a request: %v", err)
-		}
-		inv.call = func(ctx context.Context, m *wasm.Module) (any, string, error) {
-			out, err := envelope.Review(ctx, m, settings, &in)
-			if err != nil {
-				return nil, "", err
-			}
-			res, err := envelope.CheckAdmission(m, in.Request, out, f.mutating)
-			if err != nil {
-				return out, "", err
-			}
-			return out, admissionDecision(m.Name(), res), nil
-		}
-	}
-	return inv, settings, nil
+	return settings, request, nil
 }
 
-func admissionDecision(name string, res *admissionv1.AdmissionResponse) string {
+func authnInvocation(raw, settings json.RawMessage) (*invocation, error) {
+	var in authenticationv1.TokenReview
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, fmt.Errorf("--request: not a TokenReview: %w", err)
+	}
+	return &invocation{secret: in.Spec.Token, call: func(ctx context.Context, m *wasm.Module) (any, string, error) {
+		out, err := envelope.ReviewToken(ctx, m, settings, &in)
+		if err != nil {
+			return nil, "", err
+		}
+		out.Spec.Token = "" // a module written for the original ABI may echo it; never print it
+		resp, ok, err := hook.DecideAuthn(m, out, in.Spec.Audiences)
+		switch {
+		case err != nil:
+			return out, "", err
+		case !ok:
+			return out, "not authenticated: the next authenticator is asked", nil
+		}
+		u := resp.User
+		return out, fmt.Sprintf("authenticated as %q (uid %q, groups %v, audiences %v)", u.GetName(), u.GetUID(), u.GetGroups(), resp.Audiences), nil
+	}}, nil
+}
+
+func authzInvocation(raw, settings json.RawMessage) (*invocation, error) {
+	var in authorizationv1.SubjectAccessReview
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, fmt.Errorf("--request: not a SubjectAccessReview: %w", err)
+	}
+	return &invocation{call: func(ctx context.Context, m *wasm.Module) (any, string, error) {
+		out, err := envelope.ReviewAccess(ctx, m, settings, &in)
+		if err != nil {
+			return nil, "", err
+		}
+		d, reason, err := hook.DecideAuthz(hook.AuthzModule{Module: hook.Module{Module: m, Settings: settings}}, out, nil)
+		decision := fmt.Sprintf("%s (reason %q)", hook.DecisionName(d), reason)
+		if err != nil {
+			// A deny stands even in an answer that breaks the contract; the server logs why.
+			decision += fmt.Sprintf("\nnote: the answer breaks the ABI's contract: %v", err)
+		}
+		return out, decision, nil
+	}}, nil
+}
+
+func admissionInvocation(raw, settings json.RawMessage, mutating bool) (*invocation, error) {
+	var in admissionv1.AdmissionReview
+	if err := json.Unmarshal(raw, &in); err != nil || in.Request == nil {
+		return nil, fmt.Errorf("--request: not an AdmissionReview with a request: %v", err)
+	}
+	return &invocation{call: func(ctx context.Context, m *wasm.Module) (any, string, error) {
+		out, err := envelope.Review(ctx, m, settings, &in)
+		var res *admissionv1.AdmissionResponse
+		if err == nil {
+			res, err = envelope.CheckAdmission(m, in.Request, out, mutating)
+		}
+		am := hook.AdmissionModule{Admitter: hook.Envelope(hook.Module{Module: m, Settings: settings}), Mutating: mutating}
+		d := hook.DecideAdmission(am, res, err)
+		if out == nil {
+			return nil, describeAdmission(d), d.Failure
+		}
+		return out, describeAdmission(d), d.Failure
+	}}, nil
+}
+
+// describeAdmission says what the API server does with a request after the module's decision d.
+func describeAdmission(d *hook.AdmissionDecision) string {
 	var b strings.Builder
-	if res.Allowed {
+	switch {
+	case d.Denied != nil && d.Failure != nil:
+		fmt.Fprintf(&b, "rejected (HTTP %d): %s", d.Denied.ErrStatus.Code, d.Denied.ErrStatus.Message)
+	case d.Denied != nil:
+		fmt.Fprintf(&b, "denied (HTTP %d): %s", d.Denied.ErrStatus.Code, d.Denied.ErrStatus.Message)
+	case d.FailedOpen:
+		b.WriteString("allowed: the module failed and its failurePolicy is Ignore")
+	default:
 		b.WriteString("allowed")
-	} else {
-		st := hook.Denial(name, res.Result).ErrStatus
-		fmt.Fprintf(&b, "denied (HTTP %d): %s", st.Code, st.Message)
 	}
-	if len(res.Patch) > 0 && res.PatchType != nil {
-		fmt.Fprintf(&b, "\npatch (%s): %s", *res.PatchType, res.Patch)
+	if d.Patch != nil {
+		fmt.Fprintf(&b, "\npatch (%s): %s", d.Patch.Type, d.Patch.JSON)
 	}
-	for _, w := range res.Warnings {
+	for _, w := range d.Warnings {
 		fmt.Fprintf(&b, "\nwarning: %s", w)
 	}
-	for _, k := range slices.Sorted(maps.Keys(res.AuditAnnotations)) {
-		fmt.Fprintf(&b, "\naudit annotation %s/%s: %s", name, k, res.AuditAnnotations[k])
+	for _, k := range slices.Sorted(maps.Keys(d.AuditAnnotations)) {
+		fmt.Fprintf(&b, "\naudit annotation %s: %s", k, d.AuditAnnotations[k])
 	}
 	return b.String()
 }
@@ -239,13 +260,14 @@ func newModuleRunCommand(s streams) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if f.kind == "kubewarden" {
+			kubewarden, err := f.moduleType(s)
+			if err != nil {
+				return err
+			}
+			if kubewarden {
 				return runPolicy(ctx, s, &f, args[0])
 			}
-			if f.kind != "" && f.kind != "wasi" {
-				return fmt.Errorf("--type %q: want wasi (the original module ABI) or kubewarden", f.kind)
-			}
-			inv, _, err := f.prepare(s.in)
+			inv, err := f.prepare(s.in)
 			if err != nil {
 				return err
 			}
@@ -265,19 +287,81 @@ func newModuleRunCommand(s streams) *cobra.Command {
 				b, _ := json.MarshalIndent(out, "", "  ")
 				fmt.Fprintf(s.out, "module answer:\n%s\n", envelope.RedactText(string(b), inv.secret))
 			}
-			if err != nil {
-				return envelope.RedactError(err, inv.secret)
+			if decision != "" {
+				fmt.Fprintf(s.out, "decision: %s\n", envelope.RedactText(decision, inv.secret))
 			}
-			fmt.Fprintf(s.out, "decision: %s\n", envelope.RedactText(decision, inv.secret))
-			return nil
+			return envelope.RedactError(err, inv.secret)
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&isolation, "isolation", "pooled", "pooled | fresh")
-	cmd.Flags().StringVar(&f.kind, "type", "wasi", "wasi (the original module ABI) | kubewarden (a Kubewarden policy; --hook validate)")
+	cmd.Flags().StringVar(&f.kind, "type", typeEnvelope, "envelope (the original module ABI) | kubewarden (a Kubewarden policy; --hook validate)")
 	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none: kubewarden-wapc | wasi")
 	cmd.Flags().BoolVar(&f.allowContextAware, "allow-context-aware", false, "grant a Kubewarden policy what its metadata asks for (contextAwareResources, hostCapabilities); by default it gets nothing, as in a profile entry without grants (offline, Kubernetes reads fail anyway: there is no cluster)")
 	return cmd
+}
+
+// benchModule measures a module of the envelope ABI, pooled then fresh.
+func benchModule(ctx context.Context, s streams, f *moduleFlags, path string, calls, concurrency int) error {
+	inv, err := f.prepare(s.in)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ISOLATION\tCALLS\tCALLS/S\tP50\tP99")
+	var pooledP50 time.Duration
+	for _, iso := range []wasm.Isolation{wasm.Pooled, wasm.Fresh} {
+		cfg, err := f.config(moduleName(path), iso)
+		if err != nil {
+			return err
+		}
+		cfg.PoolSize = concurrency
+		m, rt, err := loadModule(ctx, path, cfg)
+		if err != nil {
+			return err
+		}
+		n := calls
+		if iso == wasm.Fresh {
+			n = max(1, calls/20) // a fresh instance per call is slow; fewer calls suffice
+		}
+		res, err := wasm.Measure(n, concurrency, func() error { _, _, err := inv.call(ctx, m); return err })
+		m.Close(context.Background())
+		rt.Close(context.Background())
+		if err != nil {
+			return err
+		}
+		if iso == wasm.Pooled {
+			pooledP50 = res.P50
+		}
+		fmt.Fprintf(w, "%s\t%d\t%.0f\t%s\t%s\n", iso, res.Calls, res.CallsPerSec, res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond))
+		if iso == wasm.Fresh && pooledP50 > 0 {
+			defer fmt.Fprintf(s.out, "pooled is %.0f× faster than fresh (p50)\n", float64(res.P50)/float64(pooledP50))
+		}
+	}
+	return w.Flush()
+}
+
+// The module types of --type.
+const (
+	typeEnvelope   = "envelope"
+	typeKubewarden = "kubewarden"
+	// typeWASI is the old name of typeEnvelope: WASI is also one of Kubewarden's execution modes.
+	typeWASI = "wasi"
+)
+
+// moduleType reads --type: true for a Kubewarden policy. The old name wasi is taken with a
+// deprecation notice on stderr.
+func (f *moduleFlags) moduleType(s streams) (kubewarden bool, err error) {
+	switch f.kind {
+	case typeKubewarden:
+		return true, nil
+	case typeEnvelope, "":
+		return false, nil
+	case typeWASI:
+		fmt.Fprintln(s.err, "warning: --type wasi is deprecated: use --type envelope (the original module ABI)")
+		return false, nil
+	}
+	return false, fmt.Errorf("--type %q: want envelope (the original module ABI) or kubewarden", f.kind)
 }
 
 // runPolicy runs a Kubewarden policy once, as `kwctl run` does: validate_settings, then
@@ -296,11 +380,9 @@ func runPolicy(ctx context.Context, s streams, f *moduleFlags, path string) erro
 		fmt.Fprintf(s.out, "note: its metadata asks for %s; not granted (--allow-context-aware grants it)\n", describeGrants(missing))
 	}
 	res, err := p.Admit(ctx, &admissionv1.AdmissionReview{Request: req}, mutating)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(s.out, "decision: %s\n", admissionDecision(p.Name(), res))
-	return nil
+	d := hook.DecideAdmission(hook.AdmissionModule{Admitter: p, Mutating: mutating}, res, err)
+	fmt.Fprintf(s.out, "decision: %s\n", describeAdmission(d))
+	return d.Failure
 }
 
 // loadPolicy loads the Kubewarden policy at path with the flags' settings, limits and mode, and
@@ -502,51 +584,20 @@ func newModuleBenchCommand(s streams) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if f.kind == "kubewarden" {
-				return benchPolicy(ctx, s, &f, args[0], calls, concurrency)
-			}
-			inv, _, err := f.prepare(s.in)
+			kubewarden, err := f.moduleType(s)
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ISOLATION\tCALLS\tCALLS/S\tP50\tP99")
-			var pooledP50 time.Duration
-			for _, iso := range []wasm.Isolation{wasm.Pooled, wasm.Fresh} {
-				cfg, err := f.config(moduleName(args[0]), iso)
-				if err != nil {
-					return err
-				}
-				cfg.PoolSize = concurrency
-				m, rt, err := loadModule(ctx, args[0], cfg)
-				if err != nil {
-					return err
-				}
-				n := calls
-				if iso == wasm.Fresh {
-					n = max(1, calls/20) // a fresh instance per call is slow; fewer calls suffice
-				}
-				res, err := wasm.Measure(n, concurrency, func() error { _, _, err := inv.call(ctx, m); return err })
-				m.Close(context.Background())
-				rt.Close(context.Background())
-				if err != nil {
-					return err
-				}
-				if iso == wasm.Pooled {
-					pooledP50 = res.P50
-				}
-				fmt.Fprintf(w, "%s\t%d\t%.0f\t%s\t%s\n", iso, res.Calls, res.CallsPerSec, res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond))
-				if iso == wasm.Fresh && pooledP50 > 0 {
-					defer fmt.Fprintf(s.out, "pooled is %.0f× faster than fresh (p50)\n", float64(res.P50)/float64(pooledP50))
-				}
+			if kubewarden {
+				return benchPolicy(ctx, s, &f, args[0], calls, concurrency)
 			}
-			return w.Flush()
+			return benchModule(ctx, s, &f, args[0], calls, concurrency)
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().IntVar(&calls, "calls", 2000, "calls per pooled run (fresh runs 1/20 of them)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 1, "concurrent callers (and pool size)")
-	cmd.Flags().StringVar(&f.kind, "type", "wasi", "wasi (the original module ABI) | kubewarden")
+	cmd.Flags().StringVar(&f.kind, "type", typeEnvelope, "envelope (the original module ABI) | kubewarden")
 	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none")
 	cmd.Flags().BoolVar(&f.allowContextAware, "allow-context-aware", false, "grant a Kubewarden policy what its metadata asks for")
 	return cmd
