@@ -1,8 +1,9 @@
-// Package wasm is wasmkube's WebAssembly host: it compiles modules once, runs their exported
-// functions in pooled (or fresh) instances inside a sandbox, and speaks the module ABI of the
-// original proof of concept (a JSON envelope on WASI stdin and stdout). Typed helpers map
-// Kubernetes authentication, authorization and admission reviews in and out of that envelope.
-// It never imports k8s.io/kubernetes, so its tests link fast.
+// Package wasm is the core of wasmkube's WebAssembly host: it checks and meters modules, compiles
+// them once, and runs their exported functions in pooled (or fresh) instances inside a sandbox.
+// It knows no ABI and imports nothing of Kubernetes: an ABI (package envelope, the original
+// proof of concept's; package kubewarden, Kubewarden's) adds its host modules with
+// Runtime.DefineHost, makes its calls with Module.Invoke and serves its host functions through
+// CallFrom. Package hook turns the answers into the API server's decisions.
 //
 // # The sandbox
 //

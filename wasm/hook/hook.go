@@ -1,7 +1,9 @@
-// Package hook adapts loaded modules to the API server's extension points: a token
-// authenticator, an authorizer, the admission plugin WASM (modules of the original ABI and
-// Kubewarden policies) and the host that answers Kubewarden policies' kubernetes calls from the
-// API server. It imports k8s.io/apiserver, never k8s.io/kubernetes.
+// Package hook is the API server's side of the modules: a token authenticator, an authorizer,
+// the admission plugin (modules of the envelope ABI and Kubewarden policies alike) and the host
+// that answers Kubewarden policies' kubernetes calls. The decisions the server makes from a
+// module's answer are functions here (DecideAuthn, DecideAuthz, DecideAdmission) that
+// `wasmkube module run` calls too, so both decide alike. It imports k8s.io/apiserver, never
+// k8s.io/kubernetes.
 package hook
 
 import (
