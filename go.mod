@@ -9,6 +9,7 @@ require (
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.10
 	github.com/tetratelabs/wazero v1.12.0
+	github.com/wasmkube/wasmkube/wasm/guest v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/client/pkg/v3 v3.7.0
 	go.etcd.io/etcd/client/v3 v3.7.0
 	go.etcd.io/etcd/server/v3 v3.7.0
@@ -224,3 +225,10 @@ replace (
 	k8s.io/sample-apiserver => k8s.io/sample-apiserver v0.37.2
 	k8s.io/streaming => k8s.io/streaming v0.37.2
 )
+
+// The guest SDK (wasm/guest) is a module of its own, so that module authors depend on it without
+// this module's Kubernetes dependency tree; this module builds the examples and test modules
+// with the SDK of the same checkout. A replace counts only in the main module: a program that
+// imports this module as a library and builds guest code too needs a published SDK version
+// (tag wasm/guest/vX.Y.Z, then require it here) or a replace of its own (docs/module-spec.md).
+replace github.com/wasmkube/wasmkube/wasm/guest => ./wasm/guest
