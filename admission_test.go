@@ -558,7 +558,7 @@ authorization:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster, err = wasmkube.Up(ctx, p, wasmkube.Options{DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
+	cluster, err = wasmkube.Up(ctx, p, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("up with a deny-all authorizer first: %v", err)
 	}

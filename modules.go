@@ -2,9 +2,12 @@ package wasmkube
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,7 +23,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmkube/wasmkube/apiserver"
-	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/hook"
@@ -58,9 +60,9 @@ type loadedAdmission struct {
 
 // loadAdmission loads one admission entry: a module of the original ABI, or a Kubewarden policy
 // whose metadata gives rules and mutating when the entry does not.
-func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
+func loadAdmission(ctx context.Context, rt *wasm.Runtime, builtin fs.FS, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
 	m := e.m
-	bin, err := moduleBytes(p, m.Module.Module)
+	bin, err := moduleBytes(builtin, p, m.Module.Module)
 	if err != nil {
 		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 	}
@@ -157,7 +159,7 @@ func grantLines(g wasm.PolicyGrants) string {
 
 // checkGrants refuses, before anything starts, the Kubewarden policies configured for the plan
 // (profile and config files) that ask for more than their entries grant.
-func checkGrants(p *profiles.Loaded, w apiserver.WASMPlan) error {
+func checkGrants(builtin fs.FS, p *profiles.Loaded, w apiserver.WASMPlan) error {
 	c, err := collectModules(p, w)
 	if err != nil {
 		return err
@@ -166,7 +168,7 @@ func checkGrants(p *profiles.Loaded, w apiserver.WASMPlan) error {
 		if e.m.Type != "kubewarden" {
 			continue
 		}
-		bin, err := moduleBytes(p, e.m.Module.Module)
+		bin, err := moduleBytes(builtin, p, e.m.Module.Module)
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.where, err)
 		}
@@ -292,7 +294,7 @@ func uniqueNames(tagged []string) error {
 // loadModules compiles and pre-warms the configured modules and returns the API server
 // extensions that run them. Nothing is loaded when no module is configured. Errors name the
 // profile entry or config file.
-func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, cacheDir string, logger *slog.Logger) (_ *clusterModules, _ apiserver.Extensions, _ *hook.Admission, err error) {
+func loadModules(ctx context.Context, builtin fs.FS, p *profiles.Loaded, w apiserver.WASMPlan, cacheDir string, logger *slog.Logger) (_ *clusterModules, _ apiserver.Extensions, _ *hook.Admission, err error) {
 	var ext apiserver.Extensions
 	c, err := collectModules(p, w)
 	if err != nil || c.empty() {
@@ -327,7 +329,7 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 		})
 	}
 	load := func(where string, m profiles.Module, export string) (hook.Module, error) {
-		bin, err := moduleBytes(p, m.Module)
+		bin, err := moduleBytes(builtin, p, m.Module)
 		if err != nil {
 			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 		}
@@ -358,7 +360,7 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 	admissions := make([]hook.AdmissionModule, len(c.admission))
 	for i, e := range c.admission {
 		start(func() error {
-			m, err := loadAdmission(ctx, rt, p, e, kube, logger)
+			m, err := loadAdmission(ctx, rt, builtin, p, e, kube, logger)
 			if err != nil {
 				return err
 			}
@@ -416,19 +418,42 @@ func wasmFirst(chain []string) (bool, error) {
 	return false, nil
 }
 
-// moduleBytes reads a module: builtin:NAME from the binary, or a file relative to the profile.
-func moduleBytes(p *profiles.Loaded, ref string) ([]byte, error) {
-	if name, ok := strings.CutPrefix(ref, profiles.BuiltinPrefix); ok {
-		if bin, ok := examples.Module(name); ok {
-			return bin, nil
+// moduleBytes reads a module: builtin:NAME from builtin (NAME/NAME.wasm, see
+// Options.BuiltinModules), or a file relative to the profile.
+func moduleBytes(builtin fs.FS, p *profiles.Loaded, ref string) ([]byte, error) {
+	name, ok := strings.CutPrefix(ref, profiles.BuiltinPrefix)
+	if !ok {
+		bin, err := os.ReadFile(p.ResolvePath(ref))
+		if err != nil {
+			return nil, fmt.Errorf("read module: %w", err)
 		}
-		return nil, fmt.Errorf("no built-in module %q; built in: %s", name, strings.Join(examples.Names(), ", "))
+		return bin, nil
 	}
-	bin, err := os.ReadFile(p.ResolvePath(ref))
+	if builtin == nil {
+		return nil, fmt.Errorf("%s: the built-in modules were not provided: set Options.BuiltinModules "+
+			"(the wasmkube command passes examples.FS()), or name the module's .wasm file instead", ref)
+	}
+	bin, err := fs.ReadFile(builtin, name+"/"+name+".wasm")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no built-in module %q; built in: %s", name, strings.Join(builtinNames(builtin), ", "))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("read module: %w", err)
+		return nil, fmt.Errorf("read built-in module %q: %w", name, err)
 	}
 	return bin, nil
+}
+
+// builtinNames lists the modules of builtin (NAME/NAME.wasm), sorted.
+func builtinNames(builtin fs.FS) []string {
+	matches, _ := fs.Glob(builtin, "*/*.wasm") // the pattern is valid
+	var names []string
+	for _, m := range matches {
+		dir, file := path.Split(m)
+		if name := strings.TrimSuffix(file, ".wasm"); dir == name+"/" {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 func moduleConfig(p *profiles.Loaded, m profiles.Module, export string) wasm.ModuleConfig {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -54,6 +55,10 @@ type Options struct {
 	Hooks apiserver.Hooks
 	// ModuleCacheDir keeps compiled modules; ModuleCacheDir() when empty.
 	ModuleCacheDir string
+	// BuiltinModules holds the modules a profile names as builtin:NAME, as NAME/NAME.wasm files
+	// (the layout of package examples' FS, which the wasmkube command passes). Without it a
+	// profile naming a built-in module is refused with an error saying so.
+	BuiltinModules fs.FS
 	// NewCA lets Up replace a lost CA or service-account key of a data dir that holds cluster
 	// data (`up --new-ca`). Without it that is an error: credentials issued before stop working.
 	NewCA bool
@@ -111,7 +116,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 		return nil, err
 	}
 	// Before anything starts: a policy asking for more than it is granted is a profile error.
-	if err := checkGrants(p, plan.WASM); err != nil {
+	if err := checkGrants(opts.BuiltinModules, p, plan.WASM); err != nil {
 		return nil, err
 	}
 	c := &Cluster{Name: p.Name, DataDir: plan.Layout.DataDir, life: lifecycle.New()}
@@ -179,7 +184,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err 
 	if err != nil {
 		return nil, err
 	}
-	mods, ext, adm, err := loadModules(ctx, p, plan.WASM, cacheDir, slog.New(logr.ToSlogHandler(klog.Background())))
+	mods, ext, adm, err := loadModules(ctx, opts.BuiltinModules, p, plan.WASM, cacheDir, slog.New(logr.ToSlogHandler(klog.Background())))
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
+	"github.com/wasmkube/wasmkube/examples"
 )
 
 // StopTimeout bounds a clean shutdown after SIGINT/SIGTERM.
@@ -61,7 +62,7 @@ cleanly and keep the data for the next start.`,
 }
 
 func (o *upOptions) libraryOptions(dataDir string) wasmkube.Options {
-	opts := wasmkube.Options{DataDir: dataDir, Address: o.address, APIServerArgs: o.apiserverArgs, ReadyTimeout: o.timeout, NewCA: o.newCA}
+	opts := wasmkube.Options{BuiltinModules: examples.FS(), DataDir: dataDir, Address: o.address, APIServerArgs: o.apiserverArgs, ReadyTimeout: o.timeout, NewCA: o.newCA}
 	if o.port >= 0 {
 		opts.Port = &o.port
 	}
