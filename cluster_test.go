@@ -129,6 +129,7 @@ func TestCluster(t *testing.T) {
 	t.Run("FaultsUnderLoad", func(t *testing.T) { testLoad(t, true) })
 	t.Run("RestartKeepsData", testRestart)
 	t.Run("DenyAllAuthorizerFirstNeverLocksOutAdmin", testDenyAllFirst)
+	t.Run("AuthorizerBetweenNodeAndRBAC", testDenyAllBetween)
 }
 
 func testKubeconfig(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmkube/wasmkube"
-	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
 	"github.com/wasmkube/wasmkube/examples"
 )
@@ -144,7 +143,7 @@ type planView struct {
 	Modules               any      `json:"modules"`
 }
 
-func printPlan(s streams, plan *apiserver.Plan, source string) error {
+func printPlan(s streams, plan *wasmkube.Plan, source string) error {
 	server := plan.Server()
 	if plan.Port == 0 {
 		server = strings.TrimSuffix(server, ":0") + ":<free port>"
@@ -153,7 +152,7 @@ func printPlan(s streams, plan *apiserver.Plan, source string) error {
 		Profile: plan.Name, Source: source, DataDir: plan.Layout.DataDir, Server: server,
 		Kubeconfig: plan.Layout.Kubeconfig(), Etcd: plan.EtcdServers,
 		APIServerArgs: plan.APIServerArgs, ControllerManagerArgs: plan.ControllerManagerArgs,
-		Modules: plan.WASM,
+		Modules: plan.Modules,
 	})
 	if err != nil {
 		return err
