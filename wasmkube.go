@@ -1,13 +1,19 @@
 // Package wasmkube runs a real Kubernetes control plane in-process: an embedded etcd, an
 // unmodified kube-apiserver and kube-controller-manager, configured by a profile
-// (package profiles). It is the library behind the wasmkube command; tests and other Go programs
-// use the same code path:
+// (package profiles), with the profile's WebAssembly modules loaded into the kube-apiserver's
+// authentication, authorization and admission. It is the library behind the wasmkube command;
+// tests and other Go programs use the same code path:
 //
 //	p, _ := profiles.NewFinder("").Resolve("minimal")
 //	c, err := wasmkube.Up(ctx, p, wasmkube.Options{DataDir: t.TempDir(), Port: ptr.To[int32](0)})
 //	if err != nil { ... }
 //	defer c.Stop(context.Background())
 //	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
+//
+// PlanFor turns a profile and Options into a Plan (package apiserver's flags and files, and where
+// the modules go) without effects; Up runs it as a list of named steps. The example modules that
+// profiles name as builtin:NAME are not part of the library: pass them as Options.BuiltinModules
+// (the wasmkube command passes examples.FS()).
 package wasmkube
 
 import (

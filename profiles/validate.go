@@ -142,7 +142,7 @@ func validateAuthorization(a *Authorization, fld *field.Path) field.ErrorList {
 		seen.Insert(c)
 	}
 	if len(a.Chain) > 0 && len(a.Modules) > 0 && !seen.Has(WASM) {
-		errs = append(errs, field.Invalid(fld.Child("chain"), a.Chain, "modules are listed but the chain has no WASM entry to place them; add WASM"))
+		errs = append(errs, field.Invalid(fld.Child("chain"), a.Chain, "modules are listed but the chain has no "+WASM+" entry to place them; add "+WASM+" (anywhere: the modules are asked at its place)"))
 	}
 	names := sets.New[string]()
 	for i := range a.Modules {
