@@ -20,6 +20,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -558,7 +559,7 @@ authorization:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster, err = wasmkube.Up(ctx, p, wasmkube.Options{DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
+	cluster, err = wasmkube.Up(ctx, p, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("up with a deny-all authorizer first: %v", err)
 	}
@@ -571,5 +572,61 @@ authorization:
 	_, err = kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "the faults module denies everything") {
 		t.Errorf("magic-user: %v, want denied by deny-all", err)
+	}
+}
+
+// testDenyAllBetween restarts the package's cluster with the chain Node,WASM,RBAC and a deny-all
+// module with failurePolicy Deny: a node's request that Node allows is allowed (the module,
+// which would deny it, is not asked), and a request RBAC would allow is denied by the module,
+// asked before RBAC.
+func testDenyAllBetween(t *testing.T) {
+	ctx := context.Background()
+	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := cluster.Stop(stopCtx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	p, err := profiles.Parse([]byte(fmt.Sprintf(`apiVersion: wasmkube.dev/v1alpha1
+kind: Profile
+name: between
+controllers: {enabled: false}
+authorization:
+  chain: [Node, WASM, RBAC]
+  modules:
+  - name: deny-all
+    module: %s
+    settings: {mode: deny}
+    failurePolicy: Deny
+`, filepath.Join(files.dir, "faults.wasm"))), "between.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err = wasmkube.Up(ctx, p, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("up with WASM between Node and RBAC: %v", err)
+	}
+	admin := client(t)
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "configmap-reader"},
+		Rules: []rbacv1.PolicyRule{{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"configmaps"}}}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "bob-reads-configmaps"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "bob"}}}
+	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	as := func(name string, groups ...string) kubernetes.Interface {
+		cfg := rest.CopyConfig(cluster.RESTConfig)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: name, Groups: groups}
+		return kubernetes.NewForConfigOrDie(cfg)
+	}
+	if _, err := as("system:node:n1", "system:nodes", "system:authenticated").CoreV1().Services("default").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("a node listing services (Node allows it before the module is asked): %v", err)
+	}
+	_, err = as("bob", "system:authenticated").CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "the faults module denies everything") {
+		t.Errorf("bob listing configmaps (RBAC would allow it, the module is asked first): %v, want denied by deny-all", err)
 	}
 }

@@ -45,9 +45,6 @@ func (c *Cluster) Done() <-chan struct{} { return c.life.Done() }
 // onStop registers fn to run on Stop (or on a failed Up), in reverse order of registration.
 func (c *Cluster) onStop(fn func() error) { c.life.OnStop(fn) }
 
-// runStops runs the registered stop functions newest first and returns their errors joined.
-func (c *Cluster) runStops() error { return c.life.RunStops() }
-
 // watch stops the cluster when a component stops on its own; the component's failure becomes
 // the cluster's error unless Stop was called first (lifecycle.Stopper keeps the first cause).
 func (c *Cluster) watch(api *apiserver.APIServer, cm *apiserver.ControllerManager) {
@@ -69,15 +66,16 @@ func (c *Cluster) watch(api *apiserver.APIServer, cm *apiserver.ControllerManage
 	c.life.Stop(cause)
 }
 
-// lock takes the data directory's lock for the life of the cluster.
-func (c *Cluster) lock(layout apiserver.Layout, name string) error {
+// lockDataDir takes the data directory's lock for the life of the cluster and returns its
+// release.
+func lockDataDir(layout apiserver.Layout, name string) (unlock func() error, _ error) {
 	if err := os.MkdirAll(layout.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	lk := flock.New(layout.Lock(), flock.SetPermissions(0o600))
 	ok, err := lk.TryLock()
 	if err != nil {
-		return fmt.Errorf("lock %s: %w", layout.Lock(), err)
+		return nil, fmt.Errorf("lock %s: %w", layout.Lock(), err)
 	}
 	pidFile := filepath.Join(layout.DataDir, "wasmkube.pid")
 	if !ok {
@@ -85,18 +83,17 @@ func (c *Cluster) lock(layout apiserver.Layout, name string) error {
 		if b, err := os.ReadFile(pidFile); err == nil {
 			holder = "process " + strings.TrimSpace(string(b)) + ", "
 		}
-		return fmt.Errorf("profile %s is %w (%slock %s): stop that cluster first (Ctrl-C where `wasmkube up` runs), or start another profile or --data-dir",
+		return nil, fmt.Errorf("profile %s is %w (%slock %s): stop that cluster first (Ctrl-C where `wasmkube up` runs), or start another profile or --data-dir",
 			name, ErrAlreadyRunning, holder, layout.Lock())
 	}
 	if err := pki.WriteFileAtomic(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		_ = lk.Unlock()
-		return err
+		return nil, fmt.Errorf("pid file: %w", err)
 	}
-	c.onStop(func() error {
+	return func() error {
 		_ = os.Remove(pidFile)
 		return lk.Unlock()
-	})
-	return nil
+	}, nil
 }
 
 // logOutput returns where the Kubernetes logs go: w, or DATADIR/logs/kube.log.

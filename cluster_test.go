@@ -24,6 +24,7 @@ import (
 
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/datadir"
+	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 )
 
@@ -60,6 +61,7 @@ func runMain(m *testing.M) int {
 	os.Setenv("HOME", homeDir)
 
 	cluster, err = wasmkube.Up(context.Background(), profile, wasmkube.Options{
+		BuiltinModules: examples.FS(),
 		DataDir:        filepath.Join(tmp, "data"),
 		Port:           ptr.To[int32](0),
 		ModuleCacheDir: filepath.Join(tmp, "module-cache"),
@@ -127,6 +129,7 @@ func TestCluster(t *testing.T) {
 	t.Run("FaultsUnderLoad", func(t *testing.T) { testLoad(t, true) })
 	t.Run("RestartKeepsData", testRestart)
 	t.Run("DenyAllAuthorizerFirstNeverLocksOutAdmin", testDenyAllFirst)
+	t.Run("AuthorizerBetweenNodeAndRBAC", testDenyAllBetween)
 }
 
 func testKubeconfig(t *testing.T) {
@@ -241,7 +244,7 @@ func testAggregatedRoles(t *testing.T) {
 }
 
 func testSecondUp(t *testing.T) {
-	_, err := wasmkube.Up(context.Background(), profile, wasmkube.Options{DataDir: cluster.DataDir, Port: ptr.To[int32](0)})
+	_, err := wasmkube.Up(context.Background(), profile, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: cluster.DataDir, Port: ptr.To[int32](0)})
 	if !errors.Is(err, wasmkube.ErrAlreadyRunning) {
 		t.Fatalf("second Up on a running data dir: %v, want ErrAlreadyRunning", err)
 	}
@@ -252,7 +255,7 @@ func testSecondUp(t *testing.T) {
 
 func testBusyPort(t *testing.T) {
 	port := cluster.Plan.Port
-	_, err := wasmkube.Up(context.Background(), profile, wasmkube.Options{DataDir: t.TempDir(), Port: &port})
+	_, err := wasmkube.Up(context.Background(), profile, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: t.TempDir(), Port: &port})
 	if err == nil {
 		t.Fatal("Up on a busy port succeeded")
 	}
@@ -289,7 +292,7 @@ func testRestart(t *testing.T) {
 		t.Fatalf("wait after stop: %v", err)
 	}
 	var err error
-	cluster, err = wasmkube.Up(ctx, profile, wasmkube.Options{DataDir: cluster.DataDir, Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
+	cluster, err = wasmkube.Up(ctx, profile, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: cluster.DataDir, Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("restart on the same data dir: %v", err)
 	}

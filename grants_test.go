@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/wasmkube/wasmkube"
+	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm/envelope"
 	"github.com/wasmkube/wasmkube/wasm/hook"
@@ -45,7 +46,7 @@ admission:
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	_, err = wasmkube.Up(context.Background(), p, wasmkube.Options{DataDir: dataDir, Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
+	_, err = wasmkube.Up(context.Background(), p, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: dataDir, Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
 	if err == nil {
 		t.Fatal("Up started a policy that asks for more than it is granted")
 	}

@@ -2,9 +2,12 @@ package wasmkube
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,7 +23,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmkube/wasmkube/apiserver"
-	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/envelope"
@@ -38,6 +40,8 @@ func ModuleCacheDir() string { return filepath.Join(xdg.CacheHome, "wasmkube", "
 // clusterModules are the modules of one cluster and the runtime that hosts them.
 type clusterModules struct {
 	rt *wasm.Runtime
+	// builtin holds the built-in modules (builtin:NAME), NAME/NAME.wasm.
+	builtin fs.FS
 	// closers close the loaded modules and policies (under mu: modules load in parallel).
 	mu      sync.Mutex
 	closers []func() error
@@ -68,9 +72,9 @@ type loadedAdmission struct {
 
 // loadAdmission loads one admission entry: a module of the original ABI, or a Kubewarden policy
 // whose metadata gives rules and mutating when the entry does not.
-func loadAdmission(ctx context.Context, rt *wasm.Runtime, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
+func loadAdmission(ctx context.Context, rt *wasm.Runtime, builtin fs.FS, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
 	m := e.m
-	bin, err := moduleBytes(p, m.Module.Module)
+	bin, err := moduleBytes(builtin, p, m.Module.Module)
 	if err != nil {
 		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 	}
@@ -167,7 +171,7 @@ func grantLines(g kubewarden.PolicyGrants) string {
 
 // checkGrants refuses, before anything starts, the Kubewarden policies configured for the plan
 // (profile and config files) that ask for more than their entries grant.
-func checkGrants(p *profiles.Loaded, w apiserver.WASMPlan) error {
+func checkGrants(builtin fs.FS, p *profiles.Loaded, w profiles.ModulePlan) error {
 	c, err := collectModules(p, w)
 	if err != nil {
 		return err
@@ -176,7 +180,7 @@ func checkGrants(p *profiles.Loaded, w apiserver.WASMPlan) error {
 		if e.m.Type != "kubewarden" {
 			continue
 		}
-		bin, err := moduleBytes(p, e.m.Module.Module)
+		bin, err := moduleBytes(builtin, p, e.m.Module.Module)
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.where, err)
 		}
@@ -208,66 +212,17 @@ func (c *configuredModules) empty() bool {
 // collectModules gathers the module entries of the profile and of the config files the plan
 // names, and checks that they fit the plan: unique names per hook, a WASM place in the
 // authorizer chain, an enabled admission plugin.
-func collectModules(p *profiles.Loaded, w apiserver.WASMPlan) (*configuredModules, error) {
+func collectModules(p *profiles.Loaded, w profiles.ModulePlan) (*configuredModules, error) {
 	c := &configuredModules{}
-	fromProfile := func(field string, i int, name string) string {
-		return fmt.Sprintf("profile %s: %s.modules[%d] (%s)", p.Name, field, i, name)
+	c.addProfile(p)
+	if err := c.addOriginalFiles(w); err != nil {
+		return nil, err
 	}
-	fromFile := func(flag, file string, i int, name string) string {
-		return fmt.Sprintf("%s %s: modules[%d] (%s)", flag, file, i, name)
+	if len(c.authz) > 0 && !slices.Contains(w.AuthorizationChain, profiles.WASM) {
+		return nil, fmt.Errorf("authorization modules are configured, but the authorizer chain %s has no %s: add %[2]s to authorization.chain in the profile (or to --authorization-mode)",
+			strings.Join(w.AuthorizationChain, ","), profiles.WASM)
 	}
-	if a := p.Authentication; a != nil {
-		for i, m := range a.Modules {
-			c.authn = append(c.authn, entry[profiles.Module]{fromProfile("authentication", i, m.Name), m})
-		}
-	}
-	if a := p.Authorization; a != nil {
-		for i, m := range a.Modules {
-			c.authz = append(c.authz, entry[profiles.AuthorizationModule]{fromProfile("authorization", i, m.Name), m})
-		}
-	}
-	if a := p.Admission; a != nil {
-		for i, m := range a.Modules {
-			c.admission = append(c.admission, entry[profiles.AdmissionModule]{fromProfile("admission", i, m.Name), m})
-		}
-	}
-	if f := w.AuthenticationConfigFile; f != "" {
-		list, err := profiles.LoadModuleList(f, profiles.HookAuthentication)
-		if err != nil {
-			return nil, fmt.Errorf("--authentication-wasm-config-file: %w", err)
-		}
-		for i, m := range list.Modules {
-			c.authn = append(c.authn, entry[profiles.Module]{fromFile("--authentication-wasm-config-file", f, i, m.Name), m.Module})
-		}
-	}
-	if f := w.AuthorizationConfigFile; f != "" {
-		list, err := profiles.LoadModuleList(f, profiles.HookAuthorization)
-		if err != nil {
-			return nil, fmt.Errorf("--authorization-wasm-config-file: %w", err)
-		}
-		for i, m := range list.Modules {
-			am := profiles.AuthorizationModule{Module: m.Module, FailurePolicy: m.FailurePolicy}
-			c.authz = append(c.authz, entry[profiles.AuthorizationModule]{fromFile("--authorization-wasm-config-file", f, i, m.Name), am})
-		}
-	}
-	if f := w.AdmissionConfigFile; f != "" {
-		list, found, err := profiles.LoadAdmissionConfigModules(f, hook.AdmissionPluginName)
-		if err != nil {
-			return nil, fmt.Errorf("--admission-control-config-file: %w", err)
-		}
-		if found && !w.AdmissionEnabled {
-			return nil, fmt.Errorf("--admission-control-config-file %s configures the %s plugin, but --enable-admission-plugins does not enable it: add %s there", f, hook.AdmissionPluginName, hook.AdmissionPluginName)
-		}
-		if found {
-			for i, m := range list.Modules {
-				c.admission = append(c.admission, entry[profiles.AdmissionModule]{fromFile("--admission-control-config-file", f, i, m.Name), m})
-			}
-		}
-	}
-	if len(c.authz) > 0 && !slices.Contains(w.AuthorizationChain, hook.AdmissionPluginName) {
-		return nil, fmt.Errorf("authorization modules are configured, but the authorizer chain %s has no WASM: add WASM to authorization.chain in the profile (or to --authorization-mode)", strings.Join(w.AuthorizationChain, ","))
-	}
-	for _, names := range [][]string{names(c.authn, func(m profiles.Module) string { return m.Name }),
+	for _, names := range [][]namedEntry{names(c.authn, func(m profiles.Module) string { return m.Name }),
 		names(c.authz, func(m profiles.AuthorizationModule) string { return m.Name }),
 		names(c.admission, func(m profiles.AdmissionModule) string { return m.Name })} {
 		if err := uniqueNames(names); err != nil {
@@ -277,24 +232,99 @@ func collectModules(p *profiles.Loaded, w apiserver.WASMPlan) (*configuredModule
 	return c, nil
 }
 
-func names[T any](entries []entry[T], name func(T) string) []string {
-	out := make([]string, len(entries))
+// addProfile adds the profile's module entries.
+func (c *configuredModules) addProfile(p *profiles.Loaded) {
+	where := func(field string, i int, name string) string {
+		return fmt.Sprintf("profile %s: %s.modules[%d] (%s)", p.Name, field, i, name)
+	}
+	if a := p.Authentication; a != nil {
+		for i, m := range a.Modules {
+			c.authn = append(c.authn, entry[profiles.Module]{where("authentication", i, m.Name), m})
+		}
+	}
+	if a := p.Authorization; a != nil {
+		for i, m := range a.Modules {
+			c.authz = append(c.authz, entry[profiles.AuthorizationModule]{where("authorization", i, m.Name), m})
+		}
+	}
+	if a := p.Admission; a != nil {
+		for i, m := range a.Modules {
+			c.admission = append(c.admission, entry[profiles.AdmissionModule]{where("admission", i, m.Name), m})
+		}
+	}
+}
+
+// fromFile says where an entry of an original config file is, for errors.
+func fromFile(flag, file string, i int, name string) string {
+	return fmt.Sprintf("%s %s: modules[%d] (%s)", flag, file, i, name)
+}
+
+// addOriginalFiles adds the entries of the original proof of concept's config files.
+func (c *configuredModules) addOriginalFiles(w profiles.ModulePlan) error {
+	if f := w.AuthenticationConfigFile; f != "" {
+		list, err := profiles.LoadModuleList(f, profiles.HookAuthentication)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", profiles.FlagAuthenticationConfig, err)
+		}
+		for i, m := range list.Modules {
+			c.authn = append(c.authn, entry[profiles.Module]{fromFile("--"+profiles.FlagAuthenticationConfig, f, i, m.Name), m.Module})
+		}
+	}
+	if f := w.AuthorizationConfigFile; f != "" {
+		list, err := profiles.LoadModuleList(f, profiles.HookAuthorization)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", profiles.FlagAuthorizationConfig, err)
+		}
+		for i, m := range list.Modules {
+			am := profiles.AuthorizationModule{Module: m.Module, FailurePolicy: m.FailurePolicy}
+			c.authz = append(c.authz, entry[profiles.AuthorizationModule]{fromFile("--"+profiles.FlagAuthorizationConfig, f, i, m.Name), am})
+		}
+	}
+	return c.addAdmissionConfig(w)
+}
+
+// addAdmissionConfig adds the modules of the WASM plugin's entry in
+// --admission-control-config-file, which must then be enabled.
+func (c *configuredModules) addAdmissionConfig(w profiles.ModulePlan) error {
+	f := w.AdmissionConfigFile
+	if f == "" {
+		return nil
+	}
+	list, found, err := profiles.LoadAdmissionConfigModules(f, profiles.WASM)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--admission-control-config-file: %w", err)
+	case !found:
+		return nil
+	case !w.AdmissionEnabled:
+		return fmt.Errorf("--admission-control-config-file %s configures the %s plugin, but --enable-admission-plugins does not enable it: add %[2]s there", f, profiles.WASM)
+	}
+	for i, m := range list.Modules {
+		c.admission = append(c.admission, entry[profiles.AdmissionModule]{fromFile("--admission-control-config-file", f, i, m.Name), m})
+	}
+	return nil
+}
+
+// namedEntry is a module's name and where its entry is.
+type namedEntry struct{ where, name string }
+
+func names[T any](entries []entry[T], name func(T) string) []namedEntry {
+	out := make([]namedEntry, len(entries))
 	for i, e := range entries {
-		out[i] = e.where + "\x00" + name(e.m)
+		out[i] = namedEntry{where: e.where, name: name(e.m)}
 	}
 	return out
 }
 
 // uniqueNames checks that no module name is used twice for one hook: names label metrics, audit
 // annotations and errors.
-func uniqueNames(tagged []string) error {
+func uniqueNames(entries []namedEntry) error {
 	seen := map[string]string{}
-	for _, t := range tagged {
-		where, name, _ := strings.Cut(t, "\x00")
-		if first, ok := seen[name]; ok {
-			return fmt.Errorf("%s: the module name %q is already used by %s; give one of them another name", where, name, first)
+	for _, e := range entries {
+		if first, ok := seen[e.name]; ok {
+			return fmt.Errorf("%s: the module name %q is already used by %s; give one of them another name", e.where, e.name, first)
 		}
-		seen[name] = where
+		seen[e.name] = e.where
 	}
 	return nil
 }
@@ -302,7 +332,7 @@ func uniqueNames(tagged []string) error {
 // loadModules compiles and pre-warms the configured modules and returns the API server
 // extensions that run them: collect the entries, load them, build the extensions. Nothing is
 // loaded when no module is configured. Errors name the profile entry or config file.
-func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, cacheDir string, logger *slog.Logger) (_ *clusterModules, _ apiserver.Extensions, _ *hook.Admission, err error) {
+func loadModules(ctx context.Context, builtin fs.FS, p *profiles.Loaded, w profiles.ModulePlan, cacheDir string, logger *slog.Logger) (_ *clusterModules, _ apiserver.Extensions, _ *hook.Admission, err error) {
 	var ext apiserver.Extensions
 	c, err := collectModules(p, w)
 	if err != nil || c.empty() {
@@ -312,7 +342,7 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 	if err != nil {
 		return nil, ext, nil, err
 	}
-	cm := &clusterModules{rt: rt}
+	cm := &clusterModules{rt: rt, builtin: builtin}
 	defer func() {
 		if err != nil {
 			_ = cm.close()
@@ -322,7 +352,7 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 	if err != nil {
 		return nil, ext, nil, err
 	}
-	ext, adm, err := l.build(p, w, logger)
+	ext, adm, err := l.build(p, logger)
 	if err != nil {
 		return nil, ext, nil, err
 	}
@@ -368,7 +398,7 @@ func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, c *confi
 	}
 	for i, e := range c.admission {
 		start(func() error {
-			m, err := loadAdmission(ctx, cm.rt, p, e, l.kube, logger)
+			m, err := loadAdmission(ctx, cm.rt, cm.builtin, p, e, l.kube, logger)
 			if err != nil {
 				return err
 			}
@@ -382,7 +412,7 @@ func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, c *confi
 
 // loadModule loads one module of the envelope ABI for export.
 func (cm *clusterModules) loadModule(ctx context.Context, p *profiles.Loaded, where string, m profiles.Module, export string) (hook.Module, error) {
-	bin, err := moduleBytes(p, m.Module)
+	bin, err := moduleBytes(cm.builtin, p, m.Module)
 	if err != nil {
 		return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 	}
@@ -395,7 +425,7 @@ func (cm *clusterModules) loadModule(ctx context.Context, p *profiles.Loaded, wh
 }
 
 // build makes the API server extensions and the admission plugin of the loaded modules.
-func (l *loadedModules) build(p *profiles.Loaded, w apiserver.WASMPlan, logger *slog.Logger) (ext apiserver.Extensions, adm *hook.Admission, err error) {
+func (l *loadedModules) build(p *profiles.Loaded, logger *slog.Logger) (ext apiserver.Extensions, adm *hook.Admission, err error) {
 	if len(l.authn) > 0 {
 		a := &hook.TokenAuthenticator{Logger: logger, Modules: l.authn}
 		ttl := DefaultAuthnCacheTTL
@@ -408,12 +438,8 @@ func (l *loadedModules) build(p *profiles.Loaded, w apiserver.WASMPlan, logger *
 		}
 	}
 	if len(l.authz) > 0 {
-		first, err := wasmFirst(w.AuthorizationChain)
-		if err != nil {
-			return ext, nil, err
-		}
 		a := &hook.Authorizer{Logger: logger, Modules: l.authz}
-		ext.Authorizer, ext.RuleResolver, ext.First = a, a, first
+		ext.Authorizer, ext.RuleResolver = a, a
 	}
 	if len(l.admission) > 0 {
 		if adm, err = hook.NewAdmission(l.admission, logger, l.kube); err != nil {
@@ -423,36 +449,42 @@ func (l *loadedModules) build(p *profiles.Loaded, w apiserver.WASMPlan, logger *
 	return ext, adm, nil
 }
 
-// wasmFirst reports whether the modules come before the built-in authorizers.
-func wasmFirst(chain []string) (bool, error) {
-	for i, c := range chain {
-		if c != "WASM" {
-			continue
+// moduleBytes reads a module: builtin:NAME from builtin (NAME/NAME.wasm, see
+// Options.BuiltinModules), or a file relative to the profile.
+func moduleBytes(builtin fs.FS, p *profiles.Loaded, ref string) ([]byte, error) {
+	name, ok := strings.CutPrefix(ref, profiles.BuiltinPrefix)
+	if !ok {
+		bin, err := os.ReadFile(p.ResolvePath(ref))
+		if err != nil {
+			return nil, fmt.Errorf("read module: %w", err)
 		}
-		switch i {
-		case 0:
-			return true, nil
-		case len(chain) - 1:
-			return false, nil
-		}
-		return false, fmt.Errorf("the authorizer chain %s has WASM between built-in authorizers, which is not supported yet: put it first or last", strings.Join(chain, ","))
+		return bin, nil
 	}
-	return false, nil
-}
-
-// moduleBytes reads a module: builtin:NAME from the binary, or a file relative to the profile.
-func moduleBytes(p *profiles.Loaded, ref string) ([]byte, error) {
-	if name, ok := strings.CutPrefix(ref, profiles.BuiltinPrefix); ok {
-		if bin, ok := examples.Module(name); ok {
-			return bin, nil
-		}
-		return nil, fmt.Errorf("no built-in module %q; built in: %s", name, strings.Join(examples.Names(), ", "))
+	if builtin == nil {
+		return nil, fmt.Errorf("%s: the built-in modules were not provided: set Options.BuiltinModules "+
+			"(the wasmkube command passes examples.FS()), or name the module's .wasm file instead", ref)
 	}
-	bin, err := os.ReadFile(p.ResolvePath(ref))
+	bin, err := fs.ReadFile(builtin, name+"/"+name+".wasm")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no built-in module %q; built in: %s", name, strings.Join(builtinNames(builtin), ", "))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("read module: %w", err)
+		return nil, fmt.Errorf("read built-in module %q: %w", name, err)
 	}
 	return bin, nil
+}
+
+// builtinNames lists the modules of builtin (NAME/NAME.wasm), sorted.
+func builtinNames(builtin fs.FS) []string {
+	matches, _ := fs.Glob(builtin, "*/*.wasm") // the pattern is valid
+	var names []string
+	for _, m := range matches {
+		dir, file := path.Split(m)
+		if name := strings.TrimSuffix(file, ".wasm"); dir == name+"/" {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 func moduleConfig(p *profiles.Loaded, m profiles.Module, export string) wasm.ModuleConfig {

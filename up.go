@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -54,6 +55,10 @@ type Options struct {
 	Hooks apiserver.Hooks
 	// ModuleCacheDir keeps compiled modules; ModuleCacheDir() when empty.
 	ModuleCacheDir string
+	// BuiltinModules holds the modules a profile names as builtin:NAME, as NAME/NAME.wasm files
+	// (the layout of package examples' FS, which the wasmkube command passes). Without it a
+	// profile naming a built-in module is refused with an error saying so.
+	BuiltinModules fs.FS
 	// NewCA lets Up replace a lost CA or service-account key of a data dir that holds cluster
 	// data (`up --new-ca`). Without it that is an error: credentials issued before stop working.
 	NewCA bool
@@ -84,7 +89,7 @@ type Cluster struct {
 	// RESTConfig is a client configuration for the admin user (group system:masters).
 	RESTConfig *rest.Config
 	// Plan is what was run.
-	Plan *apiserver.Plan
+	Plan *Plan
 
 	life    *lifecycle.Stopper
 	etcdErr <-chan error
@@ -105,125 +110,235 @@ type Cluster struct {
 //   - On any failure, what already started is stopped again before Up returns.
 //   - Kubernetes keeps process-global state: run one cluster per process at a time. Stopping a
 //     cluster and starting another (or the same data dir again) in one process works.
-func Up(ctx context.Context, p *profiles.Loaded, opts Options) (_ *Cluster, err error) {
+func Up(ctx context.Context, p *profiles.Loaded, opts Options) (*Cluster, error) {
 	plan, err := PlanFor(p, opts)
 	if err != nil {
 		return nil, err
 	}
 	// Before anything starts: a policy asking for more than it is granted is a profile error.
-	if err := checkGrants(p, plan.WASM); err != nil {
+	if err := checkGrants(opts.BuiltinModules, p, plan.Modules); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: p.Name, DataDir: plan.Layout.DataDir, life: lifecycle.New()}
-	defer func() {
-		if err != nil {
-			_ = c.runStops()
-		}
-	}()
+	s := &starting{p: p, opts: opts, plan: plan,
+		c: &Cluster{Name: p.Name, DataDir: plan.Layout.DataDir, life: lifecycle.New()}}
 	progress := opts.Progress
 	if progress == nil {
 		progress = func(Step) {}
 	}
+	if err := runSteps(ctx, s.steps(), progress, s.c.onStop); err != nil {
+		return nil, err
+	}
+	c := s.c
+	c.Server, c.KubeconfigPath, c.Kubeconfig, c.RESTConfig, c.Plan = s.plan.Server(), s.plan.Layout.Kubeconfig(), s.own, s.restConfig, s.plan
+	go c.watch(s.api, s.cm)
+	return c, nil
+}
 
-	start := time.Now()
-	state, err := datadir.Prepare(plan.Layout.DataDir, Version())
+// step is one step of Up, as kind's create actions: run does it and says whether and with what
+// detail it is reported (Options.Progress, under name); rollback, when set, undoes a completed
+// step: when a later step fails, and when the cluster stops.
+type step struct {
+	name     string
+	run      func(ctx context.Context) (report bool, detail string, err error)
+	rollback func() error
+}
+
+// runSteps runs the steps in order and reports each. When one fails, the completed steps are
+// rolled back newest first; when all succeed, their rollbacks are handed to onStop in order.
+func runSteps(ctx context.Context, steps []step, progress func(Step), onStop func(func() error)) error {
+	var done []step
+	for _, st := range steps {
+		start := time.Now()
+		report, detail, err := st.run(ctx)
+		if err != nil {
+			for i := len(done) - 1; i >= 0; i-- {
+				if done[i].rollback != nil {
+					_ = done[i].rollback()
+				}
+			}
+			return err
+		}
+		done = append(done, st)
+		if report {
+			progress(Step{Name: st.name, Duration: time.Since(start), Detail: detail})
+		}
+	}
+	for _, st := range done {
+		if st.rollback != nil {
+			onStop(st.rollback)
+		}
+	}
+	return nil
+}
+
+// starting is one Up in progress: what its steps share.
+type starting struct {
+	p    *profiles.Loaded
+	opts Options
+	plan *Plan
+	c    *Cluster
+
+	unlock     func() error
+	bundle     *pki.Bundle
+	ln         net.Listener
+	etcd       *etcd.Server
+	own        *clientcmdapi.Config
+	restConfig *rest.Config
+	mods       *clusterModules
+	ext        apiserver.Extensions
+	adm        *hook.Admission
+	api        *apiserver.APIServer
+	cm         *apiserver.ControllerManager
+}
+
+// steps are Up's steps in order; the names reported are those of Step.Name.
+func (s *starting) steps() []step {
+	return []step{
+		{name: "data", run: s.prepareDataDir, rollback: func() error { return s.unlock() }},
+		{name: "pki", run: s.ensurePKI},
+		// The listener is a no-op to close once the server owns it.
+		{name: "listen", run: s.listen, rollback: func() error { _ = s.ln.Close(); return nil }},
+		{name: "etcd", run: s.startEtcd, rollback: s.stopEtcd},
+		{name: "admin client", run: s.adminClient},
+		{name: "modules", run: s.loadModules, rollback: s.closeModules},
+		{name: "kube-apiserver", run: s.startAPIServer, rollback: func() error { return s.api.Stop() }},
+		{name: "controllers", run: s.startControllers, rollback: s.stopControllers},
+		{name: "kubeconfig", run: s.writeKubeconfig},
+	}
+}
+
+// prepareDataDir checks or creates the data dir and locks it; an adopted older one is reported.
+func (s *starting) prepareDataDir(context.Context) (bool, string, error) {
+	state, err := datadir.Prepare(s.plan.Layout.DataDir, Version())
 	if err != nil {
-		return nil, err
+		return false, "", err
 	}
-	if err := c.lock(plan.Layout, p.Name); err != nil {
-		return nil, err
+	if s.unlock, err = lockDataDir(s.plan.Layout, s.p.Name); err != nil {
+		return false, "", err
 	}
-	if state == datadir.Adopted {
-		progress(Step{Name: "data", Duration: time.Since(start), Detail: "written by an older wasmkube: adopted, " + datadir.MarkerName + " added"})
-	}
+	return state == datadir.Adopted, "written by an older wasmkube: adopted, " + datadir.MarkerName + " added", nil
+}
 
-	start = time.Now()
-	bundle, pkiDetail, err := ensurePKI(plan, opts.NewCA)
+func (s *starting) ensurePKI(context.Context) (bool, string, error) {
+	bundle, detail, err := ensurePKI(s.plan.Plan, s.opts.NewCA)
+	s.bundle = bundle
+	return true, detail, err
+}
+
+// listen opens the secure port; the plan then names the port bound.
+func (s *starting) listen(context.Context) (bool, string, error) {
+	ln, err := apiserver.Listen(s.plan.Address, s.plan.Port)
 	if err != nil {
-		return nil, err
+		return false, "", err
 	}
-	progress(Step{Name: "pki", Duration: time.Since(start), Detail: pkiDetail})
+	s.ln = ln
+	s.plan = &Plan{Plan: s.plan.WithPort(int32(ln.Addr().(*net.TCPAddr).Port)), Modules: s.plan.Modules}
+	return false, "", nil
+}
 
-	ln, err := apiserver.Listen(plan.Address, plan.Port)
+func (s *starting) startEtcd(ctx context.Context) (bool, string, error) {
+	srv, err := startEtcd(ctx, s.plan.Plan)
 	if err != nil {
-		return nil, err
+		return false, "", err
 	}
-	c.onStop(func() error { _ = ln.Close(); return nil }) // no-op once the server owns it
-	plan = plan.WithPort(int32(ln.Addr().(*net.TCPAddr).Port))
+	if srv == nil {
+		return true, "external " + strings.Join(s.plan.EtcdServers, ","), nil
+	}
+	s.etcd, s.c.etcdErr = srv, srv.Err()
+	return true, "embedded", nil
+}
 
-	start = time.Now()
-	if err := c.startEtcd(ctx, plan); err != nil {
-		return nil, err
+func (s *starting) stopEtcd() error {
+	if s.etcd != nil {
+		s.etcd.Close()
 	}
-	detail := "embedded"
-	if plan.ExternalEtcd != nil {
-		detail = "external " + strings.Join(plan.EtcdServers, ",")
-	}
-	progress(Step{Name: "etcd", Duration: time.Since(start), Detail: detail})
+	return nil
+}
 
-	own := kubeconfig.Build(kubeconfig.Credentials{
-		Name: p.ContextName(), Server: plan.Server(),
-		CAPEM: bundle.CACertPEM, Token: bundle.AdminToken,
+// adminClient builds the admin kubeconfig (written last) and its client configuration.
+func (s *starting) adminClient(context.Context) (bool, string, error) {
+	s.own = kubeconfig.Build(kubeconfig.Credentials{
+		Name: s.p.ContextName(), Server: s.plan.Server(),
+		CAPEM: s.bundle.CACertPEM, Token: s.bundle.AdminToken,
 	})
-	restConfig, err := kubeconfig.RESTConfig(own)
-	if err != nil {
-		return nil, fmt.Errorf("admin client config: %w", err)
+	var err error
+	if s.restConfig, err = kubeconfig.RESTConfig(s.own); err != nil {
+		return false, "", fmt.Errorf("admin client config: %w", err)
 	}
+	return false, "", nil
+}
 
-	start = time.Now()
-	cacheDir := opts.ModuleCacheDir
+// loadModules compiles the configured modules; reported only when there are some.
+func (s *starting) loadModules(ctx context.Context) (bool, string, error) {
+	cacheDir := s.opts.ModuleCacheDir
 	if cacheDir == "" {
 		cacheDir = ModuleCacheDir()
 	}
-	logOut, err := c.logOutput(plan.Layout, opts.LogOutput)
+	var err error
+	s.mods, s.ext, s.adm, err = loadModules(ctx, s.opts.BuiltinModules, s.p, s.plan.Modules, cacheDir, slog.New(logr.ToSlogHandler(klog.Background())))
+	if err != nil || s.mods == nil {
+		return false, "", err
+	}
+	return true, fmt.Sprintf("%d loaded", s.mods.count()), nil
+}
+
+// closeModules closes the modules, after the apiserver has stopped.
+func (s *starting) closeModules() error {
+	if s.mods == nil {
+		return nil
+	}
+	return s.mods.close()
+}
+
+// startAPIServer starts the kube-apiserver with the modules and waits until it is ready.
+func (s *starting) startAPIServer(ctx context.Context) (bool, string, error) {
+	logOut, err := s.c.logOutput(s.plan.Layout, s.opts.LogOutput)
 	if err != nil {
-		return nil, err
+		return false, "", err
 	}
-	mods, ext, adm, err := loadModules(ctx, p, plan.WASM, cacheDir, slog.New(logr.ToSlogHandler(klog.Background())))
-	if err != nil {
-		return nil, err
-	}
-	if mods != nil {
-		c.onStop(mods.close) // after the apiserver has stopped
-		progress(Step{Name: "modules", Duration: time.Since(start), Detail: fmt.Sprintf("%d loaded", mods.count())})
-		start = time.Now()
-	}
-	hooks := withModules(opts.Hooks, ext, adm)
+	hooks := withModules(s.opts.Hooks, s.ext, s.adm, s.plan.Modules.AuthorizationChain)
 	// ctx bounds the start-up only; the components run until Stop.
-	runCtx := context.WithoutCancel(ctx)
-	api, err := apiserver.Start(runCtx, apiserver.StartInput{Plan: plan, Listener: ln, Hooks: hooks, LogOutput: logOut})
+	api, err := apiserver.Start(context.WithoutCancel(ctx), apiserver.StartInput{Plan: s.plan.Plan, Listener: s.ln, Hooks: hooks, LogOutput: logOut})
 	if err != nil {
-		return nil, err
+		return false, "", err
 	}
-	c.onStop(api.Stop)
-	timeout := opts.ReadyTimeout
+	s.api = api
+	timeout := s.opts.ReadyTimeout
 	if timeout == 0 {
 		timeout = DefaultReadyTimeout
 	}
-	if err := api.WaitReady(ctx, restConfig, timeout); err != nil {
-		return nil, fmt.Errorf("%w (logs: %s)", err, plan.Layout.Logs())
+	if err := api.WaitReady(ctx, s.restConfig, timeout); err != nil {
+		_ = api.Stop()
+		return false, "", fmt.Errorf("%w (logs: %s)", err, s.plan.Layout.Logs())
 	}
-	progress(Step{Name: "kube-apiserver", Duration: time.Since(start), Detail: plan.Server()})
+	return true, s.plan.Server(), nil
+}
 
-	var cm *apiserver.ControllerManager
-	if plan.ControllerManagerArgs != nil {
-		start = time.Now()
-		if err := writeControllerManagerKubeconfig(plan, bundle); err != nil {
-			return nil, err
-		}
-		if cm, err = apiserver.StartControllerManager(runCtx, plan); err != nil {
-			return nil, err
-		}
-		c.onStop(cm.Stop)
-		progress(Step{Name: "controllers", Duration: time.Since(start)})
+// startControllers starts kube-controller-manager when the plan runs it.
+func (s *starting) startControllers(ctx context.Context) (bool, string, error) {
+	if s.plan.ControllerManagerArgs == nil {
+		return false, "", nil
 	}
+	if err := writeControllerManagerKubeconfig(s.plan.Plan, s.bundle); err != nil {
+		return false, "", err
+	}
+	cm, err := apiserver.StartControllerManager(context.WithoutCancel(ctx), s.plan.Plan)
+	if err != nil {
+		return false, "", err
+	}
+	s.cm = cm
+	return true, "", nil
+}
 
-	if err := kubeconfig.Write(plan.Layout.Kubeconfig(), own); err != nil {
-		return nil, err
+func (s *starting) stopControllers() error {
+	if s.cm == nil {
+		return nil
 	}
-	c.Server, c.KubeconfigPath, c.Kubeconfig, c.RESTConfig, c.Plan = plan.Server(), plan.Layout.Kubeconfig(), own, restConfig, plan
-	go c.watch(api, cm)
-	return c, nil
+	return s.cm.Stop()
+}
+
+func (s *starting) writeKubeconfig(context.Context) (bool, string, error) {
+	return false, "", kubeconfig.Write(s.plan.Layout.Kubeconfig(), s.own)
 }
 
 // ensurePKI creates or reuses the cluster's certificates and keys and says what it did. When the
@@ -259,42 +374,36 @@ func exists(path string) bool {
 }
 
 // startEtcd starts the embedded etcd on the plan's socket, or checks that the external one
-// answers.
-func (c *Cluster) startEtcd(ctx context.Context, plan *apiserver.Plan) error {
+// answers (and returns no server).
+func startEtcd(ctx context.Context, plan *apiserver.Plan) (*etcd.Server, error) {
 	if ext := plan.ExternalEtcd; ext != nil {
 		var tlsConfig *tls.Config
 		if ext.CAFile != "" || ext.CertFile != "" {
 			info := transport.TLSInfo{TrustedCAFile: ext.CAFile, CertFile: ext.CertFile, KeyFile: ext.KeyFile}
 			var err error
 			if tlsConfig, err = info.ClientConfig(); err != nil {
-				return fmt.Errorf("external etcd TLS files (etcd.external in the profile): %w", err)
+				return nil, fmt.Errorf("external etcd TLS files (etcd.external in the profile): %w", err)
 			}
 		}
-		if err := etcd.CheckReachable(ctx, etcd.External{Servers: ext.Servers, TLS: tlsConfig}, 5*time.Second); err != nil {
-			return err
-		}
-		return nil
+		return nil, etcd.CheckReachable(ctx, etcd.External{Servers: ext.Servers, TLS: tlsConfig}, 5*time.Second)
 	}
-	srv, err := etcd.Start(ctx, etcd.Config{
-		DataDir: plan.Layout.Etcd(),
-		Socket:  plan.Layout.EtcdSocket(),
-		LogFile: filepath.Join(plan.Layout.Logs(), "etcd.log"),
-	})
+	logFile := filepath.Join(plan.Layout.Logs(), "etcd.log")
+	srv, err := etcd.Start(ctx, etcd.Config{DataDir: plan.Layout.Etcd(), Socket: plan.Layout.EtcdSocket(), LogFile: logFile})
 	if err != nil {
-		return fmt.Errorf("%w (log: %s)", err, filepath.Join(plan.Layout.Logs(), "etcd.log"))
+		return nil, fmt.Errorf("%w (log: %s)", err, logFile)
 	}
-	c.onStop(func() error { srv.Close(); return nil })
-	c.etcdErr = srv.Err()
-	return nil
+	return srv, nil
 }
 
 // withModules adds the modules' extensions to the caller's hooks: the admission plugin is
-// registered with the options, the authenticator and authorizer are added to the config.
-func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admission) apiserver.Hooks {
+// registered with the options, the authenticator and the authorizer, at WASM's place in the
+// authorizer chain, are added to the config.
+func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admission, chain []string) apiserver.Hooks {
+	ext.AuthorizerName, ext.AuthorizerAt = profiles.WASM, profiles.AuthorizerPlace(chain)
 	if adm != nil {
 		userOptions := hooks.Options
 		hooks.Options = func(s *options.ServerRunOptions) error {
-			apiserver.RegisterAdmissionPlugin(s, hook.AdmissionPluginName, adm.Factory())
+			apiserver.RegisterAdmissionPlugin(s, profiles.WASM, adm.Factory())
 			if userOptions != nil {
 				return userOptions(s)
 			}

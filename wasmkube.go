@@ -1,16 +1,23 @@
 // Package wasmkube runs a real Kubernetes control plane in-process: an embedded etcd, an
 // unmodified kube-apiserver and kube-controller-manager, configured by a profile
-// (package profiles). It is the library behind the wasmkube command; tests and other Go programs
-// use the same code path:
+// (package profiles), with the profile's WebAssembly modules loaded into the kube-apiserver's
+// authentication, authorization and admission. It is the library behind the wasmkube command;
+// tests and other Go programs use the same code path:
 //
 //	p, _ := profiles.NewFinder("").Resolve("minimal")
 //	c, err := wasmkube.Up(ctx, p, wasmkube.Options{DataDir: t.TempDir(), Port: ptr.To[int32](0)})
 //	if err != nil { ... }
 //	defer c.Stop(context.Background())
 //	client := kubernetes.NewForConfigOrDie(c.RESTConfig)
+//
+// PlanFor turns a profile and Options into a Plan (package apiserver's flags and files, and where
+// the modules go) without effects; Up runs it as a list of named steps. The example modules that
+// profiles name as builtin:NAME are not part of the library: pass them as Options.BuiltinModules
+// (the wasmkube command passes examples.FS()).
 package wasmkube
 
 import (
+	"fmt"
 	"path/filepath"
 	"runtime/debug"
 
@@ -53,17 +60,51 @@ func ResolveProfile(ref string) (*profiles.Loaded, error) {
 	return profiles.NewFinder(UserProfileDir()).Resolve(ref)
 }
 
+// Plan is what Up runs for a profile: the components' flags and files, and where the modules go.
+type Plan struct {
+	*apiserver.Plan
+	// Modules is where the modules go, from the profile and the original proof of concept's
+	// flags (profiles.TakeWASMFlags), which kube-apiserver does not get.
+	Modules profiles.ModulePlan
+}
+
 // PlanFor returns what Up would run for the profile and options, without running anything.
-func PlanFor(p *profiles.Loaded, opts Options) (*apiserver.Plan, error) {
+func PlanFor(p *profiles.Loaded, opts Options) (*Plan, error) {
 	dataDir := opts.DataDir
 	if dataDir == "" {
 		dataDir = DataDir(p)
 	}
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", dataDir, err)
+	}
+	for _, a := range opts.APIServerArgs {
+		if name, _, _ := profiles.SplitArg(a); name == "bind-address" || name == "secure-port" {
+			return nil, fmt.Errorf("--apiserver-arg %q: set the listen address and port with --address and --port", a)
+		}
+	}
+	flags := profiles.TakeWASMFlags(p.Profile, opts.APIServerArgs)
+	in := apiserver.PlanInput{
+		Name: p.Name, DataDir: abs, Address: p.EffectiveAddress(), Port: p.EffectivePort(),
+		AuthorizationModes: flags.AuthorizationModes, AdmissionPlugins: flags.AdmissionPlugins,
+		ExtraAPIServerArgs: flags.ExtraArgs,
+		Controllers:        p.ControllersEnabled(), ExtraControllerManagerArgs: p.Controllers.ExtraArgs,
+	}
+	if opts.Address != "" {
+		in.Address = opts.Address
+	}
+	if opts.Port != nil {
+		in.Port = *opts.Port
+	}
+	if ext := p.Etcd.External; ext != nil {
+		in.ExternalEtcd = &apiserver.ExternalEtcd{
+			Servers: ext.Servers, CAFile: p.ResolvePath(ext.CAFile), CertFile: p.ResolvePath(ext.CertFile),
+			KeyFile: p.ResolvePath(ext.KeyFile), Prefix: ext.Prefix,
+		}
+	}
+	plan, err := apiserver.NewPlan(in)
+	if err != nil {
 		return nil, err
 	}
-	return apiserver.NewPlan(apiserver.PlanInput{
-		Profile: p, DataDir: abs, Address: opts.Address, Port: opts.Port, ExtraAPIServerArgs: opts.APIServerArgs,
-	})
+	return &Plan{Plan: plan, Modules: flags.Modules}, nil
 }

@@ -1,8 +1,11 @@
 package apiserver
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
@@ -11,50 +14,128 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	authzunion "k8s.io/apiserver/pkg/authorization/union"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/egressselector"
+	"k8s.io/client-go/informers"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+	kubeoptions "k8s.io/kubernetes/pkg/kubeapiserver/options"
 )
 
 // Extensions are the authenticator and authorizer to add to the built-in chains.
 type Extensions struct {
 	// Token, when set, is asked after the built-in authenticators for bearer tokens they reject.
 	Token authenticator.Token
-	// Authorizer, when set, is asked before (First) or after the built-in authorizers; its rules
-	// join the rule resolver so `kubectl auth can-i --list` knows of it.
+	// Authorizer, when set, is asked at its place in the authorizer chain; its rules join the
+	// rule resolver at the same place, so `kubectl auth can-i --list` knows of it.
 	Authorizer   authorizer.Authorizer
 	RuleResolver authorizer.RuleResolver
-	First        bool
+	// AuthorizerName names Authorizer in the chain (the union's reasons and decisions).
+	AuthorizerName string
+	// AuthorizerAt is how many of kube-apiserver's own authorizers (--authorization-mode, in
+	// order) are asked before Authorizer: 0 asks it first, len(modes) last. In between, the
+	// built-in authorizers before and after it are built as two chains from the same options
+	// and informers as kube-apiserver's own.
+	AuthorizerAt int
 }
 
 // Extend adds the extensions to all three generic configs of the server chain: requests pass the
 // aggregator's chain while SubjectAccessReviews use the kube-apiserver's, and NewConfig made
 // shallow copies, so patching one would leave the others without the extensions.
 func Extend(config *app.Config, ext Extensions) error {
-	for _, gc := range []*genericapiserver.Config{
-		config.KubeAPIs.ControlPlane.Generic,
+	gc := config.KubeAPIs.ControlPlane.Generic
+	var authz authorizer.Authorizer
+	var rules authorizer.RuleResolver
+	if ext.Authorizer != nil {
+		builtin := builtinChain{
+			authorizer: gc.Authorization.Authorizer, rules: gc.RuleResolver, modes: config.Options.Authorization.Modes,
+			build: builtinBuilder(config.Options.Authorization, config.KubeAPIs.ControlPlane.VersionedInformers, gc),
+		}
+		var err error
+		if authz, rules, err = chainWith(builtin, ext); err != nil {
+			return fmt.Errorf("authorizer chain: %w", err)
+		}
+	}
+	for _, c := range []*genericapiserver.Config{
+		gc,
 		&config.ApiExtensions.GenericConfig.Config,
 		&config.Aggregator.GenericConfig.Config,
 	} {
 		if ext.Token != nil {
-			gc.Authentication.Authenticator = authnunion.New(gc.Authentication.Authenticator, bearertoken.New(ext.Token))
+			c.Authentication.Authenticator = authnunion.New(c.Authentication.Authenticator, bearertoken.New(ext.Token))
 		}
-		if ext.Authorizer == nil {
-			continue
+		if authz != nil {
+			c.Authorization.Authorizer, c.RuleResolver = authz, rules
 		}
-		builtin := authzunion.NamedAuthorizer{AuthorizerName: "builtin", Authorizer: gc.Authorization.Authorizer}
-		wasm := authzunion.NamedAuthorizer{AuthorizerName: "WASM", Authorizer: ext.Authorizer}
-		chain, rules := []authzunion.NamedAuthorizer{builtin, wasm}, []authorizer.RuleResolver{gc.RuleResolver, ext.RuleResolver}
-		if ext.First {
-			chain, rules = []authzunion.NamedAuthorizer{wasm, builtin}, []authorizer.RuleResolver{ext.RuleResolver, gc.RuleResolver}
-		}
-		authz, err := authzunion.New(chain...)
-		if err != nil {
-			return err
-		}
-		gc.Authorization.Authorizer = authz
-		gc.RuleResolver = authzunion.NewRuleResolvers(rules...)
 	}
 	return nil
+}
+
+// builtinChain is kube-apiserver's own authorizer chain, and how to build parts of it.
+type builtinChain struct {
+	authorizer authorizer.Authorizer
+	rules      authorizer.RuleResolver
+	// modes are the chain's authorizers in order (--authorization-mode).
+	modes []string
+	// build builds the chain of some of the modes, as kube-apiserver builds its own.
+	build func(modes []string) (authorizer.Authorizer, authorizer.RuleResolver, error)
+}
+
+// chainWith places ext's authorizer in the built-in chain: before it, after it, or between the
+// authorizers before and after its place, each part built on its own.
+func chainWith(builtin builtinChain, ext Extensions) (authorizer.Authorizer, authorizer.RuleResolver, error) {
+	at := ext.AuthorizerAt
+	if at < 0 || at > len(builtin.modes) {
+		return nil, nil, fmt.Errorf("%s cannot be placed after %d of the %d built-in authorizers (%s)", ext.AuthorizerName, at, len(builtin.modes), strings.Join(builtin.modes, ","))
+	}
+	own := authzunion.NamedAuthorizer{AuthorizerName: ext.AuthorizerName, Authorizer: ext.Authorizer}
+	chain := func(parts ...authzunion.NamedAuthorizer) (authorizer.Authorizer, error) {
+		return authzunion.New(parts...)
+	}
+	whole := authzunion.NamedAuthorizer{AuthorizerName: "builtin", Authorizer: builtin.authorizer}
+	switch at {
+	case 0:
+		a, err := chain(own, whole)
+		return a, authzunion.NewRuleResolvers(ext.RuleResolver, builtin.rules), err
+	case len(builtin.modes):
+		a, err := chain(whole, own)
+		return a, authzunion.NewRuleResolvers(builtin.rules, ext.RuleResolver), err
+	}
+	before, beforeRules, err := builtin.build(builtin.modes[:at])
+	if err != nil {
+		return nil, nil, fmt.Errorf("authorizers %s: %w", strings.Join(builtin.modes[:at], ","), err)
+	}
+	after, afterRules, err := builtin.build(builtin.modes[at:])
+	if err != nil {
+		return nil, nil, fmt.Errorf("authorizers %s: %w", strings.Join(builtin.modes[at:], ","), err)
+	}
+	a, err := chain(
+		authzunion.NamedAuthorizer{AuthorizerName: "builtin " + strings.Join(builtin.modes[:at], ","), Authorizer: before},
+		own,
+		authzunion.NamedAuthorizer{AuthorizerName: "builtin " + strings.Join(builtin.modes[at:], ","), Authorizer: after},
+	)
+	return a, authzunion.NewRuleResolvers(beforeRules, ext.RuleResolver, afterRules), err
+}
+
+// builtinBuilder builds chains of built-in authorizers from kube-apiserver's own authorization
+// options and informers, as controlplane/apiserver.BuildAuthorizer does; each chain starts, as
+// kube-apiserver's does, with the system:masters authorizer. (kube-apiserver's own chain is
+// built too and left unused: its Node graph, if any, is kept up to date as well.)
+func builtinBuilder(opts *kubeoptions.BuiltInAuthorizationOptions, informers informers.SharedInformerFactory, gc *genericapiserver.Config) func([]string) (authorizer.Authorizer, authorizer.RuleResolver, error) {
+	ctx := wait.ContextForChannel(gc.DrainedNotify())
+	return func(modes []string) (authorizer.Authorizer, authorizer.RuleResolver, error) {
+		o := *opts
+		o.Modes = slices.Clone(modes)
+		cfg, err := o.ToAuthorizationConfig(informers)
+		if err != nil {
+			return nil, nil, err
+		}
+		if gc.EgressSelector != nil {
+			if cfg.CustomDial, err = gc.EgressSelector.Lookup(egressselector.ControlPlane.AsNetworkContext()); err != nil {
+				return nil, nil, err
+			}
+		}
+		return cfg.New(ctx, gc.APIServerID)
+	}
 }
 
 // RegisterAdmissionPlugin registers an admission plugin on the server options, before the flags

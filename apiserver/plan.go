@@ -1,9 +1,11 @@
 // Package apiserver runs kube-apiserver and kube-controller-manager in-process, unmodified,
-// through their own app packages.
+// through their own app packages, and extends the kube-apiserver with an authenticator, an
+// authorizer placed anywhere in its authorizer chain, and admission plugins (Extend, Hooks).
 //
-// Data is kept apart from effects: NewPlan turns a profile into a Plan (every flag and file of
-// both components) without touching anything, so `wasmkube up --dry-run` can print it and golden
-// tests can check it; Start then runs a Plan.
+// It knows nothing of profiles or modules: its inputs are plain values (PlanInput, Extensions).
+// Data is kept apart from effects: NewPlan turns them into a Plan (every flag and file of both
+// components) without touching anything, so `wasmkube up --dry-run` can print it and golden tests
+// can check it; Start then runs a Plan.
 package apiserver
 
 import (
@@ -17,7 +19,6 @@ import (
 	"strings"
 
 	"github.com/wasmkube/wasmkube/apiserver/pki"
-	"github.com/wasmkube/wasmkube/profiles"
 )
 
 // Cluster-wide constants of every wasmkube cluster.
@@ -89,16 +90,38 @@ func (l Layout) KubectlCache() string { return filepath.Join(l.DataDir, "kubectl
 // FlexVolumeDir keeps kube-controller-manager from creating /usr/libexec/kubernetes on the host.
 func (l Layout) FlexVolumeDir() string { return filepath.Join(l.DataDir, "flexvolume") }
 
-// PlanInput is what a Plan is built from.
+// PlanInput is what a Plan is built from: plain values, resolved by the caller.
 type PlanInput struct {
-	Profile *profiles.Loaded
+	// Name names the cluster (kube-controller-manager's --cluster-name is wasmkube-NAME).
+	Name string
 	// DataDir is the resolved data directory.
 	DataDir string
-	// Address and Port override the profile when Address is non-empty / Port non-nil.
+	// Address is the IP address to listen on; Port the secure port (0: a free port).
 	Address string
-	Port    *int32
-	// ExtraAPIServerArgs come from `up --apiserver-arg`; they override the profile's extraArgs.
-	ExtraAPIServerArgs []string
+	Port    int32
+	// ExternalEtcd, when set, replaces the embedded etcd.
+	ExternalEtcd *ExternalEtcd
+	// AuthorizationModes is the default --authorization-mode (the built-in authorizer chain).
+	AuthorizationModes []string
+	// AdmissionPlugins are enabled next to NodeRestriction by the default
+	// --enable-admission-plugins.
+	AdmissionPlugins []string
+	// ExtraAPIServerArgs are layers of extra kube-apiserver flags ("name=value"), each laid over
+	// the defaults and the layers before it (see mergeArgs). They must not set the listen
+	// address or port.
+	ExtraAPIServerArgs [][]string
+	// Controllers says kube-controller-manager runs, with ExtraControllerManagerArgs laid over
+	// its defaults.
+	Controllers                bool
+	ExtraControllerManagerArgs []string
+}
+
+// ExternalEtcd names etcd servers that wasmkube does not run; files are absolute paths.
+type ExternalEtcd struct {
+	Servers                   []string
+	CAFile, CertFile, KeyFile string
+	// Prefix is the key prefix of the cluster's data; kube-apiserver's default when empty.
+	Prefix string
 }
 
 // Plan describes one run of kube-apiserver and kube-controller-manager.
@@ -109,80 +132,47 @@ type Plan struct {
 	Port   int32
 	Layout Layout
 	// EtcdServers are the etcd client URLs: the embedded etcd's socket (unix://PATH), or the
-	// profile's external servers.
+	// external servers.
 	EtcdServers []string
-	// ExternalEtcd is set when the profile names external etcd servers.
-	ExternalEtcd *profiles.ExternalEtcd
+	// ExternalEtcd is set when external etcd servers replace the embedded etcd.
+	ExternalEtcd *ExternalEtcd
 	// APIServerArgs are the kube-apiserver flags, "--name=value", in order.
 	APIServerArgs []string
 	// ControllerManagerArgs are kube-controller-manager's flags; nil when it does not run.
 	ControllerManagerArgs []string
-	// WASM is where the modules go, from the profile and the original proof of concept's flags.
-	WASM WASMPlan
-}
-
-// WASMPlan is what the kube-apiserver flags say about modules. The original proof of concept's
-// flags are wasmkube's, not kube-apiserver's: NewPlan takes them out of APIServerArgs.
-type WASMPlan struct {
-	// AuthenticationConfigFile and AuthorizationConfigFile are the original's
-	// --authentication-wasm-config-file and --authorization-wasm-config-file.
-	AuthenticationConfigFile string `json:"authenticationConfigFile,omitempty"`
-	AuthorizationConfigFile  string `json:"authorizationConfigFile,omitempty"`
-	// AuthorizationChain is --authorization-mode with WASM where the modules sit; the flag
-	// kube-apiserver gets lacks WASM.
-	AuthorizationChain []string `json:"authorizationChain"`
-	// AdmissionEnabled says the WASM admission plugin is enabled (--enable-admission-plugins).
-	AdmissionEnabled bool `json:"admissionEnabled"`
-	// AdmissionConfigFile is --admission-control-config-file, whose WASM plugin entry may list
-	// modules (kube-apiserver reads it too, for its own plugins).
-	AdmissionConfigFile string `json:"admissionConfigFile,omitempty"`
 }
 
 // arg is one flag before rendering.
 type arg struct{ name, value string }
 
-// NewPlan builds the plan for a profile. It has no effects.
+// NewPlan builds the plan. It has no effects.
 func NewPlan(in PlanInput) (*Plan, error) {
-	p := in.Profile
-	addr := p.EffectiveAddress()
-	if in.Address != "" {
-		addr = in.Address
-	}
-	ip := net.ParseIP(addr)
+	ip := net.ParseIP(in.Address)
 	if ip == nil {
-		return nil, fmt.Errorf("address %q is not an IP address", addr)
+		return nil, fmt.Errorf("address %q is not an IP address", in.Address)
 	}
-	port := p.EffectivePort()
-	if in.Port != nil {
-		port = *in.Port
+	if in.Port < 0 || in.Port > 65535 {
+		return nil, fmt.Errorf("port %d is out of range: use 0 (pick a free port) or 1-65535", in.Port)
 	}
-	if port < 0 || port > 65535 {
-		return nil, fmt.Errorf("port %d is out of range: use 0 (pick a free port) or 1-65535", port)
-	}
-	for _, a := range in.ExtraAPIServerArgs {
-		name, _, _ := profiles.SplitArg(a)
-		if name == "bind-address" || name == "secure-port" {
-			return nil, fmt.Errorf("--apiserver-arg %q: set the listen address and port with --address and --port", a)
+	layers := make([][]arg, len(in.ExtraAPIServerArgs))
+	for i, raw := range in.ExtraAPIServerArgs {
+		layers[i] = parseArgs(raw)
+		for _, a := range layers[i] {
+			if a.name == "bind-address" || a.name == "secure-port" { // from Address and Port only
+				return nil, fmt.Errorf("extra kube-apiserver flag --%s: the listen address and port are set by the address and port (--address, --port)", a.name)
+			}
 		}
 	}
-	plan := &Plan{
-		Name:    p.Name,
-		Address: addr,
-		Port:    port,
-		Layout:  Layout{DataDir: in.DataDir},
-	}
+	plan := &Plan{Name: in.Name, Address: in.Address, Port: in.Port, Layout: Layout{DataDir: in.DataDir}}
 	plan.EtcdServers = []string{"unix://" + plan.Layout.EtcdSocket()}
-	if ext := p.Etcd.External; ext != nil {
+	if ext := in.ExternalEtcd; ext != nil {
 		e := *ext
-		e.CAFile, e.CertFile, e.KeyFile = in.Profile.ResolvePath(e.CAFile), in.Profile.ResolvePath(e.CertFile), in.Profile.ResolvePath(e.KeyFile)
 		plan.ExternalEtcd = &e
 		plan.EtcdServers = e.Servers
 	}
-	args := mergeArgs(plan.apiserverDefaults(ip, authorizationChain(p.Profile)), parseArgs(p.APIServer.ExtraArgs), parseArgs(in.ExtraAPIServerArgs))
-	args, plan.WASM = takeWASMFlags(args, p.Admission != nil && len(p.Admission.Modules) > 0)
-	plan.APIServerArgs = render(args)
-	if p.ControllersEnabled() {
-		plan.ControllerManagerArgs = render(mergeArgs(plan.controllerManagerDefaults(), parseArgs(p.Controllers.ExtraArgs)))
+	plan.APIServerArgs = render(mergeArgs(plan.apiserverDefaults(ip, in.AuthorizationModes, in.AdmissionPlugins), layers...))
+	if in.Controllers {
+		plan.ControllerManagerArgs = render(mergeArgs(plan.controllerManagerDefaults(), parseArgs(in.ExtraControllerManagerArgs)))
 	}
 	return plan, nil
 }
@@ -209,67 +199,7 @@ func (p *Plan) Server() string {
 	return "https://" + net.JoinHostPort(host, fmt.Sprint(p.Port))
 }
 
-// authorizationChain is the profile's authorizer chain, WASM included (default Node,RBAC,WASM).
-func authorizationChain(p *profiles.Profile) string {
-	if p.Authorization == nil || len(p.Authorization.Chain) == 0 {
-		return "Node,RBAC," + hookPluginName
-	}
-	return strings.Join(p.Authorization.Chain, ",")
-}
-
-// hookPluginName is how the original proof of concept named its authorizer and admission plugin.
-const hookPluginName = "WASM"
-
-// Flags of the original proof of concept that kube-apiserver does not know.
-const (
-	flagAuthnConfig = "authentication-wasm-config-file"
-	flagAuthzConfig = "authorization-wasm-config-file"
-)
-
-// takeWASMFlags takes what is about modules out of the merged kube-apiserver flags: the
-// original's config-file flags are removed, WASM is taken out of --authorization-mode (an empty
-// remainder becomes AlwaysDeny: only the modules decide), and WASM is added to
-// --enable-admission-plugins when the profile lists admission modules.
-func takeWASMFlags(args []arg, admissionModules bool) ([]arg, WASMPlan) {
-	var w WASMPlan
-	out := make([]arg, 0, len(args))
-	enabledAt, configFile := -1, ""
-	for _, a := range args {
-		switch a.name {
-		case flagAuthnConfig:
-			w.AuthenticationConfigFile = a.value
-			continue
-		case flagAuthzConfig:
-			w.AuthorizationConfigFile = a.value
-			continue
-		case "authorization-mode":
-			w.AuthorizationChain = strings.Split(a.value, ",")
-			builtin := slices.DeleteFunc(slices.Clone(w.AuthorizationChain), func(m string) bool { return m == hookPluginName })
-			if len(builtin) == 0 {
-				builtin = []string{"AlwaysDeny"}
-			}
-			a.value = strings.Join(builtin, ",")
-		case "enable-admission-plugins":
-			enabledAt = len(out)
-			w.AdmissionEnabled = slices.Contains(strings.Split(a.value, ","), hookPluginName)
-		case "admission-control-config-file":
-			configFile = a.value
-		}
-		out = append(out, a)
-	}
-	if admissionModules && !w.AdmissionEnabled {
-		if enabledAt < 0 {
-			out = append(out, arg{"enable-admission-plugins", hookPluginName})
-		} else {
-			out[enabledAt].value += "," + hookPluginName
-		}
-		w.AdmissionEnabled = true
-	}
-	w.AdmissionConfigFile = configFile
-	return out, w
-}
-
-func (p *Plan) apiserverDefaults(ip net.IP, authzChain string) []arg {
+func (p *Plan) apiserverDefaults(ip net.IP, authorizationModes, admissionPlugins []string) []arg {
 	k := p.Layout.PKI()
 	args := []arg{
 		{"bind-address", p.Address},
@@ -300,8 +230,8 @@ func (p *Plan) apiserverDefaults(ip net.IP, authzChain string) []arg {
 		arg{"service-account-key-file", k.ServiceAccountPub()},
 		arg{"service-account-signing-key-file", k.ServiceAccountKey()},
 		arg{"service-cluster-ip-range", ServiceClusterIPRange},
-		arg{"authorization-mode", authzChain},
-		arg{"enable-admission-plugins", "NodeRestriction"},
+		arg{"authorization-mode", strings.Join(authorizationModes, ",")},
+		arg{"enable-admission-plugins", strings.Join(append([]string{"NodeRestriction"}, admissionPlugins...), ",")},
 		arg{"allow-privileged", "true"},
 		arg{"enable-bootstrap-token-auth", "true"},
 	)
@@ -331,7 +261,7 @@ func (p *Plan) controllerManagerDefaults() []arg {
 func parseArgs(raw []string) []arg {
 	out := make([]arg, 0, len(raw))
 	for _, r := range raw {
-		name, value, hasValue := profiles.SplitArg(r)
+		name, value, hasValue := splitArg(r)
 		if !hasValue {
 			value = "true"
 		}
@@ -353,6 +283,12 @@ func mergeArgs(base []arg, layers ...[]arg) []arg {
 		out = append(out, layer...)
 	}
 	return out
+}
+
+// splitArg splits "--name=value", "name=value" or "name" into its name and value; hasValue is
+// false for a bare name.
+func splitArg(raw string) (name, value string, hasValue bool) {
+	return strings.Cut(strings.TrimPrefix(strings.TrimPrefix(raw, "-"), "-"), "=")
 }
 
 func render(args []arg) []string {

@@ -1,77 +1,61 @@
 package apiserver
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"k8s.io/utils/ptr"
-
-	"github.com/wasmkube/wasmkube/profiles"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+func input() PlanInput {
+	return PlanInput{Name: "demo", DataDir: "/d", Address: "127.0.0.1", Port: 6443, AuthorizationModes: []string{"Node", "RBAC"}}
+}
 
-func load(t *testing.T, name string) *profiles.Loaded {
-	t.Helper()
-	p, err := profiles.NewFinder("").Resolve(name)
+// TestPlanDefaults: the plain inputs become the default flags: the built-in authorizer chain,
+// the admission plugins next to NodeRestriction, the controllers only when asked.
+func TestPlanDefaults(t *testing.T) {
+	in := input()
+	in.AdmissionPlugins = []string{"X"}
+	plan, err := NewPlan(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
-}
-
-// TestPlanGolden pins the flags wasmkube gives kube-apiserver and kube-controller-manager for
-// the built-in profiles.
-func TestPlanGolden(t *testing.T) {
-	for _, name := range profiles.BuiltinNames() {
-		t.Run(name, func(t *testing.T) {
-			plan, err := NewPlan(PlanInput{Profile: load(t, name), DataDir: "/data"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := "# kube-apiserver\n" + strings.Join(plan.APIServerArgs, "\n") + "\n"
-			if plan.ControllerManagerArgs != nil {
-				got += "# kube-controller-manager\n" + strings.Join(plan.ControllerManagerArgs, "\n") + "\n"
-			}
-			got += fmt.Sprintf("# modules\n%+v\n", plan.WASM)
-			golden := "testdata/plan-" + name + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./apiserver -run TestPlanGolden -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("plan differs from %s (-update rewrites it):\n%s", golden, got)
-			}
-		})
+	for _, want := range []string{"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction,X", "--secure-port=6443", "--bind-address=127.0.0.1"} {
+		if !slices.Contains(plan.APIServerArgs, want) {
+			t.Errorf("missing %s in %v", want, plan.APIServerArgs)
+		}
+	}
+	if plan.ControllerManagerArgs != nil {
+		t.Errorf("controllers not asked for, but planned: %v", plan.ControllerManagerArgs)
+	}
+	in.Controllers, in.ExtraControllerManagerArgs = true, []string{"v=3"}
+	if plan, err = NewPlan(in); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(plan.ControllerManagerArgs, "--cluster-name=wasmkube-demo") || !slices.Contains(plan.ControllerManagerArgs, "--v=3") {
+		t.Errorf("controller manager: %v", plan.ControllerManagerArgs)
 	}
 }
 
 func TestPlanExtraArgsOverride(t *testing.T) {
-	p := load(t, "demo")
-	p.APIServer.ExtraArgs = []string{"--authorization-mode=RBAC", "v=2", "feature-gates=A=true"}
-	plan, err := NewPlan(PlanInput{
-		Profile: p, DataDir: "/d", Port: ptr.To[int32](0),
-		ExtraAPIServerArgs: []string{"v=4", "feature-gates=B=true", "feature-gates=C=false"},
-	})
+	in := input()
+	in.Port = 0
+	in.ExtraAPIServerArgs = [][]string{
+		{"--authorization-mode=RBAC", "v=2", "feature-gates=A=true"},
+		{"v=4", "feature-gates=B=true", "feature-gates=C=false"},
+	}
+	plan, err := NewPlan(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := plan.APIServerArgs
 	if slices.Contains(args, "--authorization-mode=Node,RBAC") || !slices.Contains(args, "--authorization-mode=RBAC") {
-		t.Errorf("profile extraArgs did not replace the default authorization mode: %v", args)
+		t.Errorf("the first layer did not replace the default authorization mode: %v", args)
 	}
 	if slices.Contains(args, "--v=2") || !slices.Contains(args, "--v=4") {
-		t.Errorf("--apiserver-arg did not replace the profile's v: %v", args)
+		t.Errorf("the second layer did not replace the first's v: %v", args)
 	}
 	if slices.Contains(args, "--feature-gates=A=true") || !slices.Contains(args, "--feature-gates=B=true") || !slices.Contains(args, "--feature-gates=C=false") {
 		t.Errorf("a flag repeated in one layer must be kept twice and replace earlier layers: %v", args)
@@ -82,19 +66,20 @@ func TestPlanExtraArgsOverride(t *testing.T) {
 }
 
 func TestPlanRejectsOwnedFlags(t *testing.T) {
-	_, err := NewPlan(PlanInput{Profile: load(t, "demo"), DataDir: "/d", ExtraAPIServerArgs: []string{"secure-port=1"}})
-	if err == nil || !strings.Contains(err.Error(), "--port") {
-		t.Fatalf("got %v, want an error pointing at --port", err)
+	for _, flag := range []string{"secure-port=1", "--bind-address=0.0.0.0"} {
+		in := input()
+		in.ExtraAPIServerArgs = [][]string{nil, {flag}}
+		_, err := NewPlan(in)
+		if err == nil || !strings.Contains(err.Error(), "--port") {
+			t.Errorf("%s: got %v, want an error pointing at --port", flag, err)
+		}
 	}
 }
 
 func TestPlanEtcdSocketAndPort(t *testing.T) {
-	plan, err := NewPlan(PlanInput{Profile: load(t, "minimal"), DataDir: "/d"})
+	plan, err := NewPlan(input())
 	if err != nil {
 		t.Fatal(err)
-	}
-	if plan.ControllerManagerArgs != nil {
-		t.Error("minimal runs no controllers, but the plan has their flags")
 	}
 	if !slices.Contains(plan.APIServerArgs, "--etcd-servers=unix:///d/etcd.sock") || !slices.Equal(plan.EtcdServers, []string{"unix:///d/etcd.sock"}) {
 		t.Errorf("embedded etcd: %v %v, want its socket in the data dir", plan.EtcdServers, plan.APIServerArgs)
@@ -140,21 +125,9 @@ func TestEtcdSocketLongDataDir(t *testing.T) {
 }
 
 func TestPlanExternalEtcd(t *testing.T) {
-	p, err := profiles.Parse([]byte(`apiVersion: wasmkube.dev/v1alpha1
-kind: Profile
-name: ext
-etcd:
-  external:
-    servers: [https://127.0.0.1:2379]
-    caFile: ca.crt
-    certFile: /abs/etcd.crt
-    keyFile: /abs/etcd.key
-    prefix: /ext
-`), "/profiles/ext.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := NewPlan(PlanInput{Profile: p, DataDir: "/d"})
+	in := input()
+	in.ExternalEtcd = &ExternalEtcd{Servers: []string{"https://127.0.0.1:2379"}, CAFile: "/profiles/ca.crt", CertFile: "/abs/etcd.crt", KeyFile: "/abs/etcd.key", Prefix: "/ext"}
+	plan, err := NewPlan(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,57 +136,7 @@ etcd:
 			t.Errorf("missing %s in %v", want, plan.APIServerArgs)
 		}
 	}
-}
-
-// TestPlanOriginalFlags feeds the original proof of concept's flags: they are taken out of the
-// kube-apiserver flags and recorded for the module loader.
-func TestPlanOriginalFlags(t *testing.T) {
-	p := load(t, "minimal")
-	plan, err := NewPlan(PlanInput{Profile: p, DataDir: "/d", ExtraAPIServerArgs: []string{
-		"--authentication-wasm-config-file=/etc/authn.yaml",
-		"--authorization-mode=Node,WASM,RBAC",
-		"--authorization-wasm-config-file=/etc/authz.yaml",
-		"--enable-admission-plugins=NodeRestriction,WASM",
-		"--admission-control-config-file=/etc/admission.yaml",
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := WASMPlan{
-		AuthenticationConfigFile: "/etc/authn.yaml", AuthorizationConfigFile: "/etc/authz.yaml",
-		AuthorizationChain: []string{"Node", "WASM", "RBAC"}, AdmissionEnabled: true,
-		AdmissionConfigFile: "/etc/admission.yaml",
-	}
-	if fmt.Sprint(plan.WASM) != fmt.Sprint(want) {
-		t.Errorf("got %+v, want %+v", plan.WASM, want)
-	}
-	for _, a := range plan.APIServerArgs {
-		if strings.Contains(a, "wasm-config-file") {
-			t.Errorf("kube-apiserver would not know %s", a)
-		}
-	}
-	for _, a := range []string{"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction,WASM", "--admission-control-config-file=/etc/admission.yaml"} {
-		if !slices.Contains(plan.APIServerArgs, a) {
-			t.Errorf("missing %s in %v", a, plan.APIServerArgs)
-		}
-	}
-
-	// Only modules decide: the built-in chain denies what they leave.
-	plan, err = NewPlan(PlanInput{Profile: p, DataDir: "/d", ExtraAPIServerArgs: []string{"authorization-mode=WASM"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(plan.APIServerArgs, "--authorization-mode=AlwaysDeny") {
-		t.Errorf("authorization-mode=WASM: %v", plan.APIServerArgs)
-	}
-
-	// Admission modules in the profile enable the plugin next to what the flags enable.
-	p.Admission = &profiles.Admission{Modules: []profiles.AdmissionModule{{Module: profiles.Module{Name: "m", Module: "builtin:magic-validate"}}}}
-	plan, err = NewPlan(PlanInput{Profile: p, DataDir: "/d", ExtraAPIServerArgs: []string{"enable-admission-plugins=AlwaysPullImages"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(plan.APIServerArgs, "--enable-admission-plugins=AlwaysPullImages,WASM") || !plan.WASM.AdmissionEnabled {
-		t.Errorf("profile admission modules: %v %+v", plan.APIServerArgs, plan.WASM)
+	if !slices.Equal(plan.EtcdServers, in.ExternalEtcd.Servers) || plan.ExternalEtcd == in.ExternalEtcd {
+		t.Errorf("etcd servers %v (the plan keeps its own copy of the input: %v)", plan.EtcdServers, plan.ExternalEtcd != in.ExternalEtcd)
 	}
 }

@@ -82,34 +82,10 @@ func Listen(address string, port int32) (net.Listener, error) {
 //   - On error, everything started is stopped before Start returns.
 func Start(ctx context.Context, in StartInput) (_ *APIServer, err error) {
 	StampKubernetesVersion()
-	s := options.NewServerRunOptions()
-	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	for _, f := range s.Flags().FlagSets {
-		fs.AddFlagSet(f)
+	s, featureGate, err := serverOptions(in)
+	if err != nil {
+		return nil, err
 	}
-	if err := fs.Parse(in.Plan.APIServerArgs); err != nil {
-		return nil, fmt.Errorf("kube-apiserver flags: %w; check apiserver.extraArgs in the profile and --apiserver-arg", err)
-	}
-	s.SecureServing.Listener = in.Listener
-	s.SecureServing.BindPort = in.Listener.Addr().(*net.TCPAddr).Port
-
-	featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
-	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
-		return nil, fmt.Errorf("kube-apiserver feature gates or emulated version: %w", err)
-	}
-	if err := applyLogging(s, featureGate, in.LogOutput); err != nil {
-		return nil, fmt.Errorf("kube-apiserver logging: %w", err)
-	}
-	if in.Hooks.Options != nil {
-		if err := in.Hooks.Options(s); err != nil {
-			return nil, err
-		}
-	}
-	if s.InformerName, err = cache.NewInformerName("kube-apiserver"); err != nil {
-		return nil, fmt.Errorf("kube-apiserver informer name: %w", err)
-	}
-
 	// The informer name is registered process-wide; release it when this server is done.
 	informerName := s.InformerName
 	runCtx, cancel := context.WithCancel(ctx)
@@ -119,41 +95,11 @@ func Start(ctx context.Context, in StartInput) (_ *APIServer, err error) {
 			informerName.Release()
 		}
 	}()
-	completed, err := s.Complete(runCtx)
+	prepared, loopback, err := buildServer(runCtx, s, featureGate, in.Hooks)
 	if err != nil {
-		return nil, fmt.Errorf("complete kube-apiserver options: %w", err)
+		return nil, err
 	}
-	if errs := completed.Validate(); len(errs) != 0 {
-		return nil, fmt.Errorf("kube-apiserver options: %w; check apiserver.extraArgs in the profile and --apiserver-arg", utilerrors.NewAggregate(errs))
-	}
-	featureGate.(featuregate.MutableFeatureGate).AddMetrics()
-
-	config, err := app.NewConfig(completed)
-	if err != nil {
-		return nil, fmt.Errorf("kube-apiserver config: %w", err)
-	}
-	if in.Hooks.Config != nil {
-		if err := in.Hooks.Config(config); err != nil {
-			return nil, err
-		}
-	}
-	cc, err := config.Complete()
-	if err != nil {
-		return nil, fmt.Errorf("complete kube-apiserver config: %w", err)
-	}
-	chain, err := app.CreateServerChain(cc)
-	if err != nil {
-		return nil, fmt.Errorf("create kube-apiserver: %w", err)
-	}
-	prepared, err := chain.PrepareRun()
-	if err != nil {
-		return nil, fmt.Errorf("prepare kube-apiserver: %w", err)
-	}
-	a := &APIServer{
-		Loopback: rest.CopyConfig(chain.GenericAPIServer.LoopbackClientConfig),
-		cancel:   cancel,
-		done:     make(chan struct{}),
-	}
+	a := &APIServer{Loopback: loopback, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		defer informerName.Release()
@@ -161,6 +107,81 @@ func Start(ctx context.Context, in StartInput) (_ *APIServer, err error) {
 	}()
 	return a, nil
 }
+
+// serverOptions parses the plan's flags into kube-apiserver's options as its command does, on
+// the opened listener, applies the feature gates and logging, runs Hooks.Options and registers
+// the informer name (the caller releases it).
+func serverOptions(in StartInput) (*options.ServerRunOptions, featuregate.FeatureGate, error) {
+	s := options.NewServerRunOptions()
+	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	for _, f := range s.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(in.Plan.APIServerArgs); err != nil {
+		return nil, nil, fmt.Errorf("kube-apiserver flags: %w; check apiserver.extraArgs in the profile and --apiserver-arg", err)
+	}
+	s.SecureServing.Listener = in.Listener
+	s.SecureServing.BindPort = in.Listener.Addr().(*net.TCPAddr).Port
+
+	featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return nil, nil, fmt.Errorf("kube-apiserver feature gates or emulated version: %w", err)
+	}
+	if err := applyLogging(s, featureGate, in.LogOutput); err != nil {
+		return nil, nil, fmt.Errorf("kube-apiserver logging: %w", err)
+	}
+	if in.Hooks.Options != nil {
+		if err := in.Hooks.Options(s); err != nil {
+			return nil, nil, err
+		}
+	}
+	var err error
+	if s.InformerName, err = cache.NewInformerName("kube-apiserver"); err != nil {
+		return nil, nil, fmt.Errorf("kube-apiserver informer name: %w", err)
+	}
+	return s, featureGate, nil
+}
+
+// buildServer completes and validates the options, builds the config (running Hooks.Config)
+// and the server chain, and prepares it to run; it also returns the server's loopback client
+// configuration.
+func buildServer(ctx context.Context, s *options.ServerRunOptions, featureGate featuregate.FeatureGate, hooks Hooks) (preparedServer, *rest.Config, error) {
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("complete kube-apiserver options: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return nil, nil, fmt.Errorf("kube-apiserver options: %w; check apiserver.extraArgs in the profile and --apiserver-arg", utilerrors.NewAggregate(errs))
+	}
+	featureGate.(featuregate.MutableFeatureGate).AddMetrics()
+
+	config, err := app.NewConfig(completed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kube-apiserver config: %w", err)
+	}
+	if hooks.Config != nil {
+		if err := hooks.Config(config); err != nil {
+			return nil, nil, err
+		}
+	}
+	cc, err := config.Complete()
+	if err != nil {
+		return nil, nil, fmt.Errorf("complete kube-apiserver config: %w", err)
+	}
+	chain, err := app.CreateServerChain(cc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create kube-apiserver: %w", err)
+	}
+	prepared, err := chain.PrepareRun()
+	if err != nil {
+		return nil, nil, fmt.Errorf("prepare kube-apiserver: %w", err)
+	}
+	return prepared, rest.CopyConfig(chain.GenericAPIServer.LoopbackClientConfig), nil
+}
+
+// preparedServer is the server chain ready to run.
+type preparedServer interface{ Run(context.Context) error }
 
 // Done is closed when the server has stopped, by Stop or on its own.
 func (a *APIServer) Done() <-chan struct{} { return a.done }

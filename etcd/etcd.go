@@ -80,6 +80,25 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}()
 
+	e, err := embed.StartEtcd(embedConfig(cfg, logger))
+	if err != nil {
+		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
+	}
+	if err := waitReady(ctx, e, cfg); err != nil {
+		e.Close()
+		return nil, err
+	}
+	// The directory already keeps other users out; the socket's own mode says so too.
+	if err := os.Chmod(cfg.Socket, 0o600); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("etcd socket: %w", err)
+	}
+	return &Server{etcd: e, endpoints: []string{Endpoint(cfg.Socket)}, logger: logger, closeLog: closeLog}, nil
+}
+
+// embedConfig is the embedded etcd's configuration: one member named wasmkube, clients on the
+// unix socket only, no peer listener.
+func embedConfig(cfg Config, logger *zap.Logger) *embed.Config {
 	ec := embed.NewConfig()
 	ec.Name = "wasmkube"
 	ec.Dir = cfg.DataDir
@@ -94,34 +113,26 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logger)
 	// The apiserver compacts etcd itself every 5 minutes; no gateway or metrics listener is needed.
 	ec.EnableGRPCGateway = false
+	return ec
+}
 
-	e, err := embed.StartEtcd(ec)
-	if err != nil {
-		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
-	}
+// waitReady waits until e serves, or says why it does not: a start-up failure, a stop, the
+// timeout or ctx. The caller closes e on error.
+func waitReady(ctx context.Context, e *embed.Etcd, cfg Config) error {
 	timer := time.NewTimer(cfg.ReadyTimeout)
 	defer timer.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
+		return nil
 	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("embedded etcd failed while starting: %w", err)
+		return fmt.Errorf("embedded etcd failed while starting: %w", err)
 	case <-e.Server.StopNotify():
-		e.Close()
-		return nil, errors.New("embedded etcd stopped while starting; see its log for the cause")
+		return errors.New("embedded etcd stopped while starting; see its log for the cause")
 	case <-timer.C:
-		e.Close()
-		return nil, fmt.Errorf("embedded etcd not ready after %s (data dir %s)", cfg.ReadyTimeout, cfg.DataDir)
+		return fmt.Errorf("embedded etcd not ready after %s (data dir %s)", cfg.ReadyTimeout, cfg.DataDir)
 	case <-ctx.Done():
-		e.Close()
-		return nil, fmt.Errorf("start embedded etcd: %w", ctx.Err())
+		return fmt.Errorf("start embedded etcd: %w", ctx.Err())
 	}
-	// The directory already keeps other users out; the socket's own mode says so too.
-	if err := os.Chmod(cfg.Socket, 0o600); err != nil {
-		e.Close()
-		return nil, fmt.Errorf("etcd socket: %w", err)
-	}
-	return &Server{etcd: e, endpoints: []string{Endpoint(cfg.Socket)}, logger: logger, closeLog: closeLog}, nil
 }
 
 // Endpoint is the client URL of a unix socket as etcd's client (kube-apiserver's --etcd-servers

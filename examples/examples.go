@@ -1,5 +1,6 @@
 // Package examples embeds the example modules so profiles can name them as builtin:NAME and a
-// `go install`ed wasmkube needs no files beside it.
+// `go install`ed wasmkube needs no files beside it. The wasmkube command hands them to the library
+// as wasmkube.Options.BuiltinModules (FS); the library itself does not import this package.
 package examples
 
 import (
@@ -11,6 +12,10 @@ import (
 
 //go:embed */*.wasm
 var modules embed.FS
+
+// FS holds the built example modules as NAME/NAME.wasm (e.g. magic-authn/magic-authn.wasm), the
+// layout wasmkube.Options.BuiltinModules takes.
+func FS() fs.FS { return modules }
 
 // Module returns the built example module NAME (e.g. "magic-authn").
 func Module(name string) ([]byte, bool) {

@@ -34,11 +34,11 @@ func TestOriginalModuleList(t *testing.T) {
 }
 
 func TestAdmissionConfigModules(t *testing.T) {
-	list, found, err := LoadAdmissionConfigModules("testdata/original/admission-config-path.yaml", "WASM")
+	list, found, err := LoadAdmissionConfigModules("testdata/original/admission-config-path.yaml", WASM)
 	if err != nil || !found || list.Modules[0].Name != "my-module" {
 		t.Fatalf("path: %v %v %+v", err, found, list)
 	}
-	list, found, err = LoadAdmissionConfigModules("testdata/original/admission-config-inline.yaml", "WASM")
+	list, found, err = LoadAdmissionConfigModules("testdata/original/admission-config-inline.yaml", WASM)
 	if err != nil || !found {
 		t.Fatalf("inline: %v %v", err, found)
 	}

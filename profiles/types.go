@@ -7,6 +7,10 @@
 // error that names the file, the line and the field. Profiles are found by Resolve in this order: a
 // path; $XDG_CONFIG_HOME/wasmkube/profiles/NAME.yaml; the profiles built into the binary (demo,
 // minimal).
+//
+// The package also reads the original proof of concept's configuration: its module config files
+// (LoadModuleList, LoadAdmissionConfigModules) and its kube-apiserver flags (TakeWASMFlags), and
+// declares the one name the modules run under in kube-apiserver (WASM).
 package profiles
 
 import (

@@ -29,7 +29,7 @@ var apiserverOwnedFlags = map[string]string{
 }
 
 var (
-	authorizationChainNames = sets.New("Node", "RBAC", "ABAC", "AlwaysAllow", "AlwaysDeny", "WASM")
+	authorizationChainNames = sets.New("Node", "RBAC", "ABAC", "AlwaysAllow", "AlwaysDeny", WASM)
 	isolations              = sets.New("", "pooled", "fresh")
 	authzFailurePolicies    = sets.New("", "NoOpinion", "Deny")
 	admissionFailurePolices = sets.New("", "Fail", "Ignore")
@@ -141,8 +141,8 @@ func validateAuthorization(a *Authorization, fld *field.Path) field.ErrorList {
 		}
 		seen.Insert(c)
 	}
-	if len(a.Chain) > 0 && len(a.Modules) > 0 && !seen.Has("WASM") {
-		errs = append(errs, field.Invalid(fld.Child("chain"), a.Chain, "modules are listed but the chain has no WASM entry to place them; add WASM"))
+	if len(a.Chain) > 0 && len(a.Modules) > 0 && !seen.Has(WASM) {
+		errs = append(errs, field.Invalid(fld.Child("chain"), a.Chain, "modules are listed but the chain has no "+WASM+" entry to place them; add "+WASM+" (anywhere: the modules are asked at its place)"))
 	}
 	names := sets.New[string]()
 	for i := range a.Modules {

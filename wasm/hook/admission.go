@@ -35,9 +35,6 @@ import (
 	"github.com/wasmkube/wasmkube/wasm/envelope"
 )
 
-// AdmissionPluginName is the admission plugin's name, as the original proof of concept named it.
-const AdmissionPluginName = "WASM"
-
 // Admitter is what answers admission requests: a module of the envelope ABI (Envelope) or a
 // Kubewarden policy (*kubewarden.Policy). It gets the AdmissionReview a webhook would get and
 // answers with the AdmissionResponse a webhook would send.

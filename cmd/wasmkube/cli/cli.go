@@ -1,5 +1,6 @@
 // Package cli holds the wasmkube commands: thin cobra wrappers over the wasmkube library, one
-// file per command. Run is the whole program; main only exits with its result.
+// file per command. Run is the whole program; main only exits with its result. It is where the
+// example modules (package examples) join the library, as the built-in modules of `up`.
 package cli
 
 import (

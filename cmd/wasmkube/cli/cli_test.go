@@ -372,7 +372,6 @@ func TestUpErrors(t *testing.T) {
 		{"module without the export", []string{"up", "--profile", "testdata/bad-module.yaml"}, []string{"profile bad-module: authentication.modules[0] (magic-validate)", "missing function 'authn'"}},
 		{"module file missing", []string{"up", "--profile", "testdata/missing-module.yaml"}, []string{"profile missing-module: admission.modules[0] (nosuch)", "nosuch.wasm"}},
 		{"original config file missing", []string{"up", "--profile", "minimal", "--apiserver-arg", "authentication-wasm-config-file=testdata/nosuch.yaml"}, []string{"--authentication-wasm-config-file", "nosuch.yaml"}},
-		{"WASM between built-in authorizers", []string{"up", "--profile", "demo", "--port", "0", "--apiserver-arg", "authorization-mode=Node,WASM,RBAC"}, []string{"Node,WASM,RBAC", "first or last"}},
 		{"WASM configured, not enabled", []string{"up", "--profile", "minimal", "--apiserver-arg", "admission-control-config-file=testdata/wasm-admission-config.yaml"}, []string{"wasm-admission-config.yaml", "--enable-admission-plugins", "add WASM"}},
 	}
 	for _, c := range cases {

@@ -11,8 +11,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmkube/wasmkube"
-	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
+	"github.com/wasmkube/wasmkube/examples"
+	"github.com/wasmkube/wasmkube/profiles"
 )
 
 // StopTimeout bounds a clean shutdown after SIGINT/SIGTERM.
@@ -61,7 +62,7 @@ cleanly and keep the data for the next start.`,
 }
 
 func (o *upOptions) libraryOptions(dataDir string) wasmkube.Options {
-	opts := wasmkube.Options{DataDir: dataDir, Address: o.address, APIServerArgs: o.apiserverArgs, ReadyTimeout: o.timeout, NewCA: o.newCA}
+	opts := wasmkube.Options{BuiltinModules: examples.FS(), DataDir: dataDir, Address: o.address, APIServerArgs: o.apiserverArgs, ReadyTimeout: o.timeout, NewCA: o.newCA}
 	if o.port >= 0 {
 		opts.Port = &o.port
 	}
@@ -83,7 +84,22 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 	}
 	began := time.Now()
 	fmt.Fprintf(s.out, "Starting profile %s (%s), data in %s\n", p.Name, p.Source, dataDir)
-	opts.Progress = func(st wasmkube.Step) {
+	opts.Progress = printStep(s)
+	c, err := wasmkube.Up(ctx, p, opts)
+	if err != nil {
+		return err
+	}
+	// Start-up leaves much garbage (OpenAPI specs, discovery); hand it back to the OS now
+	// rather than keep a peak-sized heap for the life of an idle playground.
+	debug.FreeOSMemory()
+	o.printReady(s, p, c, began)
+	fmt.Fprintln(s.out, "Press Ctrl-C to stop (data is kept).")
+	return runUntilStopped(ctx, s, c, dataDir)
+}
+
+// printStep prints each start-up step as it completes.
+func printStep(s streams) func(wasmkube.Step) {
+	return func(st wasmkube.Step) {
 		detail := ""
 		if st.Detail != "" {
 			detail = " " + st.Detail
@@ -94,30 +110,32 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 		}
 		fmt.Fprintf(s.out, "  ✓ %s %s (%.1fs)%s\n", st.Name, state, st.Duration.Seconds(), detail)
 	}
-	c, err := wasmkube.Up(ctx, p, opts)
-	if err != nil {
-		return err
-	}
-	// Start-up leaves much garbage (OpenAPI specs, discovery); hand it back to the OS now
-	// rather than keep a peak-sized heap for the life of an idle playground.
-	debug.FreeOSMemory()
+}
+
+// printReady says where the cluster is and merges its context into the user's kubeconfig when
+// asked (a failure to merge is a warning).
+func (o *upOptions) printReady(s streams, p *profiles.Loaded, c *wasmkube.Cluster, began time.Time) {
 	fmt.Fprintf(s.out, "Ready in %.1fs: %s\n", time.Since(began).Seconds(), c.Server)
 	fmt.Fprintf(s.out, "  kubeconfig: %s   (context %s)\n", c.KubeconfigPath, p.ContextName())
 	fmt.Fprintf(s.out, "  export KUBECONFIG=%s   # or: wasmkube kubectl --profile %s get ns\n", c.KubeconfigPath, p.Name)
-	if o.mergeKubeconfig {
-		written, err := kubeconfig.Merge(kubeconfig.UserConfigAccess(), c.Kubeconfig, p.ContextName())
-		if err != nil {
-			fmt.Fprintf(s.err, "warning: %v\n", err)
-		} else {
-			fmt.Fprintf(s.out, "  merged into %s; current context is now %s (kubectl --context %s …)\n", written, p.ContextName(), p.ContextName())
-		}
+	if !o.mergeKubeconfig {
+		return
 	}
-	fmt.Fprintln(s.out, "Press Ctrl-C to stop (data is kept).")
+	written, err := kubeconfig.Merge(kubeconfig.UserConfigAccess(), c.Kubeconfig, p.ContextName())
+	if err != nil {
+		fmt.Fprintf(s.err, "warning: %v\n", err)
+		return
+	}
+	fmt.Fprintf(s.out, "  merged into %s; current context is now %s (kubectl --context %s …)\n", written, p.ContextName(), p.ContextName())
+}
 
+// runUntilStopped waits for ctx (SIGINT, SIGTERM) and stops the cluster cleanly, or returns
+// why the cluster stopped on its own.
+func runUntilStopped(ctx context.Context, s streams, c *wasmkube.Cluster, dataDir string) error {
 	select {
 	case <-ctx.Done():
 	case <-c.Done():
-		return fmt.Errorf("cluster %s stopped: %w", p.Name, c.Wait())
+		return fmt.Errorf("cluster %s stopped: %w", c.Name, c.Wait())
 	}
 	fmt.Fprintln(s.out, "Stopping…")
 	stopBegan := time.Now()
@@ -143,7 +161,7 @@ type planView struct {
 	Modules               any      `json:"modules"`
 }
 
-func printPlan(s streams, plan *apiserver.Plan, source string) error {
+func printPlan(s streams, plan *wasmkube.Plan, source string) error {
 	server := plan.Server()
 	if plan.Port == 0 {
 		server = strings.TrimSuffix(server, ":0") + ":<free port>"
@@ -152,7 +170,7 @@ func printPlan(s streams, plan *apiserver.Plan, source string) error {
 		Profile: plan.Name, Source: source, DataDir: plan.Layout.DataDir, Server: server,
 		Kubeconfig: plan.Layout.Kubeconfig(), Etcd: plan.EtcdServers,
 		APIServerArgs: plan.APIServerArgs, ControllerManagerArgs: plan.ControllerManagerArgs,
-		Modules: plan.WASM,
+		Modules: plan.Modules,
 	})
 	if err != nil {
 		return err
