@@ -185,11 +185,12 @@ func TestDecideAdmission(t *testing.T) {
 	invalidIgnore := decision{failure: wasm.KindInvalidResponse, failedOpen: true, annotations: map[string]string{"m/failed-open": invalidAnswer}}
 
 	cases := []struct {
-		name   string
-		module AdmissionModule
-		res    *admissionv1.AdmissionResponse
-		err    error
-		want   decision
+		name       string
+		module     AdmissionModule
+		validating bool // the module validates; otherwise it mutates
+		res        *admissionv1.AdmissionResponse
+		err        error
+		want       decision
 	}{
 		// Allow and deny.
 		{name: "allow", res: &admissionv1.AdmissionResponse{Allowed: true}},
@@ -268,6 +269,17 @@ func TestDecideAdmission(t *testing.T) {
 		{name: "Full patch, not JSON", res: fullPatch(`{"a":`), want: invalidFail},
 		{name: "Full patch, a list, ignore", module: ignore, res: fullPatch(`[]`), want: invalidIgnore},
 
+		// A validating module may not patch.
+		{name: "validating, JSONPatch", validating: true, res: jsonPatch(`[{"op":"add","path":"/a","value":1}]`), want: invalidFail},
+		{name: "validating, Full patch", validating: true, res: fullPatch(`{"a":1}`), want: invalidFail},
+		{name: "validating, patch, ignore", validating: true, module: ignore, res: jsonPatch(`[]`), want: invalidIgnore},
+		{name: "validating, patch, monitor", validating: true, module: monitor, res: jsonPatch(`[]`),
+			want: decision{failure: wasm.KindInvalidResponse, verdict: "failed: " + invalidAnswer, annotations: map[string]string{"m/monitor": "failed: " + invalidAnswer}}},
+		{name: "validating, empty patch", validating: true, res: &admissionv1.AdmissionResponse{Allowed: true, PatchType: patchType(admissionv1.PatchTypeJSONPatch)}},
+		{name: "validating, deny with a patch", validating: true, res: &admissionv1.AdmissionResponse{Patch: []byte(`[]`), PatchType: patchType(admissionv1.PatchTypeJSONPatch)},
+			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation"}},
+		{name: "validating, allow", validating: true, res: &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"w"}}, want: decision{warnings: []string{"w"}}},
+
 		// A patch in a denying answer is dropped, not even decoded.
 		{name: "deny with a patch", res: &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Message: "no"}, Patch: []byte(`[{"op":"add","path":"/a","value":1}]`), PatchType: patchType(admissionv1.PatchTypeJSONPatch)},
 			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "no"}},
@@ -331,7 +343,7 @@ func TestDecideAdmission(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m := c.module
-			m.Admitter = &fakeAdmitter{name: "m"}
+			m.Admitter, m.Mutating = &fakeAdmitter{name: "m"}, !c.validating
 			d := DecideAdmission(m, c.res, c.err)
 			c.want.check(t, d)
 		})
@@ -341,7 +353,7 @@ func TestDecideAdmission(t *testing.T) {
 // TestDecideAdmissionFailureKeepsDetails: the log gets what the client does not (the module's
 // stderr, the broken answer).
 func TestDecideAdmissionFailureKeepsDetails(t *testing.T) {
-	m := AdmissionModule{Admitter: &fakeAdmitter{name: "m"}}
+	m := AdmissionModule{Admitter: &fakeAdmitter{name: "m"}, Mutating: true}
 	trap := &wasm.CallError{Module: "m", Kind: wasm.KindTrap, Stderr: "secret-stderr"}
 	if d := DecideAdmission(m, nil, trap); !errors.Is(d.Failure, trap) || !strings.Contains(d.Failure.Error(), "secret-stderr") {
 		t.Errorf("Failure %v", d.Failure)

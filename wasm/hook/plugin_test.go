@@ -535,6 +535,23 @@ func TestAdmissionPluginPatches(t *testing.T) {
 	}
 }
 
+// TestAdmissionPluginValidatingPatch: a validating module cannot change the object, even if
+// its Admitter answers with a patch: that answer is invalid, and its failure policy decides.
+func TestAdmissionPluginValidatingPatch(t *testing.T) {
+	for _, policy := range []admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail, admissionregistrationv1.Ignore} {
+		f := &fakeAdmitter{name: "m", res: jsonPatch(`[{"op":"add","path":"/data/b","value":"2"}]`)}
+		a, _ := newPlugin(t, nil, AdmissionModule{Admitter: f, Rules: allOps, FailurePolicy: policy})
+		attr := create("ns", "x", nil, map[string]string{"a": "1"}).attributes()
+		err := a.Validate(context.Background(), attr, pluginObjects)
+		if got := attr.object(t).Data; !maps.Equal(got, map[string]string{"a": "1"}) {
+			t.Errorf("%s: a validating module changed the object: %v (error %v)", policy, got, err)
+		}
+		if want := policy == admissionregistrationv1.Fail; (err != nil) != want || (want && !apierrors.IsInternalError(err)) {
+			t.Errorf("%s: error %v", policy, err)
+		}
+	}
+}
+
 // TestAdmissionPluginDryRun: dry-run requests reach modules, with dryRun true.
 func TestAdmissionPluginDryRun(t *testing.T) {
 	for _, dryRun := range []bool{false, true} {
