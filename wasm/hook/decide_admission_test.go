@@ -83,7 +83,7 @@ func fullPatch(object string) *admissionv1.AdmissionResponse {
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: []byte(object), PatchType: patchType(envelope.PatchTypeFull)}
 }
 
-func deny(status *metav1.Status) *admissionv1.AdmissionResponse {
+func denyWith(status *metav1.Status) *admissionv1.AdmissionResponse {
 	return &admissionv1.AdmissionResponse{Allowed: false, Result: status}
 }
 
@@ -93,8 +93,8 @@ const (
 	invalidAnswer  = "invalid-response (details in the API server's log)"
 )
 
-// decision is what a test expects of an AdmissionDecision.
-type decision struct {
+// wantDecision is what a test expects of an AdmissionDecision.
+type wantDecision struct {
 	code    int32 // 0: not denied
 	reason  metav1.StatusReason
 	message string
@@ -109,7 +109,7 @@ type decision struct {
 	warnings    []string
 }
 
-func (want decision) check(t *testing.T, d *AdmissionDecision) {
+func (want wantDecision) check(t *testing.T, d *AdmissionDecision) {
 	t.Helper()
 	if d.Module != "m" {
 		t.Errorf("Module %q", d.Module)
@@ -181,8 +181,8 @@ func TestDecideAdmission(t *testing.T) {
 	timeout := &wasm.CallError{Module: "m", Export: "validate", Kind: wasm.KindTimeout, Stderr: "secret-stderr"}
 	moduleError := &wasm.CallError{Module: "m", Export: "validate", Kind: wasm.KindModuleError, Err: errors.New("no config for this namespace")}
 	exit := &wasm.CallError{Module: "m", Export: "validate", Kind: wasm.KindExit, ExitCode: 3, Stderr: "secret-stderr"}
-	invalidFail := decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + invalidAnswer, failure: wasm.KindInvalidResponse}
-	invalidIgnore := decision{failure: wasm.KindInvalidResponse, failedOpen: true, annotations: map[string]string{"m/failed-open": invalidAnswer}}
+	invalidFail := wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + invalidAnswer, failure: wasm.KindInvalidResponse}
+	invalidIgnore := wantDecision{failure: wasm.KindInvalidResponse, failedOpen: true, annotations: map[string]string{"m/failed-open": invalidAnswer}}
 
 	cases := []struct {
 		name       string
@@ -190,53 +190,53 @@ func TestDecideAdmission(t *testing.T) {
 		validating bool // the module validates; otherwise it mutates
 		res        *admissionv1.AdmissionResponse
 		err        error
-		want       decision
+		want       wantDecision
 	}{
 		// Allow and deny.
 		{name: "allow", res: &admissionv1.AdmissionResponse{Allowed: true}},
 		{name: "allow, empty patch", res: &admissionv1.AdmissionResponse{Allowed: true, PatchType: patchType(admissionv1.PatchTypeJSONPatch)}},
-		{name: "deny without status", res: deny(nil),
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation"}},
-		{name: "deny with a message", res: deny(&metav1.Status{Message: "no latest tags"}),
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "no latest tags"}},
-		{name: "deny with code 200", res: deny(&metav1.Status{Code: 200, Message: "no"}),
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "no"}},
-		{name: "deny with code 399 and a reason", res: deny(&metav1.Status{Code: 399, Reason: metav1.StatusReasonConflict}),
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "Conflict"}},
-		{name: "deny with a reason only", res: deny(&metav1.Status{Reason: metav1.StatusReasonInvalid}),
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "Invalid"}},
-		{name: "deny with code 400", res: deny(&metav1.Status{Code: 400, Message: "bad"}),
-			want: decision{code: 400, reason: metav1.StatusReasonBadRequest, message: deniedPrefix + "bad"}},
-		{name: "deny with code 404", res: deny(&metav1.Status{Code: 404, Message: "gone"}),
-			want: decision{code: 404, reason: metav1.StatusReasonNotFound, message: deniedPrefix + "gone"}},
-		{name: "deny with code 409 and its own reason", res: deny(&metav1.Status{Code: 409, Reason: metav1.StatusReasonAlreadyExists, Message: "taken"}),
-			want: decision{code: 409, reason: metav1.StatusReasonAlreadyExists, message: deniedPrefix + "taken"}},
-		{name: "deny with code 422", res: deny(&metav1.Status{Code: 422, Message: "bad field"}),
-			want: decision{code: 422, reason: metav1.StatusReasonInvalid, message: deniedPrefix + "bad field"}},
-		{name: "deny with code 429", res: deny(&metav1.Status{Code: 429, Message: "slow down"}),
-			want: decision{code: 429, reason: metav1.StatusReasonTooManyRequests, message: deniedPrefix + "slow down"}},
-		{name: "deny with code 418", res: deny(&metav1.Status{Code: 418, Message: "tea"}),
-			want: decision{code: 418, reason: metav1.StatusReasonUnknown, message: deniedPrefix + "tea"}},
-		{name: "deny with code 503", res: deny(&metav1.Status{Code: 503, Message: "later"}),
-			want: decision{code: 503, reason: metav1.StatusReasonUnknown, message: deniedPrefix + "later"}},
+		{name: "deny without status", res: denyWith(nil),
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation"}},
+		{name: "deny with a message", res: denyWith(&metav1.Status{Message: "no latest tags"}),
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "no latest tags"}},
+		{name: "deny with code 200", res: denyWith(&metav1.Status{Code: 200, Message: "no"}),
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "no"}},
+		{name: "deny with code 399 and a reason", res: denyWith(&metav1.Status{Code: 399, Reason: metav1.StatusReasonConflict}),
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "Conflict"}},
+		{name: "deny with a reason only", res: denyWith(&metav1.Status{Reason: metav1.StatusReasonInvalid}),
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "Invalid"}},
+		{name: "deny with code 400", res: denyWith(&metav1.Status{Code: 400, Message: "bad"}),
+			want: wantDecision{code: 400, reason: metav1.StatusReasonBadRequest, message: deniedPrefix + "bad"}},
+		{name: "deny with code 404", res: denyWith(&metav1.Status{Code: 404, Message: "gone"}),
+			want: wantDecision{code: 404, reason: metav1.StatusReasonNotFound, message: deniedPrefix + "gone"}},
+		{name: "deny with code 409 and its own reason", res: denyWith(&metav1.Status{Code: 409, Reason: metav1.StatusReasonAlreadyExists, Message: "taken"}),
+			want: wantDecision{code: 409, reason: metav1.StatusReasonAlreadyExists, message: deniedPrefix + "taken"}},
+		{name: "deny with code 422", res: denyWith(&metav1.Status{Code: 422, Message: "bad field"}),
+			want: wantDecision{code: 422, reason: metav1.StatusReasonInvalid, message: deniedPrefix + "bad field"}},
+		{name: "deny with code 429", res: denyWith(&metav1.Status{Code: 429, Message: "slow down"}),
+			want: wantDecision{code: 429, reason: metav1.StatusReasonTooManyRequests, message: deniedPrefix + "slow down"}},
+		{name: "deny with code 418", res: denyWith(&metav1.Status{Code: 418, Message: "tea"}),
+			want: wantDecision{code: 418, reason: metav1.StatusReasonUnknown, message: deniedPrefix + "tea"}},
+		{name: "deny with code 503", res: denyWith(&metav1.Status{Code: 503, Message: "later"}),
+			want: wantDecision{code: 503, reason: metav1.StatusReasonUnknown, message: deniedPrefix + "later"}},
 
 		// Message overrides the module's message, keeps its code and reason.
-		{name: "message override, no status", module: override, res: deny(nil),
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "the platform team says no"}},
-		{name: "message override keeps code and reason", module: override, res: deny(&metav1.Status{Code: 409, Reason: metav1.StatusReasonAlreadyExists, Message: "taken"}),
-			want: decision{code: 409, reason: metav1.StatusReasonAlreadyExists, message: deniedPrefix + "the platform team says no"}},
-		{name: "message override keeps code", module: override, res: deny(&metav1.Status{Code: 422, Message: "bad field"}),
-			want: decision{code: 422, reason: metav1.StatusReasonInvalid, message: deniedPrefix + "the platform team says no"}},
-		{name: "message override, code below 400", module: override, res: deny(&metav1.Status{Code: 200, Message: "no"}),
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "the platform team says no"}},
+		{name: "message override, no status", module: override, res: denyWith(nil),
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "the platform team says no"}},
+		{name: "message override keeps code and reason", module: override, res: denyWith(&metav1.Status{Code: 409, Reason: metav1.StatusReasonAlreadyExists, Message: "taken"}),
+			want: wantDecision{code: 409, reason: metav1.StatusReasonAlreadyExists, message: deniedPrefix + "the platform team says no"}},
+		{name: "message override keeps code", module: override, res: denyWith(&metav1.Status{Code: 422, Message: "bad field"}),
+			want: wantDecision{code: 422, reason: metav1.StatusReasonInvalid, message: deniedPrefix + "the platform team says no"}},
+		{name: "message override, code below 400", module: override, res: denyWith(&metav1.Status{Code: 200, Message: "no"}),
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "the platform team says no"}},
 		{name: "message override on allow", module: override, res: &admissionv1.AdmissionResponse{Allowed: true}},
 
 		// JSON patches.
 		{name: "JSONPatch", res: jsonPatch(`[{"op":"add","path":"/metadata/labels/a","value":"b"},{"op":"remove","path":"/data/x"}]`),
-			want: decision{patch: admissionv1.PatchTypeJSONPatch, ops: 2}},
+			want: wantDecision{patch: admissionv1.PatchTypeJSONPatch, ops: 2}},
 		{name: "JSONPatch, every op", res: jsonPatch(`[{"op":"add","path":"/a","value":1},{"op":"remove","path":"/a"},{"op":"replace","path":"/b","value":null},{"op":"move","from":"/b","path":"/c"},{"op":"copy","from":"/c","path":"/d"},{"op":"test","path":"/d","value":null}]`),
-			want: decision{patch: admissionv1.PatchTypeJSONPatch, ops: 6}},
-		{name: "JSONPatch, empty list", res: jsonPatch(`[]`), want: decision{patch: admissionv1.PatchTypeJSONPatch}},
+			want: wantDecision{patch: admissionv1.PatchTypeJSONPatch, ops: 6}},
+		{name: "JSONPatch, empty list", res: jsonPatch(`[]`), want: wantDecision{patch: admissionv1.PatchTypeJSONPatch}},
 		{name: "JSONPatch, not JSON", res: jsonPatch(`[{"op":`), want: invalidFail},
 		{name: "JSONPatch, an object", res: jsonPatch(`{"op":"add","path":"/a","value":1}`), want: invalidFail},
 		{name: "JSONPatch, add without value", res: jsonPatch(`[{"op":"add","path":"/a"}]`), want: invalidFail},
@@ -261,8 +261,8 @@ func TestDecideAdmission(t *testing.T) {
 			want: invalidIgnore},
 
 		// Full patches.
-		{name: "Full patch", res: fullPatch(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}`), want: decision{patch: envelope.PatchTypeFull}},
-		{name: "Full patch, empty object", res: fullPatch(`{}`), want: decision{patch: envelope.PatchTypeFull}},
+		{name: "Full patch", res: fullPatch(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}`), want: wantDecision{patch: envelope.PatchTypeFull}},
+		{name: "Full patch, empty object", res: fullPatch(`{}`), want: wantDecision{patch: envelope.PatchTypeFull}},
 		{name: "Full patch, a list", res: fullPatch(`[{"op":"add","path":"/a","value":1}]`), want: invalidFail},
 		{name: "Full patch, a string", res: fullPatch(`"x"`), want: invalidFail},
 		{name: "Full patch, null", res: fullPatch(`null`), want: invalidFail},
@@ -274,71 +274,71 @@ func TestDecideAdmission(t *testing.T) {
 		{name: "validating, Full patch", validating: true, res: fullPatch(`{"a":1}`), want: invalidFail},
 		{name: "validating, patch, ignore", validating: true, module: ignore, res: jsonPatch(`[]`), want: invalidIgnore},
 		{name: "validating, patch, monitor", validating: true, module: monitor, res: jsonPatch(`[]`),
-			want: decision{failure: wasm.KindInvalidResponse, verdict: "failed: " + invalidAnswer, annotations: map[string]string{"m/monitor": "failed: " + invalidAnswer}}},
+			want: wantDecision{failure: wasm.KindInvalidResponse, verdict: "failed: " + invalidAnswer, annotations: map[string]string{"m/monitor": "failed: " + invalidAnswer}}},
 		{name: "validating, empty patch", validating: true, res: &admissionv1.AdmissionResponse{Allowed: true, PatchType: patchType(admissionv1.PatchTypeJSONPatch)}},
 		{name: "validating, deny with a patch", validating: true, res: &admissionv1.AdmissionResponse{Patch: []byte(`[]`), PatchType: patchType(admissionv1.PatchTypeJSONPatch)},
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation"}},
-		{name: "validating, allow", validating: true, res: &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"w"}}, want: decision{warnings: []string{"w"}}},
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation"}},
+		{name: "validating, allow", validating: true, res: &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"w"}}, want: wantDecision{warnings: []string{"w"}}},
 
 		// A patch in a denying answer is dropped, not even decoded.
 		{name: "deny with a patch", res: &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Message: "no"}, Patch: []byte(`[{"op":"add","path":"/a","value":1}]`), PatchType: patchType(admissionv1.PatchTypeJSONPatch)},
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "no"}},
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "no"}},
 		{name: "deny with a broken patch", res: &admissionv1.AdmissionResponse{Allowed: false, Patch: []byte(`[`)},
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation"}},
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation"}},
 
 		// Warnings and audit annotations.
 		{name: "warnings", res: &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"image has no digest", "deprecated label"}},
-			want: decision{warnings: []string{"image has no digest", "deprecated label"}}},
+			want: wantDecision{warnings: []string{"image has no digest", "deprecated label"}}},
 		{name: "audit annotations", res: &admissionv1.AdmissionResponse{Allowed: true, AuditAnnotations: map[string]string{"checked": "yes", "rule": "r1"}},
-			want: decision{annotations: map[string]string{"m/checked": "yes", "m/rule": "r1"}}},
+			want: wantDecision{annotations: map[string]string{"m/checked": "yes", "m/rule": "r1"}}},
 		{name: "warnings and annotations with a patch", res: &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"w"}, AuditAnnotations: map[string]string{"k": "v"}, Patch: []byte(`[]`), PatchType: patchType(admissionv1.PatchTypeJSONPatch)},
-			want: decision{patch: admissionv1.PatchTypeJSONPatch, warnings: []string{"w"}, annotations: map[string]string{"m/k": "v"}}},
+			want: wantDecision{patch: admissionv1.PatchTypeJSONPatch, warnings: []string{"w"}, annotations: map[string]string{"m/k": "v"}}},
 		{name: "warnings and annotations with a denial", res: &admissionv1.AdmissionResponse{Allowed: false, Warnings: []string{"w"}, AuditAnnotations: map[string]string{"k": "v"}},
-			want: decision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation", warnings: []string{"w"}, annotations: map[string]string{"m/k": "v"}}},
+			want: wantDecision{code: 403, reason: metav1.StatusReasonForbidden, message: deniedPrefix + "without explanation", warnings: []string{"w"}, annotations: map[string]string{"m/k": "v"}}},
 
 		// Call errors: the client learns the kind, never the stderr.
 		{name: "trap", err: trap,
-			want: decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "trap (details in the API server's log)", failure: wasm.KindTrap}},
+			want: wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "trap (details in the API server's log)", failure: wasm.KindTrap}},
 		{name: "timeout", err: timeout,
-			want: decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "timeout (details in the API server's log)", failure: wasm.KindTimeout}},
+			want: wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "timeout (details in the API server's log)", failure: wasm.KindTimeout}},
 		{name: "wrapped timeout", err: fmt.Errorf("call: %w", timeout),
-			want: decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "timeout (details in the API server's log)", failure: wasm.KindTimeout}},
+			want: wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "timeout (details in the API server's log)", failure: wasm.KindTimeout}},
 		{name: "exit", err: exit,
-			want: decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "exit: exited with code 3 (details in the API server's log)", failure: wasm.KindExit}},
+			want: wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "exit: exited with code 3 (details in the API server's log)", failure: wasm.KindExit}},
 		{name: "module error", err: moduleError,
-			want: decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "the module returned an error: no config for this namespace", failure: wasm.KindModuleError}},
+			want: wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "the module returned an error: no config for this namespace", failure: wasm.KindModuleError}},
 		{name: "host error", err: errors.New("context canceled"),
-			want: decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "context canceled", failure: "host"}},
+			want: wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "context canceled", failure: "host"}},
 		{name: "trap, explicit Fail", module: fail, err: trap,
-			want: decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "trap (details in the API server's log)", failure: wasm.KindTrap}},
+			want: wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "trap (details in the API server's log)", failure: wasm.KindTrap}},
 		{name: "trap, ignore", module: ignore, err: trap,
-			want: decision{failure: wasm.KindTrap, failedOpen: true, annotations: map[string]string{"m/failed-open": "trap (details in the API server's log)"}}},
+			want: wantDecision{failure: wasm.KindTrap, failedOpen: true, annotations: map[string]string{"m/failed-open": "trap (details in the API server's log)"}}},
 		{name: "timeout, ignore", module: ignore, err: timeout,
-			want: decision{failure: wasm.KindTimeout, failedOpen: true, annotations: map[string]string{"m/failed-open": "timeout (details in the API server's log)"}}},
+			want: wantDecision{failure: wasm.KindTimeout, failedOpen: true, annotations: map[string]string{"m/failed-open": "timeout (details in the API server's log)"}}},
 		{name: "module error, ignore", module: ignore, err: moduleError,
-			want: decision{failure: wasm.KindModuleError, failedOpen: true, annotations: map[string]string{"m/failed-open": "the module returned an error: no config for this namespace"}}},
+			want: wantDecision{failure: wasm.KindModuleError, failedOpen: true, annotations: map[string]string{"m/failed-open": "the module returned an error: no config for this namespace"}}},
 		{name: "trap, message override", module: override, err: trap,
-			want: decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "trap (details in the API server's log)", failure: wasm.KindTrap}},
+			want: wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + "trap (details in the API server's log)", failure: wasm.KindTrap}},
 
 		// Monitor mode: always allowed, the verdict in MODULE/monitor, no patch.
 		{name: "monitor, would allow", module: monitor, res: &admissionv1.AdmissionResponse{Allowed: true},
-			want: decision{verdict: "would allow", annotations: map[string]string{"m/monitor": "would allow"}}},
-		{name: "monitor, would deny", module: monitor, res: deny(&metav1.Status{Code: 422, Message: "bad field"}),
-			want: decision{verdict: "would deny: " + deniedPrefix + "bad field", annotations: map[string]string{"m/monitor": "would deny: " + deniedPrefix + "bad field"}}},
-		{name: "monitor, would deny without status", module: monitor, res: deny(nil),
-			want: decision{verdict: "would deny: " + deniedPrefix + "without explanation", annotations: map[string]string{"m/monitor": "would deny: " + deniedPrefix + "without explanation"}}},
+			want: wantDecision{verdict: "would allow", annotations: map[string]string{"m/monitor": "would allow"}}},
+		{name: "monitor, would deny", module: monitor, res: denyWith(&metav1.Status{Code: 422, Message: "bad field"}),
+			want: wantDecision{verdict: "would deny: " + deniedPrefix + "bad field", annotations: map[string]string{"m/monitor": "would deny: " + deniedPrefix + "bad field"}}},
+		{name: "monitor, would deny without status", module: monitor, res: denyWith(nil),
+			want: wantDecision{verdict: "would deny: " + deniedPrefix + "without explanation", annotations: map[string]string{"m/monitor": "would deny: " + deniedPrefix + "without explanation"}}},
 		{name: "monitor, would mutate (JSONPatch)", module: monitor, res: jsonPatch(`[{"op":"add","path":"/a","value":1}]`),
-			want: decision{verdict: "would mutate", annotations: map[string]string{"m/monitor": "would mutate"}}},
+			want: wantDecision{verdict: "would mutate", annotations: map[string]string{"m/monitor": "would mutate"}}},
 		{name: "monitor, would mutate (Full)", module: monitor, res: fullPatch(`{"a":1}`),
-			want: decision{verdict: "would mutate", annotations: map[string]string{"m/monitor": "would mutate"}}},
+			want: wantDecision{verdict: "would mutate", annotations: map[string]string{"m/monitor": "would mutate"}}},
 		{name: "monitor, broken patch", module: monitor, res: jsonPatch(`[{"op":"add","path":"/a"}]`),
-			want: decision{failure: wasm.KindInvalidResponse, verdict: "failed: " + invalidAnswer, annotations: map[string]string{"m/monitor": "failed: " + invalidAnswer}}},
+			want: wantDecision{failure: wasm.KindInvalidResponse, verdict: "failed: " + invalidAnswer, annotations: map[string]string{"m/monitor": "failed: " + invalidAnswer}}},
 		{name: "monitor, trap", module: monitor, err: trap,
-			want: decision{failure: wasm.KindTrap, verdict: "failed: trap (details in the API server's log)", annotations: map[string]string{"m/monitor": "failed: trap (details in the API server's log)"}}},
+			want: wantDecision{failure: wasm.KindTrap, verdict: "failed: trap (details in the API server's log)", annotations: map[string]string{"m/monitor": "failed: trap (details in the API server's log)"}}},
 		{name: "monitor, trap, failurePolicy Fail", module: AdmissionModule{Monitor: true, FailurePolicy: admissionregistrationv1.Fail}, err: trap,
-			want: decision{failure: wasm.KindTrap, verdict: "failed: trap (details in the API server's log)", annotations: map[string]string{"m/monitor": "failed: trap (details in the API server's log)"}}},
+			want: wantDecision{failure: wasm.KindTrap, verdict: "failed: trap (details in the API server's log)", annotations: map[string]string{"m/monitor": "failed: trap (details in the API server's log)"}}},
 		{name: "monitor, warnings and annotations are not passed on", module: monitor, res: &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"w"}, AuditAnnotations: map[string]string{"k": "v"}},
-			want: decision{verdict: "would allow", annotations: map[string]string{"m/monitor": "would allow"}}},
+			want: wantDecision{verdict: "would allow", annotations: map[string]string{"m/monitor": "would allow"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -372,7 +372,7 @@ func TestDecideAdmissionFailureKeepsDetails(t *testing.T) {
 func TestDecideAdmissionDetails(t *testing.T) {
 	m := AdmissionModule{Admitter: &fakeAdmitter{name: "m"}}
 	details := &metav1.StatusDetails{Name: "cm", Kind: "configmaps", Causes: []metav1.StatusCause{{Field: "data.x", Message: "too long"}}}
-	d := DecideAdmission(m, deny(&metav1.Status{Code: http.StatusUnprocessableEntity, Message: "bad", Details: details}), nil)
+	d := DecideAdmission(m, denyWith(&metav1.Status{Code: http.StatusUnprocessableEntity, Message: "bad", Details: details}), nil)
 	if d.Denied == nil || d.Denied.ErrStatus.Details == nil || d.Denied.ErrStatus.Details.Name != "cm" || len(d.Denied.ErrStatus.Details.Causes) != 1 {
 		t.Fatalf("denied %+v", d.Denied)
 	}
@@ -384,16 +384,16 @@ func TestAdmissionModuleFailed(t *testing.T) {
 	cases := []struct {
 		name   string
 		module AdmissionModule
-		want   decision
+		want   wantDecision
 	}{
 		{"fail (default)", AdmissionModule{},
-			decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + err.Error(), failure: "host"}},
+			wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + err.Error(), failure: "host"}},
 		{"fail", AdmissionModule{FailurePolicy: admissionregistrationv1.Fail},
-			decision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + err.Error(), failure: "host"}},
+			wantDecision{code: 500, reason: metav1.StatusReasonInternalError, message: internalPrefix + err.Error(), failure: "host"}},
 		{"ignore", AdmissionModule{FailurePolicy: admissionregistrationv1.Ignore},
-			decision{failure: "host", failedOpen: true, annotations: map[string]string{"m/failed-open": err.Error()}}},
+			wantDecision{failure: "host", failedOpen: true, annotations: map[string]string{"m/failed-open": err.Error()}}},
 		{"monitor", AdmissionModule{Monitor: true},
-			decision{failure: "host", verdict: "failed: " + err.Error(), annotations: map[string]string{"m/monitor": "failed: " + err.Error()}}},
+			wantDecision{failure: "host", verdict: "failed: " + err.Error(), annotations: map[string]string{"m/monitor": "failed: " + err.Error()}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

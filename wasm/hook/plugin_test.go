@@ -97,12 +97,12 @@ func newPlugin(t *testing.T, namespaces []*corev1.Namespace, modules ...Admissio
 	return a, log
 }
 
-func namespace(name string, labels map[string]string) *corev1.Namespace {
+func testNamespace(name string, labels map[string]string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 }
 
 // configMap is a ConfigMap as the API server hands it to admission: the internal type.
-func configMap(ns, name string, labels, data map[string]string) *core.ConfigMap {
+func internalConfigMap(ns, name string, labels, data map[string]string) *core.ConfigMap {
 	return &core.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Data: data}
 }
 
@@ -142,8 +142,8 @@ func (r *recordingAttributes) object(t *testing.T) *core.ConfigMap {
 	return cm
 }
 
-// request describes one request on a ConfigMap (or on resource, when set).
-type request struct {
+// cmRequest describes one request on a ConfigMap (or on resource, when set).
+type cmRequest struct {
 	op          admission.Operation
 	obj, old    *core.ConfigMap
 	ns, name    string
@@ -155,7 +155,7 @@ type request struct {
 
 var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 
-func (r request) attributes() *recordingAttributes {
+func (r cmRequest) attributes() *recordingAttributes {
 	resource := r.resource
 	if resource.Empty() {
 		resource = configMaps
@@ -184,17 +184,17 @@ func (r request) attributes() *recordingAttributes {
 	return &recordingAttributes{Attributes: admission.NewAttributesRecord(obj, old, kind, r.ns, r.name, resource, r.subresource, r.op, opts, r.dryRun, userInfo)}
 }
 
-func create(ns, name string, labels, data map[string]string) request {
-	return request{op: admission.Create, obj: configMap(ns, name, labels, data), ns: ns, name: name}
+func createCM(ns, name string, labels, data map[string]string) cmRequest {
+	return cmRequest{op: admission.Create, obj: internalConfigMap(ns, name, labels, data), ns: ns, name: name}
 }
 
-func update(ns, name string, labels, data map[string]string) request {
-	old := configMap(ns, name, labels, map[string]string{"old": "yes"})
-	return request{op: admission.Update, obj: configMap(ns, name, labels, data), old: old, ns: ns, name: name}
+func updateCM(ns, name string, labels, data map[string]string) cmRequest {
+	old := internalConfigMap(ns, name, labels, map[string]string{"old": "yes"})
+	return cmRequest{op: admission.Update, obj: internalConfigMap(ns, name, labels, data), old: old, ns: ns, name: name}
 }
 
-func del(ns, name string, labels map[string]string) request {
-	return request{op: admission.Delete, old: configMap(ns, name, labels, nil), ns: ns, name: name}
+func deleteCM(ns, name string, labels map[string]string) cmRequest {
+	return cmRequest{op: admission.Delete, old: internalConfigMap(ns, name, labels, nil), ns: ns, name: name}
 }
 
 // configMapRules selects ConfigMaps for the operations ops.
@@ -210,8 +210,8 @@ var (
 	allOps     = configMapRules(admissionregistrationv1.OperationAll)
 )
 
-// run sends the request through the phase of m: Admit for a mutating module, else Validate.
-func run(ctx context.Context, a *Admission, mutating bool, attr admission.Attributes) error {
+// runPhase sends the request through the phase of m: Admit for a mutating module, else Validate.
+func runPhase(ctx context.Context, a *Admission, mutating bool, attr admission.Attributes) error {
 	if mutating {
 		return a.Admit(ctx, attr, pluginObjects)
 	}
@@ -219,7 +219,7 @@ func run(ctx context.Context, a *Admission, mutating bool, attr admission.Attrib
 }
 
 // reviewed is the object (or old object, when old) the module saw, as a v1 ConfigMap.
-func reviewed(t *testing.T, review *admissionv1.AdmissionReview, old bool) *corev1.ConfigMap {
+func reviewedConfigMap(t *testing.T, review *admissionv1.AdmissionReview, old bool) *corev1.ConfigMap {
 	t.Helper()
 	raw := review.Request.Object
 	if old {
@@ -238,7 +238,7 @@ func reviewed(t *testing.T, review *admissionv1.AdmissionReview, old bool) *core
 // TestAdmissionPluginMatching: a module is called for the requests its rules, selectors and
 // match conditions select, in both phases.
 func TestAdmissionPluginMatching(t *testing.T) {
-	namespaces := []*corev1.Namespace{namespace("a", map[string]string{"team": "a"}), namespace("b", map[string]string{"team": "b"})}
+	namespaces := []*corev1.Namespace{testNamespace("a", map[string]string{"team": "a"}), testNamespace("b", map[string]string{"team": "b"})}
 	teamA := &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}
 	web := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
 	webLabels, dbLabels := map[string]string{"app": "web"}, map[string]string{"app": "db"}
@@ -253,42 +253,42 @@ func TestAdmissionPluginMatching(t *testing.T) {
 	cases := []struct {
 		name   string
 		module AdmissionModule
-		req    request
+		req    cmRequest
 		called bool
 		code   int32 // the plugin's error, 0: none
 	}{
-		{name: "no rules", module: AdmissionModule{}, req: create("a", "x", nil, nil)},
-		{name: "CREATE rule, CREATE", module: AdmissionModule{Rules: createOnly}, req: create("a", "x", nil, nil), called: true},
-		{name: "CREATE rule, UPDATE", module: AdmissionModule{Rules: createOnly}, req: update("a", "x", nil, nil)},
-		{name: "CREATE rule, DELETE", module: AdmissionModule{Rules: createOnly}, req: del("a", "x", nil)},
-		{name: "UPDATE rule, UPDATE", module: AdmissionModule{Rules: configMapRules(admissionregistrationv1.Update)}, req: update("a", "x", nil, nil), called: true},
-		{name: "UPDATE rule, CREATE", module: AdmissionModule{Rules: configMapRules(admissionregistrationv1.Update)}, req: create("a", "x", nil, nil)},
-		{name: "* rule, DELETE", module: AdmissionModule{Rules: allOps}, req: del("a", "x", nil), called: true},
+		{name: "no rules", module: AdmissionModule{}, req: createCM("a", "x", nil, nil)},
+		{name: "CREATE rule, CREATE", module: AdmissionModule{Rules: createOnly}, req: createCM("a", "x", nil, nil), called: true},
+		{name: "CREATE rule, UPDATE", module: AdmissionModule{Rules: createOnly}, req: updateCM("a", "x", nil, nil)},
+		{name: "CREATE rule, DELETE", module: AdmissionModule{Rules: createOnly}, req: deleteCM("a", "x", nil)},
+		{name: "UPDATE rule, UPDATE", module: AdmissionModule{Rules: configMapRules(admissionregistrationv1.Update)}, req: updateCM("a", "x", nil, nil), called: true},
+		{name: "UPDATE rule, CREATE", module: AdmissionModule{Rules: configMapRules(admissionregistrationv1.Update)}, req: createCM("a", "x", nil, nil)},
+		{name: "* rule, DELETE", module: AdmissionModule{Rules: allOps}, req: deleteCM("a", "x", nil), called: true},
 		{name: "rule for secrets", module: AdmissionModule{Rules: []admissionregistrationv1.RuleWithOperations{{
 			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.OperationAll},
 			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"secrets"}},
-		}}}, req: create("a", "x", nil, nil)},
+		}}}, req: createCM("a", "x", nil, nil)},
 		{name: "rule for another group", module: AdmissionModule{Rules: []admissionregistrationv1.RuleWithOperations{{
 			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.OperationAll},
 			Rule:       admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"*"}, Resources: []string{"*"}},
-		}}}, req: create("a", "x", nil, nil)},
+		}}}, req: createCM("a", "x", nil, nil)},
 		{name: "subresource not in the rule", module: AdmissionModule{Rules: allOps},
-			req: request{op: admission.Update, obj: configMap("a", "x", nil, nil), old: configMap("a", "x", nil, nil), ns: "a", name: "x", subresource: "status"}},
-		{name: "namespace selector matches", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA}, req: create("a", "x", nil, nil), called: true},
-		{name: "namespace selector does not match", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA}, req: create("b", "x", nil, nil)},
-		{name: "namespace selector, no such namespace: 404 as for webhooks", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA}, req: create("c", "x", nil, nil), code: 404},
-		{name: "namespace selector, rule does not match, no such namespace", module: AdmissionModule{Rules: createOnly, NamespaceSelector: teamA}, req: del("c", "x", nil)},
-		{name: "object selector matches", module: AdmissionModule{Rules: allOps, ObjectSelector: web}, req: create("a", "x", webLabels, nil), called: true},
-		{name: "object selector does not match", module: AdmissionModule{Rules: allOps, ObjectSelector: web}, req: create("a", "x", dbLabels, nil)},
-		{name: "object selector, no labels", module: AdmissionModule{Rules: allOps, ObjectSelector: web}, req: create("a", "x", nil, nil)},
-		{name: "object selector matches the old object of a DELETE", module: AdmissionModule{Rules: allOps, ObjectSelector: web}, req: del("a", "x", webLabels), called: true},
-		{name: "both selectors match", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA, ObjectSelector: web}, req: create("a", "x", webLabels, nil), called: true},
-		{name: "namespace matches, object does not", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA, ObjectSelector: web}, req: create("a", "x", dbLabels, nil)},
-		{name: "match condition true", module: AdmissionModule{Rules: allOps, MatchConditions: keep}, req: create("a", "keep", nil, nil), called: true},
-		{name: "match condition false", module: AdmissionModule{Rules: allOps, MatchConditions: keep}, req: create("a", "drop", nil, nil)},
+			req: cmRequest{op: admission.Update, obj: internalConfigMap("a", "x", nil, nil), old: internalConfigMap("a", "x", nil, nil), ns: "a", name: "x", subresource: "status"}},
+		{name: "namespace selector matches", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA}, req: createCM("a", "x", nil, nil), called: true},
+		{name: "namespace selector does not match", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA}, req: createCM("b", "x", nil, nil)},
+		{name: "namespace selector, no such namespace: 404 as for webhooks", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA}, req: createCM("c", "x", nil, nil), code: 404},
+		{name: "namespace selector, rule does not match, no such namespace", module: AdmissionModule{Rules: createOnly, NamespaceSelector: teamA}, req: deleteCM("c", "x", nil)},
+		{name: "object selector matches", module: AdmissionModule{Rules: allOps, ObjectSelector: web}, req: createCM("a", "x", webLabels, nil), called: true},
+		{name: "object selector does not match", module: AdmissionModule{Rules: allOps, ObjectSelector: web}, req: createCM("a", "x", dbLabels, nil)},
+		{name: "object selector, no labels", module: AdmissionModule{Rules: allOps, ObjectSelector: web}, req: createCM("a", "x", nil, nil)},
+		{name: "object selector matches the old object of a DELETE", module: AdmissionModule{Rules: allOps, ObjectSelector: web}, req: deleteCM("a", "x", webLabels), called: true},
+		{name: "both selectors match", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA, ObjectSelector: web}, req: createCM("a", "x", webLabels, nil), called: true},
+		{name: "namespace matches, object does not", module: AdmissionModule{Rules: allOps, NamespaceSelector: teamA, ObjectSelector: web}, req: createCM("a", "x", dbLabels, nil)},
+		{name: "match condition true", module: AdmissionModule{Rules: allOps, MatchConditions: keep}, req: createCM("a", "keep", nil, nil), called: true},
+		{name: "match condition false", module: AdmissionModule{Rules: allOps, MatchConditions: keep}, req: createCM("a", "drop", nil, nil)},
 		{name: "webhook configurations are never sent", module: AdmissionModule{Rules: everything},
-			req: request{op: admission.Delete, name: "w", resource: webhookConfigurations, kind: webhookConfiguration}},
-		{name: "everything, a ConfigMap", module: AdmissionModule{Rules: everything}, req: create("a", "x", nil, nil), called: true},
+			req: cmRequest{op: admission.Delete, name: "w", resource: webhookConfigurations, kind: webhookConfiguration}},
+		{name: "everything, a ConfigMap", module: AdmissionModule{Rules: everything}, req: createCM("a", "x", nil, nil), called: true},
 	}
 	for _, c := range cases {
 		for _, mutating := range []bool{true, false} {
@@ -301,7 +301,7 @@ func TestAdmissionPluginMatching(t *testing.T) {
 				m := c.module
 				m.Admitter, m.Mutating = f, mutating
 				a, _ := newPlugin(t, namespaces, m)
-				err := run(context.Background(), a, mutating, c.req.attributes())
+				err := runPhase(context.Background(), a, mutating, c.req.attributes())
 				if c.code == 0 && err != nil {
 					t.Fatalf("error: %v", err)
 				}
@@ -322,7 +322,7 @@ func TestAdmissionPluginMatching(t *testing.T) {
 func TestAdmissionPluginReview(t *testing.T) {
 	f := &fakeAdmitter{name: "m"}
 	a, _ := newPlugin(t, nil, AdmissionModule{Admitter: f, Rules: allOps})
-	req := update("a", "x", map[string]string{"app": "web"}, map[string]string{"new": "yes"})
+	req := updateCM("a", "x", map[string]string{"app": "web"}, map[string]string{"new": "yes"})
 	if err := a.Validate(context.Background(), req.attributes(), pluginObjects); err != nil {
 		t.Fatal(err)
 	}
@@ -337,10 +337,10 @@ func TestAdmissionPluginReview(t *testing.T) {
 	if _, ok := r.Options.Object.(*metav1.UpdateOptions); !ok {
 		t.Errorf("options %T", r.Options.Object)
 	}
-	if obj := reviewed(t, f.last(t), false); obj == nil || obj.Data["new"] != "yes" || obj.Labels["app"] != "web" {
+	if obj := reviewedConfigMap(t, f.last(t), false); obj == nil || obj.Data["new"] != "yes" || obj.Labels["app"] != "web" {
 		t.Errorf("object %+v", obj)
 	}
-	if old := reviewed(t, f.last(t), true); old == nil || old.Data["old"] != "yes" {
+	if old := reviewedConfigMap(t, f.last(t), true); old == nil || old.Data["old"] != "yes" {
 		t.Errorf("old object %+v", old)
 	}
 	if f.mutating[0] {
@@ -368,7 +368,7 @@ func TestAdmissionPluginPhases(t *testing.T) {
 		AdmissionModule{Admitter: later, Rules: allOps},
 		AdmissionModule{Admitter: second, Mutating: true, Rules: allOps},
 	)
-	attr := create("a", "x", nil, map[string]string{"orig": "0"}).attributes()
+	attr := createCM("a", "x", nil, map[string]string{"orig": "0"}).attributes()
 	if err := a.Admit(context.Background(), attr, pluginObjects); err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +394,7 @@ func TestAdmissionPluginPhases(t *testing.T) {
 	if check.mutating[0] || later.mutating[0] {
 		t.Error("a validating module was called as mutating")
 	}
-	if got := reviewed(t, check.last(t), false).Data; !maps.Equal(got, want) {
+	if got := reviewedConfigMap(t, check.last(t), false).Data; !maps.Equal(got, want) {
 		t.Errorf("the validating module saw %v, want %v", got, want)
 	}
 }
@@ -407,7 +407,7 @@ func TestAdmissionPluginSelectorsSeeChanges(t *testing.T) {
 	a, _ := newPlugin(t, nil,
 		AdmissionModule{Admitter: labeler, Mutating: true, Rules: allOps},
 		AdmissionModule{Admitter: web, Mutating: true, Rules: allOps, ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}})
-	attr := create("ns", "x", nil, nil).attributes()
+	attr := createCM("ns", "x", nil, nil).attributes()
 	if err := a.Admit(context.Background(), attr, pluginObjects); err != nil {
 		t.Fatal(err)
 	}
@@ -419,12 +419,12 @@ func TestAdmissionPluginSelectorsSeeChanges(t *testing.T) {
 // TestAdmissionPluginStopsAtDenial: the first denial ends the phase.
 func TestAdmissionPluginStopsAtDenial(t *testing.T) {
 	for _, mutating := range []bool{true, false} {
-		no := &fakeAdmitter{name: "no", res: deny(&metav1.Status{Code: 422, Message: "bad field"})}
+		no := &fakeAdmitter{name: "no", res: denyWith(&metav1.Status{Code: 422, Message: "bad field"})}
 		after := &fakeAdmitter{name: "after"}
 		a, _ := newPlugin(t, nil,
 			AdmissionModule{Admitter: no, Mutating: mutating, Rules: allOps},
 			AdmissionModule{Admitter: after, Mutating: mutating, Rules: allOps})
-		err := run(context.Background(), a, mutating, create("a", "x", nil, nil).attributes())
+		err := runPhase(context.Background(), a, mutating, createCM("a", "x", nil, nil).attributes())
 		var status *apierrors.StatusError
 		if !errors.As(err, &status) || status.ErrStatus.Code != 422 || status.ErrStatus.Reason != metav1.StatusReasonInvalid ||
 			status.ErrStatus.Message != `admission WASM module "no" denied the request: bad field` {
@@ -444,9 +444,9 @@ func TestAdmissionPluginPatches(t *testing.T) {
 		name    string
 		module  AdmissionModule
 		res     *admissionv1.AdmissionResponse
-		req     request // default: create("ns", "x", nil, orig)
-		code    int32   // the plugin's error, 0: none
-		message string  // in the error
+		req     cmRequest // default: createCM("ns", "x", nil, orig)
+		code    int32     // the plugin's error, 0: none
+		message string    // in the error
 		data    map[string]string
 		labels  map[string]string
 		annots  map[string]string
@@ -459,7 +459,7 @@ func TestAdmissionPluginPatches(t *testing.T) {
 		{name: "JSONPatch test passes", res: jsonPatch(`[{"op":"test","path":"/data/a","value":"1"},{"op":"add","path":"/data/b","value":"2"}]`), data: map[string]string{"a": "1", "b": "2"}},
 		{name: "JSONPatch no change", res: jsonPatch(`[{"op":"replace","path":"/data/a","value":"1"}]`), data: orig},
 		{name: "JSONPatch on UPDATE", res: jsonPatch(`[{"op":"add","path":"/data/b","value":"2"}]`),
-			req: update("ns", "x", nil, orig), data: map[string]string{"a": "1", "b": "2"}},
+			req: updateCM("ns", "x", nil, orig), data: map[string]string{"a": "1", "b": "2"}},
 		{name: "Full patch", res: fullPatch(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"ns","labels":{"full":"yes"}},"data":{"c":"3"}}`),
 			data: map[string]string{"c": "3"}, labels: map[string]string{"full": "yes"}},
 		{name: "Full patch without apiVersion and kind", res: fullPatch(`{"metadata":{"name":"x","namespace":"ns"},"data":{"c":"3"}}`),
@@ -490,7 +490,7 @@ func TestAdmissionPluginPatches(t *testing.T) {
 			data: orig, annots: map[string]string{"m/monitor": "would mutate"}},
 		{name: "patch with a denial", res: &admissionv1.AdmissionResponse{Result: &metav1.Status{Message: "no"}, Patch: []byte(`[{"op":"add","path":"/data/b","value":"2"}]`), PatchType: patchType(admissionv1.PatchTypeJSONPatch)},
 			code: 403, message: `admission WASM module "m" denied the request: no`, data: orig},
-		{name: "patch of a DELETE", res: jsonPatch(`[{"op":"add","path":"/data/b","value":"2"}]`), req: del("ns", "x", nil),
+		{name: "patch of a DELETE", res: jsonPatch(`[{"op":"add","path":"/data/b","value":"2"}]`), req: deleteCM("ns", "x", nil),
 			code: 500, message: "the module patched the object, but DELETE requests have none"},
 	}
 	for _, c := range cases {
@@ -500,7 +500,7 @@ func TestAdmissionPluginPatches(t *testing.T) {
 			a, _ := newPlugin(t, nil, m)
 			req := c.req
 			if req.op == "" {
-				req = create("ns", "x", nil, orig)
+				req = createCM("ns", "x", nil, orig)
 			}
 			attr := req.attributes()
 			err := a.Admit(context.Background(), attr, pluginObjects)
@@ -541,7 +541,7 @@ func TestAdmissionPluginValidatingPatch(t *testing.T) {
 	for _, policy := range []admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail, admissionregistrationv1.Ignore} {
 		f := &fakeAdmitter{name: "m", res: jsonPatch(`[{"op":"add","path":"/data/b","value":"2"}]`)}
 		a, _ := newPlugin(t, nil, AdmissionModule{Admitter: f, Rules: allOps, FailurePolicy: policy})
-		attr := create("ns", "x", nil, map[string]string{"a": "1"}).attributes()
+		attr := createCM("ns", "x", nil, map[string]string{"a": "1"}).attributes()
 		err := a.Validate(context.Background(), attr, pluginObjects)
 		if got := attr.object(t).Data; !maps.Equal(got, map[string]string{"a": "1"}) {
 			t.Errorf("%s: a validating module changed the object: %v (error %v)", policy, got, err)
@@ -557,7 +557,7 @@ func TestAdmissionPluginDryRun(t *testing.T) {
 	for _, dryRun := range []bool{false, true} {
 		mut, val := &fakeAdmitter{name: "mut"}, &fakeAdmitter{name: "val"}
 		a, _ := newPlugin(t, nil, AdmissionModule{Admitter: mut, Mutating: true, Rules: allOps}, AdmissionModule{Admitter: val, Rules: allOps})
-		req := create("ns", "x", nil, nil)
+		req := createCM("ns", "x", nil, nil)
 		req.dryRun = dryRun
 		attr := req.attributes()
 		if err := a.Admit(context.Background(), attr, pluginObjects); err != nil {
@@ -575,18 +575,18 @@ func TestAdmissionPluginDryRun(t *testing.T) {
 }
 
 // warnings records the warnings of a request.
-type warnings struct {
+type warningRecorder struct {
 	mu   sync.Mutex
 	text []string
 }
 
-func (w *warnings) AddWarning(agent, text string) {
+func (w *warningRecorder) AddWarning(agent, text string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.text = append(w.text, text)
 }
 
-func (w *warnings) got() []string {
+func (w *warningRecorder) got() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.text)
@@ -613,9 +613,9 @@ func TestAdmissionPluginWarnings(t *testing.T) {
 			m := c.module
 			m.Admitter, m.Rules = &fakeAdmitter{name: "m", res: c.res}, allOps
 			a, _ := newPlugin(t, nil, m)
-			w := &warnings{}
+			w := &warningRecorder{}
 			ctx := warning.WithWarningRecorder(context.Background(), w)
-			_ = run(ctx, a, m.Mutating, create("ns", "x", nil, map[string]string{"a": "1"}).attributes())
+			_ = runPhase(ctx, a, m.Mutating, createCM("ns", "x", nil, map[string]string{"a": "1"}).attributes())
 			if got := w.got(); !slices.Equal(got, c.want) {
 				t.Errorf("warnings %q, want %q", got, c.want)
 			}
@@ -629,7 +629,7 @@ func TestAdmissionPluginAuditAnnotations(t *testing.T) {
 	f := &fakeAdmitter{name: "m", res: &admissionv1.AdmissionResponse{Allowed: true, AuditAnnotations: map[string]string{"checked": "yes", "bad key!": "v"}}}
 	g := &fakeAdmitter{name: "n", res: &admissionv1.AdmissionResponse{AuditAnnotations: map[string]string{"why": "denied"}}}
 	a, log := newPlugin(t, nil, AdmissionModule{Admitter: f, Mutating: true, Rules: allOps}, AdmissionModule{Admitter: g, Rules: allOps})
-	attr := create("ns", "x", nil, nil).attributes()
+	attr := createCM("ns", "x", nil, nil).attributes()
 	if err := a.Admit(context.Background(), attr, pluginObjects); err != nil {
 		t.Fatal(err)
 	}
@@ -650,7 +650,7 @@ func TestAdmissionPluginReinvocation(t *testing.T) {
 	mut := &fakeAdmitter{name: "mut", res: jsonPatch(`[{"op":"add","path":"/data/b","value":"2"}]`)}
 	val := &fakeAdmitter{name: "val"}
 	a, _ := newPlugin(t, nil, AdmissionModule{Admitter: mut, Mutating: true, Rules: allOps}, AdmissionModule{Admitter: val, Rules: allOps})
-	attr := create("ns", "x", nil, map[string]string{"a": "1"}).attributes()
+	attr := createCM("ns", "x", nil, map[string]string{"a": "1"}).attributes()
 	attr.GetReinvocationContext().SetIsReinvoke()
 	if err := a.Admit(context.Background(), attr, pluginObjects); err != nil {
 		t.Fatal(err)
@@ -715,8 +715,8 @@ func TestAdmissionPluginFailures(t *testing.T) {
 				if ctx == nil {
 					ctx = context.Background()
 				}
-				attr := create("ns", "x", nil, nil).attributes()
-				err := run(ctx, a, mutating, attr)
+				attr := createCM("ns", "x", nil, nil).attributes()
+				err := runPhase(ctx, a, mutating, attr)
 				switch {
 				case c.code == 0 && err != nil:
 					t.Fatalf("error: %v", err)
@@ -756,12 +756,12 @@ func TestAdmissionPluginInitialization(t *testing.T) {
 			t.Errorf("does not handle %s", op)
 		}
 	}
-	if err := a.Admit(context.Background(), create("ns", "x", nil, nil).attributes(), pluginObjects); err != nil {
+	if err := a.Admit(context.Background(), createCM("ns", "x", nil, nil).attributes(), pluginObjects); err != nil {
 		t.Error(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := a.Validate(ctx, create("ns", "x", nil, nil).attributes(), pluginObjects); err != nil {
+	if err := a.Validate(ctx, createCM("ns", "x", nil, nil).attributes(), pluginObjects); err != nil {
 		t.Error(err)
 	}
 }
