@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/user"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
@@ -65,6 +66,12 @@ func (s *syncBuffer) String() string {
 // do; namespaces exist in the fake cluster (for namespace selectors).
 func newPlugin(t *testing.T, namespaces []*corev1.Namespace, modules ...AdmissionModule) (*Admission, *syncBuffer) {
 	t.Helper()
+	return newPluginWith(t, nil, namespaces, modules...)
+}
+
+// newPluginWith is newPlugin with more initializers (init, when not nil).
+func newPluginWith(t *testing.T, init func(*Admission), namespaces []*corev1.Namespace, modules ...AdmissionModule) (*Admission, *syncBuffer) {
+	t.Helper()
 	log := &syncBuffer{}
 	a, err := NewAdmission(modules, slog.New(slog.NewTextHandler(log, nil)), nil)
 	if err != nil {
@@ -85,6 +92,9 @@ func newPlugin(t *testing.T, namespaces []*corev1.Namespace, modules ...Admissio
 	a.SetExternalKubeInformerFactory(factory)
 	a.SetDrainedNotification(stop)
 	a.SetAPIServerID("test")
+	if init != nil {
+		init(a)
+	}
 	if err := a.ValidateInitialization(); err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +324,37 @@ func TestAdmissionPluginMatching(t *testing.T) {
 					t.Errorf("called: %v, want %v", got, c.called)
 				}
 			})
+		}
+	}
+}
+
+// TestAdmissionPluginExcludedResources: virtual resources the API server excludes from
+// admission webhooks (TokenReviews…) are not sent to modules either, once the initializers
+// handed in the feature gates and the excluded resources.
+func TestAdmissionPluginExcludedResources(t *testing.T) {
+	everything := []admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.OperationAll},
+		Rule:       admissionregistrationv1.Rule{APIGroups: []string{"*"}, APIVersions: []string{"*"}, Resources: []string{"*"}},
+	}}
+	tokenReviews := schema.GroupVersionResource{Group: "authentication.k8s.io", Version: "v1", Resource: "tokenreviews"}
+	req := cmRequest{op: admission.Create, name: "", resource: tokenReviews, kind: schema.GroupVersionKind{Group: "authentication.k8s.io", Version: "v1", Kind: "TokenReview"}}
+	for _, excluded := range []bool{false, true} {
+		for _, mutating := range []bool{true, false} {
+			f := &fakeAdmitter{name: "m"}
+			var init func(*Admission)
+			if excluded {
+				init = func(a *Admission) {
+					a.InspectFeatureGates(utilfeature.DefaultFeatureGate)
+					a.SetExcludedAdmissionResources([]schema.GroupResource{tokenReviews.GroupResource()})
+				}
+			}
+			a, _ := newPluginWith(t, init, nil, AdmissionModule{Admitter: f, Mutating: mutating, Rules: everything})
+			if err := runPhase(context.Background(), a, mutating, req.attributes()); err != nil {
+				t.Fatal(err)
+			}
+			if called := f.calls() > 0; called == excluded {
+				t.Errorf("excluded %v, mutating %v: called %v", excluded, mutating, called)
+			}
 		}
 	}
 }
