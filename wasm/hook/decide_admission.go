@@ -56,8 +56,8 @@ type Patch struct {
 //
 //   - An answer that denies is a denial: its status, m.Message when set, code 403 unless the
 //     module named one of at least 400 (Denial).
-//   - A patch (only when allowed) is decoded and checked; a patch that breaks RFC 6902 is a
-//     failure of the module (KindInvalidResponse).
+//   - A patch (only when allowed) is decoded and checked; a patch from a validating module or
+//     one that breaks RFC 6902 is a failure of the module (KindInvalidResponse).
 //   - A failure rejects the request with 500 (failurePolicy Fail, the default) or lets it pass
 //     with the audit annotation MODULE/failed-open (Ignore). Clients learn only the kind of
 //     failure (failureMessage); Failure keeps the details for the log.
@@ -68,7 +68,7 @@ func DecideAdmission(m AdmissionModule, res *admissionv1.AdmissionResponse, call
 	d := &AdmissionDecision{Module: m.Name()}
 	err := callErr
 	if err == nil && res.Allowed {
-		d.Patch, err = decodePatch(m.Name(), res)
+		d.Patch, err = decodePatch(m, res)
 	}
 	if err != nil {
 		d.Failure = err
@@ -150,13 +150,17 @@ func prefixed(module string, annotations map[string]string) map[string]string {
 }
 
 // decodePatch decodes the patch of an allowing answer, once: a JSONPatch into checked
-// operations, a Full patch as the whole object (a JSON object). No patch: nil.
-func decodePatch(module string, res *admissionv1.AdmissionResponse) (*Patch, error) {
+// operations, a Full patch as the whole object (a JSON object). No patch: nil. A validating
+// module may not patch (the envelope ABI refuses it too; the phase would apply it).
+func decodePatch(m AdmissionModule, res *admissionv1.AdmissionResponse) (*Patch, error) {
 	if len(res.Patch) == 0 {
 		return nil, nil
 	}
 	invalid := func(err error) error {
-		return &wasm.CallError{Module: module, Export: envelope.ExportValidate, Kind: wasm.KindInvalidResponse, Err: err}
+		return &wasm.CallError{Module: m.Name(), Export: envelope.ExportValidate, Kind: wasm.KindInvalidResponse, Err: err}
+	}
+	if !m.Mutating {
+		return nil, invalid(errors.New("a validating module may not patch"))
 	}
 	if res.PatchType == nil {
 		return nil, invalid(errors.New("a patch needs a patchType (JSONPatch or Full)"))
