@@ -353,7 +353,7 @@ func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *gen
 	d := DecideAdmission(m, res, err)
 	if d.Patch != nil {
 		if err := applyPatch(va, d.Patch, o); err != nil {
-			d = m.Failed(err)
+			d = d.PatchFailed(m, err)
 		}
 	}
 	a.log(d, va)

@@ -67,6 +67,9 @@ type Patch struct {
 func DecideAdmission(m AdmissionModule, res *admissionv1.AdmissionResponse, callErr error) *AdmissionDecision {
 	d := &AdmissionDecision{Module: m.Name()}
 	err := callErr
+	if err == nil && res == nil {
+		err = &wasm.CallError{Module: m.Name(), Export: envelope.ExportValidate, Kind: wasm.KindMissingResponse, Err: errors.New("the module gave no answer")}
+	}
 	if err == nil && res.Allowed {
 		d.Patch, err = decodePatch(m, res)
 	}
@@ -128,8 +131,22 @@ func (d *AdmissionDecision) failed(m AdmissionModule, err error) *AdmissionDecis
 	return d
 }
 
-// Failed is the decision after the module's patch could not be applied (err): the module's
-// failure policy decides, as for any other failure.
+// PatchFailed is d after the module's patch could not be applied (err): the module's failure
+// policy decides, as for any other failure; the module's warnings and audit annotations stay, as
+// a webhook's do.
+func (d *AdmissionDecision) PatchFailed(m AdmissionModule, err error) *AdmissionDecision {
+	f := m.Failed(err)
+	f.Warnings = d.Warnings
+	if len(d.AuditAnnotations) > 0 {
+		annotations := maps.Clone(d.AuditAnnotations)
+		maps.Copy(annotations, f.AuditAnnotations)
+		f.AuditAnnotations = annotations
+	}
+	return f
+}
+
+// Failed is the decision after the module failed in a way the server found after its answer
+// (err): the module's failure policy decides, as for any other failure.
 func (m AdmissionModule) Failed(err error) *AdmissionDecision {
 	d := &AdmissionDecision{Module: m.Name(), Failure: err}
 	if m.Monitor {
@@ -279,6 +296,12 @@ func reasonFor(code int32) metav1.StatusReason {
 		return metav1.StatusReasonInvalid
 	case http.StatusTooManyRequests:
 		return metav1.StatusReasonTooManyRequests
+	case http.StatusInternalServerError:
+		return metav1.StatusReasonInternalError
+	case http.StatusServiceUnavailable:
+		return metav1.StatusReasonServiceUnavailable
+	case http.StatusGatewayTimeout:
+		return metav1.StatusReasonTimeout
 	}
 	return metav1.StatusReasonUnknown
 }

@@ -218,7 +218,7 @@ func TestDecideAdmission(t *testing.T) {
 		{name: "deny with code 418", res: denyWith(&metav1.Status{Code: 418, Message: "tea"}),
 			want: wantDecision{code: 418, reason: metav1.StatusReasonUnknown, message: deniedPrefix + "tea"}},
 		{name: "deny with code 503", res: denyWith(&metav1.Status{Code: 503, Message: "later"}),
-			want: wantDecision{code: 503, reason: metav1.StatusReasonUnknown, message: deniedPrefix + "later"}},
+			want: wantDecision{code: 503, reason: metav1.StatusReasonServiceUnavailable, message: deniedPrefix + "later"}},
 
 		// Message overrides the module's message, keeps its code and reason.
 		{name: "message override, no status", module: override, res: denyWith(nil),
@@ -401,5 +401,26 @@ func TestAdmissionModuleFailed(t *testing.T) {
 			m.Admitter = &fakeAdmitter{name: "m"}
 			c.want.check(t, m.Failed(err))
 		})
+	}
+}
+
+// TestPatchFailedKeepsWarningsAndAnnotations: when a module's patch does not apply, its warnings
+// and audit annotations are still recorded, as a webhook's are, beside the failure's.
+func TestPatchFailedKeepsWarningsAndAnnotations(t *testing.T) {
+	m := AdmissionModule{Admitter: &fakeAdmitter{name: "m"}, Mutating: true, FailurePolicy: admissionregistrationv1.Ignore}
+	res := jsonPatch(`[{"op":"remove","path":"/data/x"}]`)
+	res.Warnings, res.AuditAnnotations = []string{"careful"}, map[string]string{"checked": "1"}
+	d := DecideAdmission(m, res, nil).PatchFailed(m, errors.New("apply JSON patch: doc is missing path: /data/x"))
+	if !d.FailedOpen || !slices.Equal(d.Warnings, []string{"careful"}) || d.AuditAnnotations["m/checked"] != "1" || d.AuditAnnotations["m/failed-open"] == "" {
+		t.Errorf("decision %+v", d)
+	}
+}
+
+// TestDecideAdmissionWithoutAnswer: no answer and no error is a failure of the module, never an
+// allow (and never a panic).
+func TestDecideAdmissionWithoutAnswer(t *testing.T) {
+	d := DecideAdmission(AdmissionModule{Admitter: &fakeAdmitter{name: "m"}}, nil, nil)
+	if d.Denied == nil || d.Denied.ErrStatus.Code != http.StatusInternalServerError || !wasm.IsKind(d.Failure, wasm.KindMissingResponse) {
+		t.Errorf("decision %+v", d)
 	}
 }
