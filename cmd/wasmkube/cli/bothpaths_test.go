@@ -68,8 +68,8 @@ func TestBothPaths(t *testing.T) {
 	}
 	examples := readExamples(t, root)
 	bp := startBothPaths(t, examples)
-	for _, ex := range examples {
-		t.Run(ex.name, func(t *testing.T) {
+	for _, ex := range append(examples, variants(t, examples)...) {
+		t.Run(ex.row, func(t *testing.T) {
 			if ex.skip != "" {
 				t.Skip(ex.skip)
 			}
@@ -88,9 +88,12 @@ func TestBothPaths(t *testing.T) {
 // exampleKey is the extra of the impersonated user that selects one example's admission module.
 const exampleKey = "bothpaths-example"
 
-// bothPathsExample is one example: its `module run` command and what its profile entry needs.
+// bothPathsExample is one example, or one variant of its request: its `module run` command and
+// what its profile entry needs.
 type bothPathsExample struct {
-	name string
+	// name is the example's (its module's) name; row is the name of the table row: name, or
+	// name+VARIANT.
+	name, row string
 	// args are `module run`'s arguments, as the README shows them, with absolute paths.
 	args       []string
 	hook       string
@@ -113,6 +116,7 @@ func readExamples(t *testing.T, root string) []bothPathsExample {
 	var out []bothPathsExample
 	for _, readme := range dirs {
 		ex := bothPathsExample{name: filepath.Base(filepath.Dir(readme))}
+		ex.row = ex.name
 		text, err := os.ReadFile(readme)
 		if err != nil {
 			t.Fatal(err)
@@ -168,6 +172,53 @@ func readExamples(t *testing.T, root string) []bothPathsExample {
 					"(offline its lookups are refused, or fail with --allow-context-aware), so the two paths differ by design"
 			}
 		}
+		out = append(out, ex)
+	}
+	return out
+}
+
+// requestVariants are the changes the READMEs suggest making to the requests ("Change the token
+// …", "Add annotations: {owner: me} …"), as JSON merge patches of request.yaml: with them the
+// table also compares warnings, audit annotations, NoOpinion, not authenticated and a patch
+// that adds less. (A token the module leaves to the next authenticator is not among them: the
+// server's answer would be the rest of its chain's.)
+var requestVariants = []struct{ example, variant, patch string }{
+	{"magic-authn", "other-token", `{"spec":{"token":"other-token"}}`},
+	{"hmac-authn", "bad-signature", `{"spec":{"token":"v1.eyJzdWIiOiJhbGljZSIsInVpZCI6IjEwMDEiLCJncm91cHMiOlsiZGV2Il0sImlzcyI6InBsYXRmb3JtIiwiZXhwIjo0MTAyNDQ0ODAwfQ.c2lnbmVkIHdpdGggYW5vdGhlciBzZWNyZXQ"}}`},
+	{"magic-authz", "pods", `{"spec":{"resourceAttributes":{"resource":"pods"}}}`},
+	{"magic-mutate", "no-data", `{"request":{"object":{"data":null}}}`},
+	{"magic-validate", "renamed-key", `{"request":{"object":{"data":{"not-allowed-value":null,"other-value":"abc"}}}}`},
+	{"default-labels", "owner-me", `{"request":{"object":{"metadata":{"labels":{"owner":"me"}}}}}`},
+	{"safe-annotations", "owner", `{"request":{"object":{"metadata":{"annotations":{"owner":"me"}}}}}`},
+	{"safe-annotations", "owner-and-description", `{"request":{"object":{"metadata":{"annotations":{"owner":"me","description":"d"}}}}}`},
+	{"safe-annotations", "forbidden", `{"request":{"object":{"metadata":{"annotations":{"owner":"me","debug.example.com/unsafe":"x"}}}}}`},
+	{"workload-policy", "allowed-registry", `{"request":{"object":{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"ghcr.io/acme/web:latest"}]}}}}}}`},
+	{"workload-policy", "pinned", `{"request":{"object":{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"ghcr.io/acme/web:1.2.3"}]}}}}}}`},
+	{"workload-policy", "no-team", `{"request":{"object":{"metadata":{"labels":{"team":null}}}}}`},
+}
+
+// variants are the rows of requestVariants: the example's command with the changed request.
+func variants(t *testing.T, examples []bothPathsExample) []bothPathsExample {
+	t.Helper()
+	dir := t.TempDir()
+	var out []bothPathsExample
+	for _, v := range requestVariants {
+		i := slices.IndexFunc(examples, func(ex bothPathsExample) bool { return ex.name == v.example })
+		if i < 0 {
+			t.Fatalf("variant %s of a missing example %s", v.variant, v.example)
+		}
+		ex := examples[i]
+		ex.row = ex.name + "+" + v.variant
+		var err error
+		if ex.request, err = jsonpatch.MergePatch(ex.request, []byte(v.patch)); err != nil {
+			t.Fatalf("%s: %v", ex.row, err)
+		}
+		file := filepath.Join(dir, ex.row+".json")
+		if err := os.WriteFile(file, ex.request, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ex.args = slices.Clone(ex.args)
+		ex.args[slices.Index(ex.args, "--request")+1] = file
 		out = append(out, ex)
 	}
 	return out
@@ -259,6 +310,7 @@ func startBothPaths(t *testing.T, examples []bothPathsExample) *bothPaths {
 		// The cache `module run` uses in this environment: each module is compiled once.
 		ModuleCacheDir: filepath.Join(bp.env.root, "cache", "wasmkube", "modules"),
 		APIServerArgs:  []string{"--audit-policy-file=" + filepath.Join(dir, "audit-policy.yaml"), "--audit-log-path=" + bp.auditLog},
+		Progress:       func(s wasmkube.Step) { t.Logf("up: %s %s %s", s.Name, s.Duration.Round(time.Millisecond), s.Detail) },
 	})
 	if err != nil {
 		t.Fatalf("start the cluster of profile:\n%s\n%v", doc, err)
@@ -283,8 +335,8 @@ func admissionEntry(t *testing.T, ex bothPathsExample, m profiles.Module) profil
 		Module: m, Mutating: ptr.To(ex.mutating),
 		MatchConditions: []admissionregistrationv1.MatchCondition{{
 			Name: "this-example",
-			Expression: fmt.Sprintf("has(request.userInfo.extra) && %q in request.userInfo.extra && %q in request.userInfo.extra[%q]",
-				exampleKey, ex.name, exampleKey),
+			Expression: fmt.Sprintf("has(request.userInfo.extra) && %q in request.userInfo.extra && request.userInfo.extra[%q].exists(v, v == %q || v.startsWith(%q))",
+				exampleKey, exampleKey, ex.name, ex.name+"+"),
 		}},
 	}
 	if ex.kubewarden {
@@ -310,12 +362,12 @@ func admissionRequest(t *testing.T, ex bothPathsExample) *admissionv1.AdmissionR
 }
 
 // grantCreate lets each admission example's user create (CREATE requests) what its request
-// creates: the request must reach admission.
+// creates: the request must reach admission. The variants change neither.
 func (bp *bothPaths) grantCreate(t *testing.T, examples []bothPathsExample) {
 	t.Helper()
 	ctx := context.Background()
 	c := kubernetes.NewForConfigOrDie(bp.cluster.RESTConfig)
-	for _, ex := range examples {
+	for i, ex := range examples {
 		if ex.skip != "" || ex.hook != "validate" {
 			continue
 		}
@@ -323,7 +375,7 @@ func (bp *bothPaths) grantCreate(t *testing.T, examples []bothPathsExample) {
 		if slices.Contains(req.UserInfo.Groups, "system:masters") || req.Namespace == "" {
 			continue
 		}
-		name := "bothpaths-" + ex.name
+		name := fmt.Sprintf("bothpaths-%d", i)
 		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{{
 			APIGroups: []string{req.Resource.Group}, Resources: []string{req.Resource.Resource}, Verbs: []string{"create"},
 		}}}
@@ -432,9 +484,12 @@ func (bp *bothPaths) authn(t *testing.T, ex bothPathsExample) {
 	}
 	// A TokenReview without audiences is answered for the API server's audiences (the
 	// authenticator gets them); `module run` sends the review as written.
-	if len(review.Spec.Audiences) > 0 && server.Authenticated {
+	switch {
+	case !server.Authenticated:
+		offline.Audiences = nil
+	case len(review.Spec.Audiences) > 0:
 		server.Audiences = tr.Status.Audiences
-	} else {
+	default:
 		t.Logf("audiences not compared: the request names none, so the server uses its own (%v); module run: %v", tr.Status.Audiences, offline.Audiences)
 		offline.Audiences = nil
 	}
@@ -518,6 +573,20 @@ func (bp *bothPaths) authz(t *testing.T, ex bothPathsExample) {
 	}
 	if allowed := err == nil; allowed != (offline.Decision == "Allow") {
 		t.Errorf("module run decides %s; the request as %s: %v", offline.Decision, review.Spec.User, err)
+	}
+	// The audit event of the request records the decision and the reason; a module's NoOpinion
+	// leaves both to the end of the chain.
+	if offline.Decision != "NoOpinion" {
+		e := bp.auditEvent(t, "the request as "+review.Spec.User, func(e auditEvent) bool {
+			return e.Verb == ra.Verb && e.ObjectRef.Resource == ra.Resource && e.ObjectRef.Namespace == ra.Namespace && e.ImpersonatedUser.Username == review.Spec.User
+		})
+		want := map[string]string{"Allow": "allow", "Deny": "forbid"}[offline.Decision]
+		if got := e.Annotations["authorization.k8s.io/decision"]; got != want {
+			t.Errorf("the request's audit event: decision %q, module run: %s", got, offline.Decision)
+		}
+		if got := e.Annotations["authorization.k8s.io/reason"]; got != offline.Reason {
+			t.Errorf("the request's audit event: reason %q, module run: %q", got, offline.Reason)
+		}
 	}
 	t.Logf("both: %+v", offline)
 }
@@ -686,7 +755,7 @@ func (bp *bothPaths) serverAdmission(t *testing.T, ex bothPathsExample, req *adm
 		return client.Resource(gvr).Namespace(req.Namespace).Create(ctx, obj, opts)
 	}
 	warnings := &warningList{}
-	created, err := create(ex.name, warnings)
+	created, err := create(ex.row, warnings)
 	var r admissionResult
 	var status apierrors.APIStatus
 	switch {
@@ -709,29 +778,51 @@ func (bp *bothPaths) serverAdmission(t *testing.T, ex bothPathsExample, req *adm
 		t.Fatalf("create: %v", err)
 	}
 	r.Warnings = warnings.get()
-	r.AuditAnnotations = bp.auditAnnotations(t, ex.name, req.Resource.Resource)
+	r.AuditAnnotations = bp.auditAnnotations(t, ex.row, ex.name, req.Resource.Resource)
 	if _, ok := r.AuditAnnotations[ex.name+"/failed-open"]; ok && r.Decision == "allowed" {
 		r.Decision = "allowed (failed open)"
 	}
 	return r
 }
 
-// auditAnnotations waits for the audit event of the example's request and returns the
-// annotations of its module.
-func (bp *bothPaths) auditAnnotations(t *testing.T, example, resource string) map[string]string {
+// auditAnnotations waits for the audit event of the row's request and returns the annotations
+// of its module.
+func (bp *bothPaths) auditAnnotations(t *testing.T, row, module, resource string) map[string]string {
 	t.Helper()
-	type event struct {
-		Stage            string `json:"stage"`
-		Verb             string `json:"verb"`
-		ImpersonatedUser *struct {
-			Extra map[string][]string `json:"extra"`
-		} `json:"impersonatedUser"`
-		ObjectRef *struct {
-			Resource string `json:"resource"`
-		} `json:"objectRef"`
-		Annotations map[string]string `json:"annotations"`
+	e := bp.auditEvent(t, "the create of "+row, func(e auditEvent) bool {
+		return e.Verb == "create" && e.ObjectRef.Resource == resource && slices.Equal(e.ImpersonatedUser.Extra[exampleKey], []string{row})
+	})
+	var out map[string]string
+	for k, v := range e.Annotations {
+		if strings.HasPrefix(k, module+"/") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
 	}
-	var found *event
+	return out
+}
+
+// auditEvent is what the test reads of an audit event.
+type auditEvent struct {
+	Stage            string `json:"stage"`
+	Verb             string `json:"verb"`
+	ImpersonatedUser struct {
+		Username string              `json:"username"`
+		Extra    map[string][]string `json:"extra"`
+	} `json:"impersonatedUser"`
+	ObjectRef struct {
+		Resource  string `json:"resource"`
+		Namespace string `json:"namespace"`
+	} `json:"objectRef"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// auditEvent waits for the last ResponseComplete event that matches.
+func (bp *bothPaths) auditEvent(t *testing.T, what string, match func(auditEvent) bool) auditEvent {
+	t.Helper()
+	var found *auditEvent
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		data, err := os.ReadFile(bp.auditLog)
 		if err != nil {
@@ -740,30 +831,17 @@ func (bp *bothPaths) auditAnnotations(t *testing.T, example, resource string) ma
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			var e event
-			if json.Unmarshal(sc.Bytes(), &e) != nil || e.Stage != "ResponseComplete" || e.Verb != "create" ||
-				e.ImpersonatedUser == nil || e.ObjectRef == nil || e.ObjectRef.Resource != resource ||
-				!slices.Equal(e.ImpersonatedUser.Extra[exampleKey], []string{example}) {
-				continue
+			var e auditEvent
+			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Stage == "ResponseComplete" && match(e) {
+				found = &e
 			}
-			found = &e
-			return true, nil
 		}
-		return false, nil
+		return found != nil, nil
 	})
 	if err != nil {
-		t.Fatalf("no audit event for the request of %s in %s: %v", example, bp.auditLog, err)
+		t.Fatalf("no audit event for %s in %s: %v", what, bp.auditLog, err)
 	}
-	var out map[string]string
-	for k, v := range found.Annotations {
-		if strings.HasPrefix(k, example+"/") {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
-	}
-	return out
+	return *found
 }
 
 // warningList collects the warnings of a client's responses.
