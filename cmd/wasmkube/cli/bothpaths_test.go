@@ -67,6 +67,7 @@ func TestBothPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	examples := readExamples(t, root)
+	examples = append(examples, validatingMutator(t, examples))
 	bp := startBothPaths(t, examples)
 	for _, ex := range append(examples, variants(t, examples)...) {
 		t.Run(ex.row, func(t *testing.T) {
@@ -94,6 +95,8 @@ type bothPathsExample struct {
 	// name is the example's (its module's) name; row is the name of the table row: name, or
 	// name+VARIANT.
 	name, row string
+	// builtin is the example the module is: name, but for a renamed copy.
+	builtin string
 	// args are `module run`'s arguments, as the README shows them, with absolute paths.
 	args       []string
 	hook       string
@@ -116,7 +119,7 @@ func readExamples(t *testing.T, root string) []bothPathsExample {
 	var out []bothPathsExample
 	for _, readme := range dirs {
 		ex := bothPathsExample{name: filepath.Base(filepath.Dir(readme))}
-		ex.row = ex.name
+		ex.row, ex.builtin = ex.name, ex.name
 		text, err := os.ReadFile(readme)
 		if err != nil {
 			t.Fatal(err)
@@ -224,6 +227,32 @@ func variants(t *testing.T, examples []bothPathsExample) []bothPathsExample {
 	return out
 }
 
+// validatingMutator is magic-mutate run as a validating module, as its README suggests
+// ("Without --mutating the host refuses the answer"): a module failure (500) on both paths.
+// `module run` names a module after its file: the copy is magic-mutate-validating.wasm, and the
+// server's entry has that name.
+func validatingMutator(t *testing.T, examples []bothPathsExample) bothPathsExample {
+	t.Helper()
+	i := slices.IndexFunc(examples, func(ex bothPathsExample) bool { return ex.name == "magic-mutate" })
+	if i < 0 {
+		t.Fatal("no example magic-mutate")
+	}
+	ex := examples[i]
+	ex.name = ex.builtin + "-validating"
+	ex.row, ex.mutating = ex.name, false
+	bin, err := os.ReadFile(ex.args[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), ex.name+".wasm")
+	if err := os.WriteFile(file, bin, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ex.args = slices.DeleteFunc(slices.Clone(ex.args), func(a string) bool { return a == "--mutating" })
+	ex.args[2] = file
+	return ex
+}
+
 // moduleRunCommand finds the first `go run ./cmd/wasmkube module run …` command of a README
 // (continuation lines joined) and returns its arguments, examples/… paths made absolute.
 func moduleRunCommand(readme, root string) ([]string, error) {
@@ -281,7 +310,10 @@ func startBothPaths(t *testing.T, examples []bothPathsExample) *bothPaths {
 		if ex.skip != "" {
 			continue
 		}
-		m := profiles.Module{Module: profiles.BuiltinPrefix + ex.name, Settings: ex.settings}
+		m := profiles.Module{Module: profiles.BuiltinPrefix + ex.builtin, Settings: ex.settings}
+		if ex.builtin != ex.name {
+			m.Name = ex.name
+		}
 		switch ex.hook {
 		case "authn":
 			p.Authentication.Modules = append(p.Authentication.Modules, m)
