@@ -58,6 +58,16 @@ import (
 // no module saw), the warnings (client-go's warning handler) and the module's audit annotations
 // (the server's audit log).
 //
+// Besides each example's request as written, the rows hold the changes its README suggests
+// (requestVariants) and magic-mutate run as a validating module (a module failure).
+//
+// Not compared: a context-aware Kubewarden policy (its decision depends on the cluster, which
+// `module run` does not have); UPDATE and DELETE requests (none so far: they need the old
+// object); the audiences of a TokenReview that names none (the server then uses its own);
+// the patch's text and type (the server shows only its effect). Only one module of each hook
+// decides: a request a module leaves to the next authenticator or authorizer is answered by the
+// rest of the server's chain.
+//
 // So that each request meets only its own example's module, the admission modules are selected
 // by a match condition on the extra `bothpaths-example` of the impersonated user; the modules
 // see that extra, and dryRun: true, where `module run` sends the request as written.
