@@ -84,7 +84,7 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, builtin fs.FS, p *prof
 		NamespaceSelector: m.NamespaceSelector, ObjectSelector: m.ObjectSelector,
 		MatchConditions: m.MatchConditions, Monitor: m.Mode == "monitor", Message: m.Message,
 	}
-	if m.Type != "kubewarden" {
+	if m.Type != profiles.TypeKubewarden {
 		loaded, err := rt.Load(ctx, bin, moduleConfig(p, m.Module, envelope.ExportValidate))
 		if err != nil {
 			return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
@@ -177,7 +177,7 @@ func checkGrants(builtin fs.FS, p *profiles.Loaded, w profiles.ModulePlan) error
 		return err
 	}
 	for _, e := range c.admission {
-		if e.m.Type != "kubewarden" {
+		if e.m.Type != profiles.TypeKubewarden {
 			continue
 		}
 		bin, err := moduleBytes(builtin, p, e.m.Module.Module)

@@ -233,3 +233,27 @@ func TestDocsExamplesLoad(t *testing.T) {
 		t.Fatal("no profile examples found in docs/*.md")
 	}
 }
+
+// TestDeprecations: the old admission type wasi loads and is named as deprecated; envelope and
+// the default are not.
+func TestDeprecations(t *testing.T) {
+	doc := func(typ string) []byte {
+		return []byte("apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\nname: d\nadmission:\n  modules:\n  - module: builtin:magic-validate\n    rules: [{operations: [CREATE], apiGroups: [\"\"], apiVersions: [v1], resources: [configmaps]}]\n" + typ)
+	}
+	p, err := Parse(doc("    type: wasi\n"), "d.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Deprecations(); len(d) != 1 || !strings.Contains(d[0], "admission.modules[0].type") || !strings.Contains(d[0], "envelope") {
+		t.Errorf("deprecations %q", d)
+	}
+	for _, typ := range []string{"    type: envelope\n", ""} {
+		p, err := Parse(doc(typ), "d.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := p.Deprecations(); len(d) != 0 {
+			t.Errorf("%q: deprecations %q", typ, d)
+		}
+	}
+}

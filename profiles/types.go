@@ -15,6 +15,7 @@ package profiles
 
 import (
 	"encoding/json"
+	"fmt"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -192,7 +193,8 @@ type AdmissionModule struct {
 	// Mutating puts the module in the mutating phase. For a Kubewarden policy it defaults to
 	// the policy metadata's mutating; otherwise to false.
 	Mutating *bool `json:"mutating,omitempty"`
-	// Type is wasi (the original module ABI, default) or kubewarden.
+	// Type is envelope (the original module ABI, default) or kubewarden; wasi, the old name of
+	// envelope, is accepted (Deprecations names it).
 	Type string `json:"type,omitempty"`
 	// ExecutionMode picks a Kubewarden policy's mode when its metadata does not:
 	// kubewarden-wapc, wasi, opa or gatekeeper.
@@ -241,3 +243,30 @@ func (p *Profile) EffectiveAddress() string {
 
 // ContextName is the kubeconfig cluster, user and context name of the profile.
 func (p *Profile) ContextName() string { return "wasmkube-" + p.Name }
+
+// The types of an admission module (AdmissionModule.Type).
+const (
+	// TypeEnvelope is the original module ABI: a JSON envelope on stdin and stdout (the default).
+	TypeEnvelope = "envelope"
+	// TypeKubewarden is a Kubewarden policy.
+	TypeKubewarden = "kubewarden"
+	// TypeWASI is the old name of TypeEnvelope, kept so profiles and the original's module lists
+	// load unchanged. WASI is the system interface every module uses, and one of Kubewarden's
+	// execution modes: the name said nothing.
+	TypeWASI = "wasi"
+)
+
+// Deprecations names what the profile says in a way that still works but should change, one
+// line per use, with the field's path: today the admission type wasi.
+func (p *Profile) Deprecations() []string {
+	var out []string
+	if p.Admission == nil {
+		return nil
+	}
+	for i, m := range p.Admission.Modules {
+		if m.Type == TypeWASI {
+			out = append(out, fmt.Sprintf("admission.modules[%d].type: %q is the old name of %q (the original module ABI); write type: %s", i, TypeWASI, TypeEnvelope, TypeEnvelope))
+		}
+	}
+	return out
+}

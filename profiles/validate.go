@@ -33,7 +33,7 @@ var (
 	isolations              = sets.New("", "pooled", "fresh")
 	authzFailurePolicies    = sets.New("", "NoOpinion", "Deny")
 	admissionFailurePolices = sets.New("", "Fail", "Ignore")
-	admissionTypes          = sets.New("", "wasi", "kubewarden")
+	admissionTypes          = sets.New("", TypeEnvelope, TypeWASI, TypeKubewarden)
 	admissionModes          = sets.New("", "protect", "monitor")
 	executionModes          = sets.New("", "kubewarden-wapc", "wasi", "opa", "gatekeeper")
 	operations              = sets.New("*", "CREATE", "UPDATE", "DELETE", "CONNECT")
@@ -162,16 +162,16 @@ func validateAdmission(a *Admission, fld *field.Path) field.ErrorList {
 	for i := range a.Modules {
 		m := &a.Modules[i]
 		p := fld.Child("modules").Index(i)
-		errs = append(errs, validateModule(&m.Module, p, names, m.Type == "kubewarden")...)
+		errs = append(errs, validateModule(&m.Module, p, names, m.Type == TypeKubewarden)...)
 		if !admissionFailurePolices.Has(m.FailurePolicy) {
 			errs = append(errs, field.NotSupported(p.Child("failurePolicy"), m.FailurePolicy, []string{"Fail", "Ignore"}))
 		}
 		if !admissionTypes.Has(m.Type) {
-			errs = append(errs, field.NotSupported(p.Child("type"), m.Type, []string{"wasi", "kubewarden"}))
+			errs = append(errs, field.NotSupported(p.Child("type"), m.Type, []string{TypeEnvelope, TypeKubewarden}))
 		}
 		if !executionModes.Has(m.ExecutionMode) {
 			errs = append(errs, field.NotSupported(p.Child("executionMode"), m.ExecutionMode, sets.List(executionModes.Clone().Delete(""))))
-		} else if m.ExecutionMode != "" && m.Type != "kubewarden" {
+		} else if m.ExecutionMode != "" && m.Type != TypeKubewarden {
 			errs = append(errs, field.Invalid(p.Child("executionMode"), m.ExecutionMode, "applies to type: kubewarden only"))
 		}
 		if !admissionModes.Has(m.Mode) {

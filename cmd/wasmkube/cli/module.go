@@ -165,7 +165,7 @@ func authnInvocation(raw, settings json.RawMessage) (*invocation, error) {
 	return &invocation{secret: in.Spec.Token, call: func(ctx context.Context, m *wasm.Module) (any, string, error) {
 		out, err := envelope.ReviewToken(ctx, m, settings, &in)
 		if err != nil {
-			return nil, "", err
+			return nil, "not authenticated: the module failed, the next authenticator is asked", err
 		}
 		out.Spec.Token = "" // a module written for the original ABI may echo it; never print it
 		resp, ok, err := hook.DecideAuthn(m, out, in.Spec.Audiences)
@@ -186,12 +186,12 @@ func authzInvocation(raw, settings json.RawMessage) (*invocation, error) {
 		return nil, fmt.Errorf("--request: not a SubjectAccessReview: %w", err)
 	}
 	return &invocation{call: func(ctx context.Context, m *wasm.Module) (any, string, error) {
-		out, err := envelope.ReviewAccess(ctx, m, settings, &in)
-		if err != nil {
-			return nil, "", err
-		}
-		d, reason, err := hook.DecideAuthz(hook.AuthzModule{Module: hook.Module{Module: m, Settings: settings}}, out, nil)
+		out, callErr := envelope.ReviewAccess(ctx, m, settings, &in)
+		d, reason, err := hook.DecideAuthz(hook.AuthzModule{Module: hook.Module{Module: m, Settings: settings}}, out, callErr)
 		decision := fmt.Sprintf("%s (reason %q)", hook.DecisionName(d), reason)
+		if callErr != nil {
+			return nil, decision + ": the module failed (failurePolicy NoOpinion)", callErr
+		}
 		if err != nil {
 			// A deny stands even in an answer that breaks the contract; the server logs why.
 			decision += fmt.Sprintf("\nnote: the answer breaks the ABI's contract: %v", err)

@@ -84,6 +84,9 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 	}
 	began := time.Now()
 	fmt.Fprintf(s.out, "Starting profile %s (%s), data in %s\n", p.Name, p.Source, dataDir)
+	for _, d := range p.Deprecations() {
+		fmt.Fprintf(s.err, "warning: profile %s: %s\n", p.Name, d)
+	}
 	opts.Progress = printStep(s)
 	c, err := wasmkube.Up(ctx, p, opts)
 	if err != nil {
