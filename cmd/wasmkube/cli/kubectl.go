@@ -90,7 +90,7 @@ func runKubectl(s streams, layout apiserver.Layout, args []string) (err error) {
 			if !ok {
 				panic(r)
 			}
-			err = exitError{ke.code}
+			err = exitError(ke)
 		}
 	}()
 	if err := cmd.Execute(); err != nil {
