@@ -310,6 +310,11 @@ func loadModules(ctx context.Context, p *profiles.Loaded, w apiserver.WASMPlan, 
 			_ = cm.close()
 		}
 	}()
+	// The runtime serves both ABIs: every module may import the waPC host (as before the split
+	// by ABI), whichever is loaded first. Modules load in parallel below.
+	if err := kubewarden.DefineHosts(ctx, rt); err != nil {
+		return nil, ext, nil, err
+	}
 	// Modules compile in parallel (a cold compile takes ~0.5 s per Go module); each result
 	// keeps its entry's place, so the order of the profile holds.
 	var mu sync.Mutex
