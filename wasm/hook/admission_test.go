@@ -30,7 +30,7 @@ func TestDenial(t *testing.T) {
 	}
 	for _, c := range cases {
 		var status *apierrors.StatusError
-		if err := denial("m", c.result); !errors.As(err, &status) {
+		if err := error(Denial("m", c.result)); !errors.As(err, &status) {
 			t.Fatalf("%+v: %T", c.result, err)
 		}
 		if s := status.ErrStatus; s.Code != c.code || s.Reason != c.reason || s.Message != c.message || s.Status != metav1.StatusFailure {
