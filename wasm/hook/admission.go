@@ -2,6 +2,7 @@ package hook
 
 import (
 	"context"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -320,6 +321,9 @@ func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *gen
 
 // monitor records what a module in monitor mode would have decided.
 func (a *Admission) monitor(m AdmissionModule, va *admission.VersionedAttributes, res *admissionv1.AdmissionResponse, err error) {
+	if err == nil {
+		err = CheckPatch(m.Name(), res) // a patch enforcing would refuse is a failure here too
+	}
 	var verdict string
 	switch {
 	case err != nil:
@@ -407,6 +411,42 @@ func DenialMessage(module string, status *metav1.Status) string {
 	return fmt.Sprintf("admission WASM module %q denied the request: %s", module, why)
 }
 
+// CheckPatch checks the patch of an answer that allows with one as the admission plugin does
+// where it applies it (a JSONPatch decodes, each operation with the members RFC 6902 requires;
+// a Full patch is JSON), without applying it: monitor mode and `wasmkube module run` report what
+// enforcing would meet. A failure is an invalid response of module.
+func CheckPatch(module string, res *admissionv1.AdmissionResponse) error {
+	if res == nil || !res.Allowed || len(res.Patch) == 0 {
+		return nil
+	}
+	_, err := decodePatch(module, res)
+	return err
+}
+
+// decodePatch decodes res's patch: a JSONPatch to its operations; a Full patch is checked to be
+// JSON (nil operations). A patch that does not decode is an invalid response of module.
+func decodePatch(module string, res *admissionv1.AdmissionResponse) (jsonpatch.Patch, error) {
+	invalid := func(err error) error {
+		return &wasm.CallError{Module: module, Export: envelope.ExportValidate, Kind: wasm.KindInvalidResponse, Err: err}
+	}
+	switch {
+	case res.PatchType == nil:
+		return nil, invalid(errors.New("a patch needs a patchType (JSONPatch or Full)"))
+	case *res.PatchType == admissionv1.PatchTypeJSONPatch:
+		patch, err := decodeJSONPatch(res.Patch)
+		if err != nil {
+			return nil, invalid(err)
+		}
+		return patch, nil
+	case *res.PatchType == envelope.PatchTypeFull:
+		if !stdjson.Valid(res.Patch) {
+			return nil, invalid(errors.New("a Full patch must hold the whole object as JSON"))
+		}
+		return nil, nil
+	}
+	return nil, invalid(fmt.Errorf("unknown patchType %q (JSONPatch or Full)", *res.PatchType))
+}
+
 // applyPatch applies a JSONPatch or a Full patch to the versioned object, as the mutating
 // webhook plugin does for JSONPatch.
 func applyPatch(module string, va *admission.VersionedAttributes, res *admissionv1.AdmissionResponse, o admission.ObjectInterfaces) error {
@@ -414,14 +454,14 @@ func applyPatch(module string, va *admission.VersionedAttributes, res *admission
 	if obj == nil {
 		return fmt.Errorf("the module patched the object, but %s requests have none", va.GetOperation())
 	}
+	patch, err := decodePatch(module, res)
+	if err != nil {
+		return err
+	}
 	serializer := json.NewSerializerWithOptions(json.DefaultMetaFactory, o.GetObjectCreater(), o.GetObjectTyper(), json.SerializerOptions{})
 	var patched []byte
 	switch *res.PatchType {
 	case admissionv1.PatchTypeJSONPatch:
-		patch, err := decodeJSONPatch(res.Patch)
-		if err != nil {
-			return &wasm.CallError{Module: module, Export: envelope.ExportValidate, Kind: wasm.KindInvalidResponse, Err: err}
-		}
 		current, err := runtime.Encode(serializer, obj)
 		if err != nil {
 			return fmt.Errorf("encode object: %w", err)
@@ -431,14 +471,11 @@ func applyPatch(module string, va *admission.VersionedAttributes, res *admission
 		}
 	case envelope.PatchTypeFull:
 		patched = res.Patch
-	default:
-		return fmt.Errorf("unsupported patchType %q", *res.PatchType)
 	}
 	var fresh runtime.Object
 	if _, ok := obj.(*unstructured.Unstructured); ok {
 		fresh = &unstructured.Unstructured{}
 	} else {
-		var err error
 		if fresh, err = o.GetObjectCreater().New(va.VersionedKind); err != nil {
 			return err
 		}

@@ -1,16 +1,21 @@
 package hook
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
+	"github.com/wasmkube/wasmkube/wasm/internal/wasmtest"
 )
 
 // TestDenial: the status a client sees when a module rejects its request.
@@ -56,6 +61,57 @@ func TestFailureMessage(t *testing.T) {
 	for _, c := range cases {
 		if got := failureMessage(c.err); got != c.want || strings.Contains(got, "secret") {
 			t.Errorf("%v: %q, want %q", c.err, got, c.want)
+		}
+	}
+}
+
+// TestCheckPatch: the patches of allowing answers that the plugin refuses to apply are refused
+// by CheckPatch too, as invalid responses of the module; others, and denials' patches (never
+// applied), pass.
+func TestCheckPatch(t *testing.T) {
+	jsonPatch, full := admissionv1.PatchTypeJSONPatch, envelope.PatchTypeFull
+	cases := []struct {
+		patchType *admissionv1.PatchType
+		patch     string
+		allowed   bool
+		want      string // in the error; "" for none
+	}{
+		{&jsonPatch, `[{"op":"add","path":"/a","value":1}]`, true, ""},
+		{&jsonPatch, `[{"op":"add","path":"/a"}]`, true, `operation 0 (add) has no "value"`},
+		{&jsonPatch, `[{"op":"frobnicate","path":"/a"}]`, true, `op "frobnicate" is not`},
+		{&jsonPatch, `{"op":"add"}`, true, "not an RFC 6902 JSON patch"},
+		{&full, `{"a":1}`, true, ""},
+		{&full, `{"a":`, true, "a Full patch must hold the whole object as JSON"},
+		{&full, `{"a":`, false, ""},
+		{nil, `{}`, true, "needs a patchType"},
+	}
+	for _, c := range cases {
+		err := CheckPatch("m", &admissionv1.AdmissionResponse{Allowed: c.allowed, Patch: []byte(c.patch), PatchType: c.patchType})
+		var ce *wasm.CallError
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s (allowed %v): %v", c.patch, c.allowed, err)
+		case c.want != "" && (!errors.As(err, &ce) || ce.Kind != wasm.KindInvalidResponse || ce.Module != "m" || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want an invalid response of module m saying %q", c.patch, err, c.want)
+		}
+	}
+}
+
+// TestMonitorReportsBrokenPatch: in monitor mode, an answer whose patch enforcing would refuse
+// is reported as the failure it would be, not as a mutation.
+func TestMonitorReportsBrokenPatch(t *testing.T) {
+	var logs bytes.Buffer
+	a := &Admission{logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	m := AdmissionModule{Admitter: Envelope(Module{Module: wasmtest.Named(t, "watched")}), Mutating: true, Monitor: true}
+	jsonPatch := admissionv1.PatchTypeJSONPatch
+	for patch, verdict := range map[string]string{
+		`[{"op":"add","path":"/data/x","value":"1"}]`: `verdict="would mutate"`,
+		`[{"op":"replace","path":""}]`:                `verdict="failed: invalid-response (details in the API server's log)"`,
+	} {
+		logs.Reset()
+		a.monitor(m, testAttributes(t), &admissionv1.AdmissionResponse{Allowed: true, Patch: []byte(patch), PatchType: &jsonPatch}, nil)
+		if !strings.Contains(logs.String(), verdict) {
+			t.Errorf("%s: want %s in the log:\n%s", patch, verdict, logs.String())
 		}
 	}
 }

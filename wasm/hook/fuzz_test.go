@@ -34,8 +34,8 @@ const maxCopyBytes = 3 << 20
 
 // FuzzApplyPatch: any patch a mutating module's answer gets past envelope.CheckAdmission (a
 // JSONPatch or a Full patch), applied by the admission plugin to a ConfigMap or to a custom
-// resource (unstructured), never panics; a JSONPatch that decodeJSONPatch refuses is an
-// invalid-response error of the module, and a Full patch that is not JSON is never applied; a
+// resource (unstructured), never panics; a JSONPatch that decodeJSONPatch refuses, or a Full
+// patch that is not JSON, is an invalid-response error of the module (CheckPatch says so too); a
 // JSONPatch that decodeJSONPatch accepts, applied with json-patch as the plugin applies it, gives
 // an error or valid JSON no larger than the object and patch allow; on error the object is left
 // as it was; on success the object is still of its kind and is exactly what the patched document
@@ -75,7 +75,10 @@ func FuzzApplyPatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		patched, applyErr := patch, error(nil)
-		var refused error // decodeJSONPatch's
+		var refused error // decodePatch's
+		if full && !stdjson.Valid(patch) {
+			refused = errors.New("a Full patch that is not JSON")
+		}
 		if !full {
 			p, err := decodeJSONPatch(patch)
 			refused, applyErr = err, err
@@ -95,6 +98,9 @@ func FuzzApplyPatch(f *testing.F) {
 					t.Fatalf("patch of %d bytes grew a %d-byte object to %d bytes", len(patch), len(current), len(patched))
 				}
 			}
+		}
+		if err := CheckPatch(mod.Name(), res); (err != nil) != (refused != nil) {
+			t.Fatalf("%q (full %v): CheckPatch says %v, applying it would refuse it: %v", patch, full, err, refused)
 		}
 		err = applyPatch(mod.Name(), va, res, o)
 		after := va.VersionedObject.Object()
@@ -232,18 +238,7 @@ func fresh(obj runtime.Object) runtime.Object {
 // one get past it, applyJSONPatch turns the panic into an error of the module, not a panic in the
 // API server.
 func TestApplyPatchSurvivesJSONPatchPanics(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	o := admission.NewObjectInterfacesFromScheme(scheme)
-	obj, gvk, gvr := fuzzObject(nil, false)
-	attr := admission.NewAttributesRecord(obj, nil, gvk, "ns", "a", gvr, "", admission.Create,
-		&metav1.CreateOptions{}, false, &user.DefaultInfo{Name: "t"})
-	va, err := admission.NewVersionedAttributes(attr, gvk, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	va, o := testAttributes(t), configMaps(t)
 	jsonPatch := admissionv1.PatchTypeJSONPatch
 	for _, patch := range []string{`[{"op":"replace","path":""}]`, `[{"op":"test","path":""}]`} {
 		res := &admissionv1.AdmissionResponse{Allowed: true, Patch: []byte(patch), PatchType: &jsonPatch}
@@ -262,4 +257,25 @@ func TestApplyPatchSurvivesJSONPatchPanics(t *testing.T) {
 			t.Errorf("%s: %v, want an error saying json-patch panicked", patch, err)
 		}
 	}
+}
+
+// configMaps are the object interfaces of a scheme that knows ConfigMaps.
+func configMaps(t *testing.T) admission.ObjectInterfaces {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return admission.NewObjectInterfacesFromScheme(scheme)
+}
+
+// testAttributes are the attributes of a ConfigMap's creation, in version v1.
+func testAttributes(t *testing.T) *admission.VersionedAttributes {
+	obj, gvk, gvr := fuzzObject(nil, false)
+	attr := admission.NewAttributesRecord(obj, nil, gvk, "ns", "a", gvr, "", admission.Create,
+		&metav1.CreateOptions{}, false, &user.DefaultInfo{Name: "t"})
+	va, err := admission.NewVersionedAttributes(attr, gvk, configMaps(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return va
 }

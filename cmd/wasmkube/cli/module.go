@@ -204,6 +204,9 @@ func (f *moduleFlags) prepare(stdin io.Reader) (*invocation, json.RawMessage, er
 				return nil, "", err
 			}
 			res, err := envelope.CheckAdmission(m, in.Request, out, f.mutating)
+			if err == nil {
+				err = hook.CheckPatch(m.Name(), res) // as the server decodes it before applying it
+			}
 			if err != nil {
 				return out, "", err
 			}
