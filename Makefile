@@ -81,7 +81,7 @@ bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.m
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m
 
 bench-wasm: ## module call latency, pooled vs fresh, metered vs not (docs/benchmarks.md)
-	$(GO) test ./wasm -run '^$$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
+	$(GO) test ./wasm/envelope -run '^$$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
 
 BASE ?= 3ecdd36
 bench-wasm-compare: ## the default module call of BASE (a git revision) and of this tree, alternately (docs/benchmarks.md)
@@ -91,7 +91,7 @@ bench-admission: ## latency the demo's admission modules add to a ConfigMap crea
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkAdmissionLatency -benchtime 2000x -timeout 20m
 
 bench-kubewarden: ## Kubewarden policy calls (waPC) and context-aware lookups (docs/benchmarks.md)
-	$(GO) test ./wasm -run '^$$' -bench BenchmarkKubewardenPolicy -benchtime 2000x
+	$(GO) test ./wasm/kubewarden -run '^$$' -bench BenchmarkKubewardenPolicy -benchtime 2000x
 	$(GO) test . -run '^$$' -bench BenchmarkKubewardenLookup -benchtime 1000x -timeout 20m
 
 cross: ## build for $(PLATFORMS) into dist/

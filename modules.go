@@ -348,6 +348,11 @@ func loadModules(ctx context.Context, builtin fs.FS, p *profiles.Loaded, w profi
 			_ = cm.close()
 		}
 	}()
+	// The runtime serves both ABIs: every module may import the waPC host (as before the split
+	// by ABI), whichever is loaded first.
+	if err := kubewarden.DefineHosts(ctx, rt); err != nil {
+		return nil, ext, nil, err
+	}
 	l, err := cm.load(ctx, p, c, logger)
 	if err != nil {
 		return nil, ext, nil, err

@@ -1,4 +1,4 @@
-package wasm
+package wasm_test
 
 import (
 	"bytes"
@@ -9,6 +9,10 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	. "github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/envelope"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 // TestMeteringKeepsBehaviour runs example modules (of the original ABI, and waPC policies) with
@@ -16,7 +20,11 @@ import (
 // rewrites nothing but the limits). The answers must be byte for byte the same. (Three examples:
 // each compiles a second time unmetered, about a second.)
 func TestMeteringKeepsBehaviour(t *testing.T) {
-	r := newRuntime(t)
+	r, err := NewRuntime(context.Background(), RuntimeConfig{CacheDir: filepath.Join(os.TempDir(), "wasmkube-test-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
 	tested := 0
 	for _, example := range []string{"magic-mutate", "workload-policy", "default-labels"} {
 		dir := filepath.Join("..", "examples", example)
@@ -27,35 +35,40 @@ func TestMeteringKeepsBehaviour(t *testing.T) {
 		}
 		request := readYAML(t, filepath.Join(dir, "request.yaml"))
 		settings := readYAML(t, filepath.Join(dir, "settings.yaml"))
-		md, _, _ := ReadMetadata(bin)
+		md, _, _ := kubewarden.ReadMetadata(bin)
 		answers := map[Interrupt][]byte{}
 		for _, interrupt := range []Interrupt{InterruptMetered, InterruptNone} {
 			cfg := ModuleConfig{Name: name, Interrupt: interrupt, PoolSize: 1}
 			var out []byte
 			switch {
-			case md != nil && md.ExecutionMode == ModeWASI:
+			case md != nil && md.ExecutionMode == kubewarden.ModeWASI:
 				continue // host calls need a cluster: examples_test covers it
 			case md != nil:
-				p, err := r.LoadPolicy(context.Background(), bin, PolicyConfig{Module: cfg, Settings: settings})
+				p, err := kubewarden.Load(context.Background(), r, bin, kubewarden.PolicyConfig{Module: cfg, Settings: settings})
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				payload, _ := json.Marshal(map[string]json.RawMessage{"request": field(t, request, "request"), "settings": settings})
-				if out, err = p.mod.CallWAPC(context.Background(), "validate", payload, nil, nil); err != nil {
+				if out, err = kubewarden.CallWAPC(context.Background(), p.Module(), "validate", payload, nil, nil); err != nil {
 					t.Fatalf("%s (%s): %v", name, interrupt, err)
 				}
 				p.Close(context.Background())
 			default:
-				export := map[string]string{"TokenReview": ExportAuthn, "SubjectAccessReview": ExportAuthz}[kind(t, request)]
+				export := map[string]string{"TokenReview": envelope.ExportAuthn, "SubjectAccessReview": envelope.ExportAuthz}[kind(t, request)]
 				if export == "" {
-					export = ExportValidate
+					export = envelope.ExportValidate
 				}
 				cfg.Exports = []string{export}
 				m, err := r.Load(context.Background(), bin, cfg)
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				in, _ := json.Marshal(envelopeIn{Request: json.RawMessage(request), Settings: settings})
+				// The envelope ABI's input (package envelope): settings omitted when there are none.
+				envelopeIn := map[string]json.RawMessage{"request": request}
+				if len(settings) > 0 {
+					envelopeIn["settings"] = settings
+				}
+				in, _ := json.Marshal(envelopeIn)
 				err = m.Call(context.Background(), export, in, func(stdout []byte) error { out = bytes.Clone(stdout); return nil })
 				m.Close(context.Background())
 				if err != nil {

@@ -19,13 +19,13 @@ func TestFreshCallsAreBoundedByPoolSize(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		var out anyResponse
-		done <- m.CallEnvelope(ctx, ExportValidate, 1, settings("sleep"), &out)
+		done <- validate(ctx, m, 1, settings("sleep"), &out)
 	}()
 	waitFor(t, "the sleeping call to take the only slot", func() bool { return len(m.slots) == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var out anyResponse
-	if err := m.CallEnvelope(ctx, ExportValidate, 1, nil, &out); !IsKind(err, KindBusy) {
+	if err := validate(ctx, m, 1, nil, &out); !IsKind(err, KindBusy) {
 		t.Errorf("a second call while the only instance sleeps: %v, want busy", err)
 	}
 	if err := <-done; !IsKind(err, KindTimeout) {
@@ -49,7 +49,7 @@ func TestFreshInstantiationUsesTheCallDeadline(t *testing.T) {
 	}
 	defer m.Close(context.Background())
 	began := time.Now()
-	_, err = m.CallCommand(context.Background(), []string{"cmd", "arg"}, nil, nil)
+	err = m.Invoke(context.Background(), Invocation{Export: "_start", Args: []string{"cmd", "arg"}}, nil)
 	if !IsKind(err, KindTimeout) || !strings.Contains(err.Error(), "instantiate") {
 		t.Fatalf("got %v, want a timeout while instantiating", err)
 	}
@@ -64,7 +64,7 @@ func TestPanicWhileHoldingAnInstance(t *testing.T) {
 	m := load(t, newRuntime(t), ModuleConfig{PoolSize: 1, Timeout: time.Second})
 	func() {
 		defer func() { _ = recover() }()
-		_ = m.Call(context.Background(), ExportValidate, []byte(`{"request":1}`), func([]byte) error { panic("decoder bug") })
+		_ = m.Call(context.Background(), exportValidate, []byte(`{"request":1}`), func([]byte) error { panic("decoder bug") })
 	}()
 	if _, err := call(m, ""); err != nil {
 		t.Fatalf("after a panic: %v", err)
@@ -123,6 +123,7 @@ func TestRuntimeCloseUnderRunningCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defineWAPCStandIn(t, r)
 	m := load(t, r, ModuleConfig{PoolSize: 2, Timeout: 500 * time.Millisecond})
 	startLoop, err := os.ReadFile("testdata/hostile/start-loop.wasm")
 	if err != nil {
@@ -131,12 +132,12 @@ func TestRuntimeCloseUnderRunningCode(t *testing.T) {
 	called, loaded := make(chan error, 1), make(chan error, 1)
 	go func() {
 		var out anyResponse
-		called <- m.CallEnvelope(context.Background(), ExportValidate, 1, settings("sleep"), &out)
+		called <- validate(context.Background(), m, 1, settings("sleep"), &out)
 	}()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
-		_, err := r.Load(ctx, startLoop, ModuleConfig{Name: "start-loop", Exports: []string{ExportValidate}, Timeout: 500 * time.Millisecond})
+		_, err := r.Load(ctx, startLoop, ModuleConfig{Name: "start-loop", Exports: []string{exportValidate}, Timeout: 500 * time.Millisecond})
 		loaded <- err
 	}()
 	waitFor(t, "the call and the start function to run", func() bool {
@@ -194,11 +195,7 @@ func (o *poolObserver) ObservePool(module string, size, idle int) {
 // pool is gone.
 func TestPoolReportsSettle(t *testing.T) {
 	obs := &poolObserver{last: map[string][2]int{}}
-	r, err := NewRuntime(context.Background(), RuntimeConfig{Observer: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(context.Background()) })
+	r := testRuntime(t, RuntimeConfig{Observer: obs})
 	m := load(t, r, ModuleConfig{PoolSize: 3, Timeout: 5 * time.Second})
 	for round := 0; round < 20; round++ {
 		var wg sync.WaitGroup

@@ -1,16 +1,20 @@
 package hook
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/wasmkube/wasmkube/wasm"
+	"github.com/wasmkube/wasmkube/wasm/internal/wasmtest"
 )
 
 // TestDenial: the status a client sees when a module rejects its request.
@@ -30,7 +34,7 @@ func TestDenial(t *testing.T) {
 	}
 	for _, c := range cases {
 		var status *apierrors.StatusError
-		if err := denial("m", c.result); !errors.As(err, &status) {
+		if err := error(Denial("m", c.result)); !errors.As(err, &status) {
 			t.Fatalf("%+v: %T", c.result, err)
 		}
 		if s := status.ErrStatus; s.Code != c.code || s.Reason != c.reason || s.Message != c.message || s.Status != metav1.StatusFailure {
@@ -56,6 +60,26 @@ func TestFailureMessage(t *testing.T) {
 	for _, c := range cases {
 		if got := failureMessage(c.err); got != c.want || strings.Contains(got, "secret") {
 			t.Errorf("%v: %q, want %q", c.err, got, c.want)
+		}
+	}
+}
+
+// TestMonitorReportsBrokenPatch: in monitor mode, an answer whose patch enforcing would refuse
+// is reported as the failure it would be, not as a mutation.
+func TestMonitorReportsBrokenPatch(t *testing.T) {
+	var logs bytes.Buffer
+	a := &Admission{logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	m := AdmissionModule{Admitter: Envelope(Module{Module: wasmtest.Named(t, "watched")}), Mutating: true, Monitor: true}
+	jsonPatch := admissionv1.PatchTypeJSONPatch
+	for patch, verdict := range map[string]string{
+		`[{"op":"add","path":"/data/x","value":"1"}]`: `verdict="would mutate"`,
+		`[{"op":"replace","path":""}]`:                `verdict="failed: invalid-response (details in the API server's log)"`,
+	} {
+		logs.Reset()
+		d := DecideAdmission(m, &admissionv1.AdmissionResponse{Allowed: true, Patch: []byte(patch), PatchType: &jsonPatch}, nil)
+		a.log(d, testAttributes(t))
+		if !strings.Contains(logs.String(), verdict) || d.Denied != nil || d.Patch != nil {
+			t.Errorf("%s: want %s in the log and the request let through unpatched:\n%s", patch, verdict, logs.String())
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/envelope"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
 
 func load(t *testing.T, rt *wasm.Runtime, name string) Module {
@@ -31,12 +32,17 @@ func load(t *testing.T, rt *wasm.Runtime, name string) Module {
 	return Module{Module: m}
 }
 
+// newRuntime is a runtime as the server's: it serves both ABIs (the faults module, of the
+// envelope ABI, is a waPC guest too).
 func newRuntime(t *testing.T) *wasm.Runtime {
 	rt, err := wasm.NewRuntime(context.Background(), wasm.RuntimeConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(context.Background()) })
+	if err := kubewarden.DefineHosts(context.Background(), rt); err != nil {
+		t.Fatal(err)
+	}
 	return rt
 }
 
@@ -107,7 +113,8 @@ func TestAuthorizerDenyStands(t *testing.T) {
 	var logs bytes.Buffer
 	a := &Authorizer{Modules: []AuthzModule{conflicted, allowing}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	attrs := authorizer.AttributesRecord{User: &user.DefaultInfo{Name: "magic-user", Groups: []string{"magic-group"}}, Verb: "get", Resource: "configmaps", APIVersion: "v1", ResourceRequest: true}
-	if d, _, err := allowing.Authorize(context.Background(), allowing.Settings, attrs); d != authorizer.DecisionAllow || err != nil {
+	alone := &Authorizer{Modules: []AuthzModule{allowing}}
+	if d, _, err := alone.Authorize(context.Background(), attrs); d != authorizer.DecisionAllow || err != nil {
 		t.Fatalf("magic-authz alone must allow: %v %v", d, err)
 	}
 	d, reason, err := a.Authorize(context.Background(), attrs)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wasmkube/wasmkube/wasm/internal/wasmtest"
 )
 
 // TestUngranted: what a policy's metadata asks for beyond its grants.
@@ -69,8 +71,9 @@ func TestCheckCapabilityPattern(t *testing.T) {
 // when a granted pattern matches; oci never.
 func TestHostCallGating(t *testing.T) {
 	asksAll := Metadata{HostCapabilities: []string{"*"}, ContextAwareResources: []ContextAwareResource{{APIVersion: "v1", Kind: "Secret"}}}
+	mod := wasmtest.Named(t, "p")
 	call := func(g PolicyGrants, namespace, operation, payload string) error {
-		p := &Policy{mod: &Module{cfg: ModuleConfig{Name: "p"}, logs: newLogLimiter(slog.New(slog.DiscardHandler))}, meta: asksAll, grants: g, logger: slog.New(slog.DiscardHandler)}
+		p := &Policy{mod: mod, meta: asksAll, grants: g, logger: slog.New(slog.DiscardHandler)}
 		_, err := p.hostCall(context.Background(), "kubewarden", namespace, operation, []byte(payload))
 		return err
 	}

@@ -109,9 +109,18 @@ func readDoc(path string, stdin io.Reader) ([]byte, error) {
 }
 
 // runtimeForCLI is a module runtime with the compilation cache `up` uses, so a second run of the
-// same module does not compile it again.
+// same module does not compile it again. As the server's, it serves both ABIs: any module may
+// import the waPC host.
 func runtimeForCLI(ctx context.Context) (*wasm.Runtime, error) {
-	return wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: wasmkube.ModuleCacheDir()})
+	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: wasmkube.ModuleCacheDir()})
+	if err != nil {
+		return nil, err
+	}
+	if err := kubewarden.DefineHosts(ctx, rt); err != nil {
+		_ = rt.Close(context.Background())
+		return nil, err
+	}
+	return rt, nil
 }
 
 // invocation is one prepared call of a hook: it asks the module and decides as the API server
