@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmkube/wasmkube"
+	examplemodules "github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 )
@@ -348,7 +349,7 @@ func startBothPaths(t *testing.T, examples []bothPathsExample) *bothPaths {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	bp.cluster, err = wasmkube.Up(ctx, loaded, wasmkube.Options{
-		DataDir: filepath.Join(dir, "data"), Port: ptr.To[int32](0),
+		BuiltinModules: examplemodules.FS(), DataDir: filepath.Join(dir, "data"), Port: ptr.To[int32](0),
 		// The cache `module run` uses in this environment: each module is compiled once.
 		ModuleCacheDir: filepath.Join(bp.env.root, "cache", "wasmkube", "modules"),
 		APIServerArgs:  []string{"--audit-policy-file=" + filepath.Join(dir, "audit-policy.yaml"), "--audit-log-path=" + bp.auditLog},

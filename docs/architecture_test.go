@@ -1,4 +1,5 @@
-package wasmkube_test
+// Package docs holds the tests that keep the documentation's claims true.
+package docs_test
 
 import (
 	"os/exec"
@@ -16,9 +17,9 @@ func TestImportBoundaries(t *testing.T) {
 	cases := []struct {
 		pkg, forbidden string
 	}{
-		{".", "github.com/wasmkube/wasmkube/examples"},
-		{"./apiserver", "github.com/wasmkube/wasmkube/profiles"},
-		{"./wasm", "k8s.io/"},
+		{"github.com/wasmkube/wasmkube", "github.com/wasmkube/wasmkube/examples"},
+		{"github.com/wasmkube/wasmkube/apiserver", "github.com/wasmkube/wasmkube/profiles"},
+		{"github.com/wasmkube/wasmkube/wasm", "k8s.io/"},
 	}
 	for _, c := range cases {
 		out, err := exec.Command("go", "list", "-deps", c.pkg).Output()
