@@ -438,48 +438,58 @@ func readString(b []byte, i int) (string, int, bool) {
 			j++
 			continue
 		}
-		if j+1 >= len(b) {
-			return "", i, false
-		}
-		e := b[j+1]
-		j += 2
-		switch e {
-		case '"', '\\', '/':
-			out = append(out, e)
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, ok := hex4(b, j)
-			if !ok {
-				return "", i, false
-			}
-			j += 4
-			if utf16.IsSurrogate(r) {
-				if r2, ok := hex4(b, j+2); ok && j+1 < len(b) && b[j] == '\\' && b[j+1] == 'u' {
-					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-						r = dec
-						j += 6
-					} else {
-						r = utf8.RuneError
-					}
-				} else {
-					r = utf8.RuneError
-				}
-			}
-			out = utf8.AppendRune(out, r)
-		default:
+		var ok bool
+		if out, j, ok = unescape(out, b, j); !ok {
 			return "", i, false
 		}
 	}
 	return "", i, false
+}
+
+// unescape appends what the escape sequence at b[j] (a backslash) stands for to out, and
+// returns where the string goes on; ok is false for an invalid escape.
+func unescape(out, b []byte, j int) (_ []byte, next int, ok bool) {
+	if j+1 >= len(b) {
+		return out, j, false
+	}
+	e := b[j+1]
+	j += 2
+	switch e {
+	case '"', '\\', '/':
+		return append(out, e), j, true
+	case 'b':
+		return append(out, '\b'), j, true
+	case 'f':
+		return append(out, '\f'), j, true
+	case 'n':
+		return append(out, '\n'), j, true
+	case 'r':
+		return append(out, '\r'), j, true
+	case 't':
+		return append(out, '\t'), j, true
+	case 'u':
+		r, ok := hex4(b, j)
+		if !ok {
+			return out, j, false
+		}
+		j += 4
+		if utf16.IsSurrogate(r) {
+			r, j = surrogatePair(b, r, j)
+		}
+		return utf8.AppendRune(out, r), j, true
+	}
+	return out, j, false
+}
+
+// surrogatePair completes the UTF-16 surrogate r with the \uXXXX escape at b[j], if there is a
+// valid one; otherwise r stands alone and is replaced by U+FFFD.
+func surrogatePair(b []byte, r rune, j int) (rune, int) {
+	if r2, ok := hex4(b, j+2); ok && j+1 < len(b) && b[j] == '\\' && b[j+1] == 'u' {
+		if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+			return dec, j + 6
+		}
+	}
+	return utf8.RuneError, j
 }
 
 func hex4(b []byte, i int) (rune, bool) {
