@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build lint test fuzz reliability bench-up bench-wasm bench-wasm-compare bench-admission bench-kubewarden cross clean hostile
+.PHONY: help run build lint test fuzz reliability bench-up bench-wasm bench-wasm-compare bench-admission bench-admission-compare bench-kubewarden cross clean hostile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ bench-wasm-compare: ## the default module call of BASE (a git revision) and of t
 
 bench-admission: ## latency the demo's admission modules add to a ConfigMap create (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkAdmissionLatency -benchtime 2000x -timeout 20m
+
+bench-admission-compare: ## what the demo's modules add to a create, BASE against this tree, alternately (docs/benchmarks.md)
+	scripts/bench-admission-compare $(BASE)
 
 bench-kubewarden: ## Kubewarden policy calls (waPC) and context-aware lookups (docs/benchmarks.md)
 	$(GO) test ./wasm/kubewarden -run '^$$' -bench BenchmarkKubewardenPolicy -benchtime 2000x

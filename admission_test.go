@@ -536,40 +536,14 @@ func hmacToken(t *testing.T, payload string) string {
 // failurePolicy Deny: everyone else is locked out, the admin and the API server are not.
 func testDenyAllFirst(t *testing.T) {
 	ctx := context.Background()
-	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := cluster.Stop(stopCtx); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	p, err := profiles.Parse([]byte(fmt.Sprintf(`apiVersion: wasmkube.dev/v1alpha1
-kind: Profile
-name: locked
-controllers: {enabled: false}
-authentication:
-  modules:
-  - module: builtin:magic-authn
-authorization:
-  chain: [WASM, Node, RBAC]
-  modules:
-  - name: deny-all
-    module: %s
-    settings: {mode: deny}
-    failurePolicy: Deny
-`, filepath.Join(files.dir, "faults.wasm"))), "locked.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster, err = wasmkube.Up(ctx, p, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("up with a deny-all authorizer first: %v", err)
-	}
+	restartDenyAll(t, "locked", "[WASM, Node, RBAC]", "authentication:\n  modules:\n  - module: builtin:magic-authn\n")
 	admin := client(t)
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "still-admin"}}, metav1.CreateOptions{}); err != nil {
 		t.Errorf("the admin is locked out: %v", err)
 	}
 	cfg := rest.AnonymousClientConfig(cluster.RESTConfig)
 	cfg.BearerToken = "magic-token"
-	_, err = kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	_, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "the faults module denies everything") {
 		t.Errorf("magic-user: %v, want denied by deny-all", err)
 	}
@@ -581,30 +555,7 @@ authorization:
 // asked before RBAC.
 func testDenyAllBetween(t *testing.T) {
 	ctx := context.Background()
-	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := cluster.Stop(stopCtx); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	p, err := profiles.Parse([]byte(fmt.Sprintf(`apiVersion: wasmkube.dev/v1alpha1
-kind: Profile
-name: between
-controllers: {enabled: false}
-authorization:
-  chain: [Node, WASM, RBAC]
-  modules:
-  - name: deny-all
-    module: %s
-    settings: {mode: deny}
-    failurePolicy: Deny
-`, filepath.Join(files.dir, "faults.wasm"))), "between.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster, err = wasmkube.Up(ctx, p, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("up with WASM between Node and RBAC: %v", err)
-	}
+	restartDenyAll(t, "between", "[Node, WASM, RBAC]", "")
 	admin := client(t)
 	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "configmap-reader"},
 		Rules: []rbacv1.PolicyRule{{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"configmaps"}}}}
@@ -625,8 +576,39 @@ authorization:
 	if _, err := as("system:node:n1", "system:nodes", "system:authenticated").CoreV1().Services("default").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("a node listing services (Node allows it before the module is asked): %v", err)
 	}
-	_, err = as("bob", "system:authenticated").CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	_, err := as("bob", "system:authenticated").CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "the faults module denies everything") {
 		t.Errorf("bob listing configmaps (RBAC would allow it, the module is asked first): %v, want denied by deny-all", err)
+	}
+}
+
+// restartDenyAll restarts the package's cluster with the profile name: controllers off, the
+// authorizer chain chain (YAML) with a deny-all module (faults, failurePolicy Deny) at WASM's
+// place, and extra (YAML of other top-level sections).
+func restartDenyAll(t *testing.T, name, chain, extra string) {
+	t.Helper()
+	stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cluster.Stop(stopCtx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	p, err := profiles.Parse([]byte(fmt.Sprintf(`apiVersion: wasmkube.dev/v1alpha1
+kind: Profile
+name: %s
+controllers: {enabled: false}
+%sauthorization:
+  chain: %s
+  modules:
+  - name: deny-all
+    module: %s
+    settings: {mode: deny}
+    failurePolicy: Deny
+`, name, extra, chain, filepath.Join(files.dir, "faults.wasm"))), name+".yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err = wasmkube.Up(context.Background(), p, wasmkube.Options{BuiltinModules: examples.FS(), DataDir: t.TempDir(), Port: ptr.To[int32](0), ModuleCacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("up with the chain %s and a deny-all module: %v", chain, err)
 	}
 }

@@ -45,10 +45,7 @@ func answer(stdout []byte, response any) (ok bool) {
 // wantCallError checks that err is a *CallError of module fuzz, export, kind.
 func wantCallError(t *testing.T, err error, export string, kind wasm.ErrorKind) {
 	t.Helper()
-	var ce *wasm.CallError
-	if !errors.As(err, &ce) || ce.Module != fuzzModule || ce.Export != export || ce.Kind != kind {
-		t.Fatalf("error %v (%T), want a %s CallError of module %s export %s", err, err, kind, fuzzModule, export)
-	}
+	wasmtest.WantCallError(t, err, fuzzModule, export, kind)
 }
 
 // FuzzAuthnAnswer: whatever an authentication module writes, DecideAuthn authenticates only

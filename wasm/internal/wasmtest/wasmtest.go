@@ -5,6 +5,7 @@ package wasmtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -132,4 +133,13 @@ func MeasureCalls(b *testing.B, gap time.Duration, call func()) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// WantCallError fails t unless err is a *wasm.CallError of module, export and kind.
+func WantCallError(t testing.TB, err error, module, export string, kind wasm.ErrorKind) {
+	t.Helper()
+	var ce *wasm.CallError
+	if !errors.As(err, &ce) || ce.Module != module || ce.Export != export || ce.Kind != kind {
+		t.Fatalf("error %v (%T), want a %s CallError of module %s export %s", err, err, kind, module, export)
+	}
 }
