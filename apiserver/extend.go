@@ -88,16 +88,13 @@ func chainWith(builtin builtinChain, ext Extensions) (authorizer.Authorizer, aut
 		return nil, nil, fmt.Errorf("%s cannot be placed after %d of the %d built-in authorizers (%s)", ext.AuthorizerName, at, len(builtin.modes), strings.Join(builtin.modes, ","))
 	}
 	own := authzunion.NamedAuthorizer{AuthorizerName: ext.AuthorizerName, Authorizer: ext.Authorizer}
-	chain := func(parts ...authzunion.NamedAuthorizer) (authorizer.Authorizer, error) {
-		return authzunion.New(parts...)
-	}
 	whole := authzunion.NamedAuthorizer{AuthorizerName: "builtin", Authorizer: builtin.authorizer}
 	switch at {
 	case 0:
-		a, err := chain(own, whole)
+		a, err := authzunion.New(own, whole)
 		return a, authzunion.NewRuleResolvers(ext.RuleResolver, builtin.rules), err
 	case len(builtin.modes):
-		a, err := chain(whole, own)
+		a, err := authzunion.New(whole, own)
 		return a, authzunion.NewRuleResolvers(builtin.rules, ext.RuleResolver), err
 	}
 	before, beforeRules, err := builtin.build(builtin.modes[:at])
@@ -108,7 +105,7 @@ func chainWith(builtin builtinChain, ext Extensions) (authorizer.Authorizer, aut
 	if err != nil {
 		return nil, nil, fmt.Errorf("authorizers %s: %w", strings.Join(builtin.modes[at:], ","), err)
 	}
-	a, err := chain(
+	a, err := authzunion.New(
 		authzunion.NamedAuthorizer{AuthorizerName: "builtin " + strings.Join(builtin.modes[:at], ","), Authorizer: before},
 		own,
 		authzunion.NamedAuthorizer{AuthorizerName: "builtin " + strings.Join(builtin.modes[at:], ","), Authorizer: after},

@@ -51,9 +51,6 @@ func CallFrom(ctx context.Context) (c Call, ok bool) {
 // State is the Invocation's State.
 func (c Call) State() any { return c.inst.state }
 
-// Module is the module the call runs in.
-func (c Call) Module() *Module { return c.inst.m }
-
 // Context is the caller's context bounded by the call's deadline, for work a host function does
 // on the guest's behalf.
 func (c Call) Context(fallback context.Context) (context.Context, context.CancelFunc) {

@@ -65,7 +65,8 @@ func DecideAuthn(m *wasm.Module, out *authenticationv1.TokenReview, audiences []
 	if st.User.Username == "" {
 		return nil, false, m.Fail(envelope.ExportAuthn, wasm.KindInvalidResponse, errors.New("authenticated without a username"))
 	}
-	info := &user.DefaultInfo{Name: st.User.Username, UID: st.User.UID, Groups: slices.Clone(st.User.Groups)}
+	// out is this call's own answer: its groups are extended in place.
+	info := &user.DefaultInfo{Name: st.User.Username, UID: st.User.UID, Groups: st.User.Groups}
 	if !slices.Contains(info.Groups, user.AllAuthenticated) {
 		info.Groups = append(info.Groups, user.AllAuthenticated)
 	}
