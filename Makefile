@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build lint test fuzz reliability bench-up bench-wasm bench-wasm-compare bench-admission bench-admission-compare bench-kubewarden cross clean hostile
+.PHONY: help run build lint test fuzz reliability bench bench-up bench-wasm bench-wasm-compare bench-admission bench-admission-compare bench-kubewarden cross clean hostile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,7 @@ SDK_BUILDS := 'native:\nwasip1: GOOS=wasip1 GOARCH=wasm\n'
 lint: ## gofmt -l, go vet and staticcheck over both modules (the server's and the SDK's)
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt -l: not formatted (run gofmt -w):"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags nokubectl ./cmd/...
 	cd $(SDK) && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 	$(STATICCHECK) ./...
 	cd $(SDK) && printf $(SDK_BUILDS) | $(STATICCHECK) -matrix ./...
@@ -76,6 +77,9 @@ reliability: ## the whole reliability suite at full size: hostile modules, load 
 	WASMKUBE_LOAD_REQUESTS=10000 $(GO) test . -run '^TestCluster$$' -v -count 1 -timeout 30m
 	WASMKUBE_RELIABILITY=1 $(GO) test ./cmd/wasmkube/cli -run '^TestDurability$$' -v -count 1 -timeout 30m
 	$(MAKE) fuzz FUZZTIME=60s
+
+bench: ## every comparison of issue 11 in one run (start, admission, authn/authz, module calls, binary); regenerates docs/benchmarks.md
+	$(GO) run ./internal/cmd/wasmkube-bench -o docs/benchmarks.md
 
 bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m

@@ -1,0 +1,91 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Packages the separate-process baseline is built from, at the versions this module requires:
+// the same code wasmkube embeds, as envtest and kwokctl run it.
+const (
+	etcdMain          = "go.etcd.io/etcd/server/v3"
+	kubeAPIServerMain = "k8s.io/kubernetes/cmd/kube-apiserver"
+)
+
+// goCmd runs the go command in the module's root and returns its trimmed stdout.
+func goCmd(ctx context.Context, root string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// buildWasmkube builds this tree's wasmkube as `make build` does (not stripped) into dir.
+func buildWasmkube(ctx context.Context, root, dir string) (string, error) {
+	out := filepath.Join(dir, "wasmkube")
+	if _, err := goCmd(ctx, root, "build", "-trimpath", "-o", out, "./cmd/wasmkube"); err != nil {
+		return "", fmt.Errorf("build wasmkube: %w", err)
+	}
+	return out, nil
+}
+
+// separateBinaries are an etcd and a kube-apiserver built from the module cache.
+type separateBinaries struct {
+	Etcd, KubeAPIServer string
+	// Versions names what they were built from, e.g. "etcd v3.7.0, kube-apiserver v1.37.2, go1.26.8".
+	Versions string
+}
+
+// buildSeparate builds (or takes from cacheDir, keyed by the versions) the binaries of the
+// separate-process baseline. A first build of kube-apiserver takes minutes; later runs reuse it.
+func buildSeparate(ctx context.Context, root, cacheDir string) (separateBinaries, error) {
+	etcdVersion, err := goCmd(ctx, root, "list", "-m", "-f", "{{.Version}}", etcdMain)
+	if err != nil {
+		return separateBinaries{}, err
+	}
+	kubeVersion, err := goCmd(ctx, root, "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
+	if err != nil {
+		return separateBinaries{}, err
+	}
+	goVersion, err := goCmd(ctx, root, "env", "GOVERSION")
+	if err != nil {
+		return separateBinaries{}, err
+	}
+	dir := filepath.Join(cacheDir, fmt.Sprintf("etcd-%s_kube-%s_%s", etcdVersion, kubeVersion, goVersion))
+	bins := separateBinaries{
+		Etcd:          filepath.Join(dir, "etcd"),
+		KubeAPIServer: filepath.Join(dir, "kube-apiserver"),
+		Versions:      fmt.Sprintf("etcd %s, kube-apiserver %s, %s", etcdVersion, kubeVersion, goVersion),
+	}
+	for pkg, out := range map[string]string{etcdMain: bins.Etcd, kubeAPIServerMain: bins.KubeAPIServer} {
+		if err := buildCached(ctx, root, pkg, out); err != nil {
+			return separateBinaries{}, err
+		}
+	}
+	return bins, nil
+}
+
+// buildCached builds pkg into out unless out exists; the build goes to a temp file renamed into
+// place, so an interrupted build never leaves a broken binary in the cache.
+func buildCached(ctx context.Context, root, pkg, out string) error {
+	if _, err := os.Stat(out); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("bench cache: %w", err)
+	}
+	tmp := out + ".tmp"
+	if _, err := goCmd(ctx, root, "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, pkg); err != nil {
+		return fmt.Errorf("build %s for the separate-process baseline: %w", pkg, err)
+	}
+	return os.Rename(tmp, out)
+}
