@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build lint test fuzz reliability bench bench-up bench-wasm bench-wasm-compare bench-admission bench-admission-compare bench-kubewarden cross clean hostile
+.PHONY: help run build lint test fuzz reliability bench bench-compare bench-up bench-wasm bench-wasm-compare bench-admission bench-admission-compare bench-kubewarden cross clean hostile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ reliability: ## the whole reliability suite at full size: hostile modules, load 
 
 bench: ## every comparison of issue 11 in one run (start, admission, authn/authz, module calls, binary); regenerates docs/benchmarks.md
 	$(GO) run ./internal/cmd/wasmkube-bench -o docs/benchmarks.md
+
+bench-compare: ## `make bench`'s start and admission comparisons for BASE (a git revision) and this tree, interleaved, into docs/benchmarks-before-after.md
+	$(GO) run ./internal/cmd/wasmkube-bench -base $(BASE) -only start,admission -o docs/benchmarks-before-after.md
 
 bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.md)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m

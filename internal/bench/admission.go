@@ -44,54 +44,85 @@ admission:
       matchLabels: {bench-policy: wasm}
 `
 
-// AdmissionResult is the one-rule comparison: per way, the p50 latency a create adds over no
-// policy (µs) and creates/s at Clients concurrent clients relative to no policy.
+// AdmissionResult is the one-rule comparison: per cluster and way, the p50 latency a create adds
+// over no policy (µs) and creates/s at Clients concurrent clients relative to no policy.
 type AdmissionResult struct {
 	Creates, Clients int
 	Duration         time.Duration
-	BaseP50          Series            // µs, no policy
-	Added            map[string]Series // µs, p50(way) - p50(none) per round
-	AddedP99         map[string]Series // µs, p99(way) - p99(none) per round
-	Throughput       map[string]Series // creates/s ÷ none's creates/s per round
-	BaseThroughput   Series            // creates/s, no policy
+	Clusters         []AdmissionCluster
 }
 
-// measureAdmission starts one cluster with the rule four ways (none, module, CEL policy,
-// webhook), checks each way rejects what it should, then interleaves creates between the ways.
-func measureAdmission(ctx context.Context, h home, rounds, creates, clients int, duration time.Duration) (*AdmissionResult, error) {
+// AdmissionCluster is one cluster's figures (this tree's, or a base revision's).
+type AdmissionCluster struct {
+	Label          string            // "" for this tree, else the base revision
+	BaseP50        Series            // µs, no policy
+	Added          map[string]Series // µs, p50(way) - p50(none) per round
+	AddedP99       map[string]Series // µs, p99(way) - p99(none) per round
+	Throughput     map[string]Series // creates/s ÷ none's creates/s per round
+	BaseThroughput Series            // creates/s, no policy
+}
+
+// admissionTarget is one cluster under measurement.
+type admissionTarget struct {
+	cs  *kubernetes.Clientset
+	res *AdmissionCluster
+}
+
+// measureAdmission starts one cluster per home (this tree's binary, and a base revision's when
+// comparing), each with the rule four ways (none, module, CEL policy, webhook), checks each way
+// rejects what it should, then interleaves creates between the clusters and ways.
+func measureAdmission(ctx context.Context, homes []home, labels []string, rounds, creates, clients int, duration time.Duration) (*AdmissionResult, error) {
 	hook, err := startWebhook()
 	if err != nil {
 		return nil, err
 	}
 	defer hook.Close()
+	res := &AdmissionResult{Creates: creates, Clients: clients, Duration: duration}
+	var targets []admissionTarget
+	for i, h := range homes {
+		up, cs, err := startAdmissionCluster(ctx, h, hook)
+		if err != nil {
+			return nil, err
+		}
+		defer up.kill()
+		res.Clusters = append(res.Clusters, AdmissionCluster{Label: labels[i],
+			Added: map[string]Series{}, AddedP99: map[string]Series{}, Throughput: map[string]Series{}})
+		targets = append(targets, admissionTarget{cs: cs})
+	}
+	for i := range targets {
+		targets[i].res = &res.Clusters[i]
+	}
+	for r := range rounds {
+		if err := latencyRound(ctx, targets, r, creates); err != nil {
+			return nil, err
+		}
+		for _, t := range targets {
+			if err := throughputRound(ctx, t, r, clients, duration); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
+}
+
+func startAdmissionCluster(ctx context.Context, h home, hook *webhookServer) (*upCluster, *kubernetes.Clientset, error) {
 	ref := filepath.Join(h.root, "bench-admission.yaml")
 	if err := os.WriteFile(ref, []byte(admissionProfile), 0o600); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	up, _, err := h.startUp(ctx, ref, "bench-admission")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer up.kill()
 	cs, err := clientFor(up.kubeconfig())
+	if err == nil {
+		err = setUpAdmissionWays(ctx, cs, hook)
+	}
 	if err != nil {
-		return nil, err
+		up.kill()
+		return nil, nil, err
 	}
-	if err := setUpAdmissionWays(ctx, cs, hook); err != nil {
-		return nil, err
-	}
-	res := &AdmissionResult{Creates: creates, Clients: clients, Duration: duration,
-		Added: map[string]Series{}, AddedP99: map[string]Series{}, Throughput: map[string]Series{}}
-	for r := range rounds {
-		if err := latencyRound(ctx, cs, r, creates, res); err != nil {
-			return nil, err
-		}
-		if err := throughputRound(ctx, cs, r, clients, duration, res); err != nil {
-			return nil, err
-		}
-	}
-	_, err = up.stop()
-	return res, err
+	return up, cs, nil
 }
 
 // clientFor is a clientset without client-side rate limits.
@@ -209,46 +240,56 @@ func create(ctx context.Context, cs *kubernetes.Clientset, way string, i int) (t
 	return time.Since(began), nil
 }
 
-// latencyRound creates n ConfigMaps per way, the ways taking turns create by create.
-func latencyRound(ctx context.Context, cs *kubernetes.Clientset, round, n int, res *AdmissionResult) error {
-	lat := map[string][]time.Duration{}
+// latencyRound creates n ConfigMaps per cluster and way, taking turns create by create.
+func latencyRound(ctx context.Context, targets []admissionTarget, round, n int) error {
+	type key struct{ target, way int }
+	var order []key
+	for t := range targets {
+		for w := range admissionWays {
+			order = append(order, key{t, w})
+		}
+	}
+	lat := map[key][]time.Duration{}
 	for i := range n {
-		for k := range admissionWays {
-			way := admissionWays[(k+i+round)%len(admissionWays)]
-			d, err := create(ctx, cs, way, i)
+		for k := range order {
+			at := order[(k+i+round)%len(order)]
+			d, err := create(ctx, targets[at.target].cs, admissionWays[at.way], i)
 			if err != nil {
 				return err
 			}
-			lat[way] = append(lat[way], d)
+			lat[at] = append(lat[at], d)
 		}
 	}
-	base50, base99 := percentile(lat[wayNone], 50), percentile(lat[wayNone], 99)
-	res.BaseP50.AddDuration(base50, time.Microsecond)
-	for _, way := range admissionWays[1:] {
-		added, added99 := res.Added[way], res.AddedP99[way]
-		added.AddDuration(percentile(lat[way], 50)-base50, time.Microsecond)
-		added99.AddDuration(percentile(lat[way], 99)-base99, time.Microsecond)
-		res.Added[way], res.AddedP99[way] = added, added99
+	for t, target := range targets {
+		res := target.res
+		base50, base99 := percentile(lat[key{t, 0}], 50), percentile(lat[key{t, 0}], 99)
+		res.BaseP50.AddDuration(base50, time.Microsecond)
+		for w, way := range admissionWays[1:] {
+			added, added99 := res.Added[way], res.AddedP99[way]
+			added.AddDuration(percentile(lat[key{t, w + 1}], 50)-base50, time.Microsecond)
+			added99.AddDuration(percentile(lat[key{t, w + 1}], 99)-base99, time.Microsecond)
+			res.Added[way], res.AddedP99[way] = added, added99
+		}
 	}
 	return nil
 }
 
 // throughputRound runs clients concurrent creators for d per way and records creates/s.
-func throughputRound(ctx context.Context, cs *kubernetes.Clientset, round, clients int, d time.Duration, res *AdmissionResult) error {
+func throughputRound(ctx context.Context, t admissionTarget, round, clients int, d time.Duration) error {
 	rates := map[string]float64{}
 	for k := range admissionWays {
 		way := admissionWays[(k+round)%len(admissionWays)]
-		rate, err := createRate(ctx, cs, way, clients, d)
+		rate, err := createRate(ctx, t.cs, way, clients, d)
 		if err != nil {
 			return err
 		}
 		rates[way] = rate
 	}
-	res.BaseThroughput.Add(rates[wayNone])
+	t.res.BaseThroughput.Add(rates[wayNone])
 	for _, way := range admissionWays[1:] {
-		s := res.Throughput[way]
+		s := t.res.Throughput[way]
 		s.Add(rates[way] / rates[wayNone])
-		res.Throughput[way] = s
+		t.res.Throughput[way] = s
 	}
 	return nil
 }

@@ -147,8 +147,10 @@ func TestMarkdown(t *testing.T) {
 			{Name: "etcd + kube-apiserver binaries, warm", Ready: Series{2, 2.2}, RSS: Series{300}, Stop: Series{1}},
 			{Name: "wasmkube demo, warm", Ready: Series{1.2, 1.3}, RSS: Series{320}, Stop: Series{0.2}},
 		},
-		Admit: &AdmissionResult{Creates: 10, Clients: 16, Added: map[string]Series{wayWASM: {60}, wayCEL: {40}, wayWebhook: {600}},
-			AddedP99: map[string]Series{}, Throughput: map[string]Series{wayWASM: {0.97}}},
+		Admit: &AdmissionResult{Creates: 10, Clients: 16, Clusters: []AdmissionCluster{
+			{Added: map[string]Series{wayWASM: {60}, wayCEL: {40}, wayWebhook: {600}}, AddedP99: map[string]Series{}, Throughput: map[string]Series{wayWASM: {0.97}}},
+			{Label: "abc123", Added: map[string]Series{wayWASM: {300}}, AddedP99: map[string]Series{}, Throughput: map[string]Series{}},
+		}},
 		Binary: &BinaryResult{FileMB: 289, StrippedMB: 212, Parts: []BinaryPart{{Name: "a", EstimateMB: 1}, {Name: "b", EstimateMB: 2}}},
 	}
 	var b strings.Builder
@@ -162,6 +164,7 @@ func TestMarkdown(t *testing.T) {
 		"minimal/baseline 0.40: **met**",
 		"module added ≤ 2× CEL's: 1.50× (60 vs 40 µs): **met**",
 		"module added ≤ 0.1× the webhook's: 0.10× (60 vs 600 µs): **met**",
+		"| WASM module (magic-validate) — base abc123 | 300 |",
 		"stripped (without the symbol\ntable and DWARF",
 		"| b | 0.0 | 0.0 | 2 |\n| a | 0.0 | 0.0 | 1 |",
 	} {

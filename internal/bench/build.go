@@ -89,3 +89,18 @@ func buildCached(ctx context.Context, root, pkg, out string) error {
 	}
 	return os.Rename(tmp, out)
 }
+
+// buildBase builds the wasmkube of a git revision into out, from a temporary worktree.
+func buildBase(ctx context.Context, root, rev, out string) error {
+	src := out + "-src"
+	if _, err := runOutput(ctx, "git", os.Environ(), "-C", root, "worktree", "add", "--detach", src, rev); err != nil {
+		return fmt.Errorf("check out base %s: %w", rev, err)
+	}
+	defer func() {
+		_, _ = runOutput(context.Background(), "git", os.Environ(), "-C", root, "worktree", "remove", "--force", src)
+	}()
+	if _, err := goCmd(ctx, src, "build", "-trimpath", "-o", out, "./cmd/wasmkube"); err != nil {
+		return fmt.Errorf("build base %s: %w", rev, err)
+	}
+	return nil
+}

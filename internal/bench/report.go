@@ -37,6 +37,9 @@ file. Every figure below comes from one run; rerun rather than trusting an old f
 
 `, r.Began.UTC().Format("2006-01-02 15:04 MST"), m.CPU, m.Cores, m.MemoryGiB, m.OS, m.Go, m.Revision,
 		r.Took.Round(time.Second), r.Separate.Versions)
+	if r.Config.Base != "" {
+		fmt.Fprintf(b, "Rows marked \"— base %s\" are wasmkube built from revision %s, measured in the same run, interleaved\nwith this tree's: before and after.\n\n", r.Config.Base, r.Config.Base)
+	}
 }
 
 // row writes one Markdown table row.
@@ -112,9 +115,10 @@ func (r *Report) startTargets(b *strings.Builder) {
 
 func (r *Report) admissionSection(b *strings.Builder) {
 	a := r.Admit
-	if a == nil {
+	if a == nil || len(a.Clusters) == 0 {
 		return
 	}
+	this := a.Clusters[0]
 	fmt.Fprintf(b, `## Admission: one validating rule, four ways, one cluster
 
 One `+"`up`"+` (profile: minimal without controllers, plus examples/magic-validate) with four
@@ -127,17 +131,27 @@ create; **added** = p50 (p99) of the way − p50 (p99) of no policy in the same 
 %d clients creating for %s per way and round, relative to no policy in the same round (no
 policy: %s creates/s; no-policy create p50 %s µs). %d rounds.
 
-`, forbiddenKey, a.Creates, a.Clients, a.Duration, a.BaseThroughput.Format(0), a.BaseP50.Format(0), r.Config.Rounds)
+`, forbiddenKey, a.Creates, a.Clients, a.Duration, this.BaseThroughput.Format(0), this.BaseP50.Format(0), r.Config.Rounds)
 	tableHead(b, "way", "added p50 (µs)", "added p99 (µs)", fmt.Sprintf("throughput at %d clients (× no policy)", a.Clients))
 	names := map[string]string{wayWASM: "WASM module (magic-validate)", wayCEL: "CEL ValidatingAdmissionPolicy", wayWebhook: "webhook on loopback HTTPS"}
-	for _, way := range admissionWays[1:] {
-		row(b, names[way], a.Added[way].Format(0), a.AddedP99[way].Format(0), a.Throughput[way].Format(2))
+	for _, c := range a.Clusters {
+		for _, way := range admissionWays[1:] {
+			row(b, names[way]+labelSuffix(c.Label), c.Added[way].Format(0), c.AddedP99[way].Format(0), c.Throughput[way].Format(2))
+		}
 	}
-	wasm, cel, hook := a.Added[wayWASM], a.Added[wayCEL], a.Added[wayWebhook]
+	wasm, cel, hook := this.Added[wayWASM], this.Added[wayCEL], this.Added[wayWebhook]
 	b.WriteString("\nTargets (issue 11):\n\n")
 	fmt.Fprintf(b, "- module added ≤ 2× CEL's: %s× (%.0f vs %.0f µs): %s\n", Ratio(wasm, cel), wasm.Median(), cel.Median(), verdict(wasm.Median() <= 2*cel.Median()))
 	fmt.Fprintf(b, "- module added ≤ 0.1× the webhook's: %s× (%.0f vs %.0f µs): %s\n", Ratio(wasm, hook), wasm.Median(), hook.Median(), verdict(wasm.Median() <= 0.1*hook.Median()))
-	fmt.Fprintf(b, "- module throughput ≥ 0.95× no policy: %.2f: %s\n\n", a.Throughput[wayWASM].Median(), verdict(a.Throughput[wayWASM].Median() >= 0.95))
+	fmt.Fprintf(b, "- module throughput ≥ 0.95× no policy: %.2f: %s\n\n", this.Throughput[wayWASM].Median(), verdict(this.Throughput[wayWASM].Median() >= 0.95))
+}
+
+// labelSuffix marks the rows of a base revision.
+func labelSuffix(label string) string {
+	if label == "" {
+		return ""
+	}
+	return " — base " + label
 }
 
 func (r *Report) accessSection(b *strings.Builder) {

@@ -27,6 +27,9 @@ type Config struct {
 	Duration time.Duration
 	// CallCount is go test's -count for the module-call benchmarks.
 	CallCount int
+	// Base is a git revision whose wasmkube the start and admission comparisons also run,
+	// interleaved with this tree's (before/after in one run); none when empty.
+	Base string
 	// Steps to run (build, start, admission, access, calls, binary); all when empty. build is
 	// always run when another step needs its binaries.
 	Steps []string
@@ -90,9 +93,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // binPath is where buildAll puts this tree's wasmkube.
 func binPath(cfg Config) string { return filepath.Join(cfg.WorkDir, "bin", "wasmkube") }
 
+// baseBinPath is where buildAll puts the base revision's wasmkube.
+func baseBinPath(cfg Config) string { return filepath.Join(cfg.WorkDir, "bin", "wasmkube-base") }
+
+// homes are the environments of a step: this tree's, and the base revision's when comparing,
+// with the labels of their rows ("" for this tree).
+func (c Config) homes(name string) ([]home, []string, error) {
+	h, err := newHome(filepath.Join(c.WorkDir, name), binPath(c))
+	if err != nil || c.Base == "" {
+		return []home{h}, []string{""}, err
+	}
+	base, err := newHome(filepath.Join(c.WorkDir, name+"-base"), baseBinPath(c))
+	return []home{h, base}, []string{"", c.Base}, err
+}
+
 func buildAll(ctx context.Context, cfg Config, rep *Report) error {
 	if _, err := buildWasmkube(ctx, cfg.Root, filepath.Dir(binPath(cfg))); err != nil {
 		return err
+	}
+	if cfg.Base != "" {
+		if err := buildBase(ctx, cfg.Root, cfg.Base, baseBinPath(cfg)); err != nil {
+			return err
+		}
 	}
 	if !cfg.wants("start") {
 		return nil
@@ -106,24 +128,24 @@ func buildAll(ctx context.Context, cfg Config, rep *Report) error {
 func (c Config) wants(step string) bool { return len(c.Steps) == 0 || slices.Contains(c.Steps, step) }
 
 func runStart(ctx context.Context, cfg Config, rep *Report) error {
-	warm, err := newHome(filepath.Join(cfg.WorkDir, "start-warm"), binPath(cfg))
+	warm, labels, err := cfg.homes("start-warm")
 	if err != nil {
 		return err
 	}
-	fresh, err := newHome(filepath.Join(cfg.WorkDir, "start-fresh"), binPath(cfg))
+	fresh, _, err := cfg.homes("start-fresh")
 	if err != nil {
 		return err
 	}
-	rep.Start, err = measureStart(ctx, warm, fresh, rep.Separate, cfg.Rounds)
+	rep.Start, err = measureStart(ctx, warm, fresh, labels, rep.Separate, cfg.Rounds)
 	return err
 }
 
 func runAdmission(ctx context.Context, cfg Config, rep *Report) error {
-	h, err := newHome(filepath.Join(cfg.WorkDir, "admission"), binPath(cfg))
+	homes, labels, err := cfg.homes("admission")
 	if err != nil {
 		return err
 	}
-	rep.Admit, err = measureAdmission(ctx, h, cfg.Rounds, cfg.Creates, cfg.Clients, cfg.Duration)
+	rep.Admit, err = measureAdmission(ctx, homes, labels, cfg.Rounds, cfg.Creates, cfg.Clients, cfg.Duration)
 	return err
 }
 

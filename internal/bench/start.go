@@ -30,8 +30,11 @@ type startVariant struct {
 
 // measureStart runs every variant once per round, in an order rotated each round, after one
 // start of each to warm the data dirs and caches.
-func measureStart(ctx context.Context, warm, fresh home, bins separateBinaries, rounds int) ([]StartRow, error) {
-	variants := startVariants(warm, fresh, bins)
+func measureStart(ctx context.Context, warm, fresh []home, labels []string, bins separateBinaries, rounds int) ([]StartRow, error) {
+	variants := startVariants(warm[0], fresh[0], bins)
+	for i := 1; i < len(warm); i++ {
+		variants = append(variants, wasmkubeVariants(warm[i], fresh[i], labelSuffix(labels[i]))...)
+	}
 	for _, v := range variants { // warm up: PKI, etcd data, compiled modules, page cache
 		if _, _, _, err := v.run(ctx); err != nil {
 			return nil, fmt.Errorf("warm-up %s: %w", v.name, err)
@@ -60,16 +63,26 @@ func measureStart(ctx context.Context, warm, fresh home, bins separateBinaries, 
 	return rows, nil
 }
 
+// startVariants are wasmkube's starts and the separate-process baseline's.
 func startVariants(warm, fresh home, bins separateBinaries) []startVariant {
 	sep := separateStart{bins: bins, home: warm, profile: "minimal", etcdDir: filepath.Join(warm.root, "separate-etcd")}
 	sepFresh := separateStart{bins: bins, home: warm, profile: "minimal", etcdDir: filepath.Join(warm.root, "separate-etcd-fresh")}
-	return []startVariant{
-		{name: "wasmkube minimal, warm", run: upOnce(warm, "minimal")},
+	v := wasmkubeVariants(warm, fresh, "")
+	return []startVariant{v[0],
 		{name: "etcd + kube-apiserver binaries, warm", run: separateOnce(sep)},
-		{name: "wasmkube demo, warm", run: upOnce(warm, "demo")},
-		{name: "wasmkube minimal, fresh", run: upOnce(fresh, "minimal"), reset: removeAll(fresh.dataDir("minimal"))},
+		v[1], v[2],
 		{name: "etcd + kube-apiserver binaries, fresh etcd", run: separateOnce(sepFresh), reset: removeAll(sepFresh.etcdDir)},
-		{name: "wasmkube demo, fresh", run: upOnce(fresh, "demo"), reset: removeAll(fresh.dataDir("demo"))},
+		v[3],
+	}
+}
+
+// wasmkubeVariants are the four starts of one wasmkube binary, their names ending in suffix.
+func wasmkubeVariants(warm, fresh home, suffix string) []startVariant {
+	return []startVariant{
+		{name: "wasmkube minimal, warm" + suffix, run: upOnce(warm, "minimal")},
+		{name: "wasmkube demo, warm" + suffix, run: upOnce(warm, "demo")},
+		{name: "wasmkube minimal, fresh" + suffix, run: upOnce(fresh, "minimal"), reset: removeAll(fresh.dataDir("minimal"))},
+		{name: "wasmkube demo, fresh" + suffix, run: upOnce(fresh, "demo"), reset: removeAll(fresh.dataDir("demo"))},
 	}
 }
 

@@ -26,19 +26,20 @@ func run(args []string, stderr io.Writer) int {
 	out := fs.String("o", "docs/benchmarks.md", "write the report here (- for stdout)")
 	rounds := fs.Int("rounds", 5, "repeats of every comparison")
 	only := fs.String("only", "", "comma-separated steps to run (build, start, admission, access, calls, binary); all when empty")
+	base := fs.String("base", "", "a git revision whose wasmkube the start and admission comparisons also run, interleaved (before/after)")
 	keep := fs.Bool("keep", false, "keep the work dir (binaries, data dirs, logs) for a look afterwards")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if err := runBench(*out, *rounds, *only, *keep, log); err != nil {
+	if err := runBench(*out, *rounds, *only, *base, *keep, log); err != nil {
 		log.Error("bench failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func runBench(out string, rounds int, only string, keep bool, log *slog.Logger) error {
+func runBench(out string, rounds int, only, base string, keep bool, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	root, err := moduleRoot()
@@ -55,7 +56,7 @@ func runBench(out string, rounds int, only string, keep bool, log *slog.Logger) 
 		defer os.RemoveAll(work)
 	}
 	cfg := bench.DefaultConfig(root, work, filepath.Join(xdg.CacheHome, "wasmkube", "bench"))
-	cfg.Rounds, cfg.Log = rounds, log
+	cfg.Rounds, cfg.Base, cfg.Log = rounds, base, log
 	if only != "" {
 		cfg.Steps = strings.Split(only, ",")
 	}
