@@ -219,6 +219,7 @@ func moduleConfig(mc wasm.ModuleConfig, mode ExecutionMode) (wasm.ModuleConfig, 
 		mc.StartFunctions = []string{}
 		mc.Isolation = wasm.Fresh
 		mc.SpareArgs = []string{"policy.wasm", "validate"}
+		mc.Snapshot = true
 	case ModeOPA, ModeGatekeeper:
 		return mc, fmt.Errorf("policy %q: execution mode %s (Rego) is not supported yet", mc.Name, mode)
 	default:
