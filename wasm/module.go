@@ -404,7 +404,7 @@ func (m *Module) withFresh(ctx context.Context, export string, args []string, de
 		return err
 	}
 	defer func() { <-m.slots }()
-	if inst := m.takeResident(args); inst != nil {
+	if inst := m.takeResident(ctx, args, deadline); inst != nil {
 		return m.withResident(inst, deadline, use)
 	}
 	inst, err := m.freshInstance(ctx, args, deadline)

@@ -155,19 +155,36 @@ func (rs *residents) run() {
 	inst.resident.run()
 }
 
-// takeResident returns an idle resident for a call with args, or nil (and has one more made
-// when fewer than PoolSize exist).
-func (m *Module) takeResident(args []string) *instance {
-	if m.res == nil || m.res.off.Load() || !slices.Equal(args, m.cfg.SpareArgs) {
+// residentWait bounds how long a call waits for a resident that is restoring itself after
+// the previous call (well under a millisecond) or being replaced, before it takes a fresh
+// instance instead.
+const residentWait = 20 * time.Millisecond
+
+// takeResident returns an idle resident for a call with args, or nil. When none is idle it has
+// one more made if fewer than PoolSize exist, else waits a little for one (residentWait).
+func (m *Module) takeResident(ctx context.Context, args []string, deadline time.Time) *instance {
+	rs := m.res
+	if rs == nil || rs.off.Load() || !slices.Equal(args, m.cfg.SpareArgs) {
 		return nil
 	}
 	select {
-	case inst := <-m.res.idle:
+	case inst := <-rs.idle:
 		return inst
 	default:
+	}
+	if rs.count.Load() < int32(m.cfg.PoolSize) {
 		m.startResident()
 		return nil
 	}
+	timer := time.NewTimer(min(time.Until(deadline), residentWait))
+	defer timer.Stop()
+	select {
+	case inst := <-rs.idle:
+		return inst
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return nil
 }
 
 // withResident runs use on a resident instance, then lets it restore itself for the next call
