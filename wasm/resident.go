@@ -64,6 +64,7 @@ type residents struct {
 	idle    chan *instance
 	stop    chan struct{} // closed by Module.Close
 	count   atomic.Int32
+	served  atomic.Int64 // calls served by residents
 	off     atomic.Bool
 	offOnce sync.Once
 }
@@ -145,14 +146,18 @@ func (m *Module) startResident() {
 // run makes a resident instance and runs it until it ends.
 func (rs *residents) run() {
 	m := rs.m
-	defer rs.count.Add(-1)
 	ctx := context.WithValue(context.Background(), residentKey{}, rs)
 	inst, err := m.newInstance(ctx, m.cfg.SpareArgs, time.Now().Add(m.cfg.startBudget()))
 	if err != nil {
+		rs.count.Add(-1)
 		rs.residentsOff(fmt.Errorf("instantiate: %w", err))
 		return
 	}
-	inst.resident.run()
+	replace := inst.resident.run()
+	rs.count.Add(-1)
+	if replace {
+		m.startResident()
+	}
 }
 
 // residentWait bounds how long a call waits for a resident that is restoring itself after
@@ -198,6 +203,7 @@ func (m *Module) withResident(inst *instance, deadline time.Time, use func(*inst
 		}
 		inst.resident.released <- struct{}{}
 	}()
+	m.res.served.Add(1)
 	err := use(inst, deadline)
 	done = true
 	return err
@@ -276,8 +282,9 @@ type residentResult struct {
 
 func (r *resident) quit() { r.quitOnce.Do(func() { close(r.quitting) }) }
 
-// run runs the guest's _start (with the snapshotter enabled) until the instance ends.
-func (r *resident) run() {
+// run runs the guest's _start (with the snapshotter enabled) until the instance ends, and
+// reports whether a new resident should take its place.
+func (r *resident) run() (replace bool) {
 	inst := r.inst
 	defer close(r.done)
 	defer inst.close()
@@ -285,21 +292,22 @@ func (r *resident) run() {
 		g, ok := inst.mod.ExportedGlobal(name).(api.MutableGlobal)
 		if !ok {
 			r.set.residentsOff(fmt.Errorf("global %s is not exported as mutable", name))
-			return
+			return false
 		}
 		r.globals = append(r.globals, g)
 	}
 	if err := r.enter(); err != nil {
-		return
+		return false
 	}
 	_, err := inst.fn("_start").Call(experimental.WithSnapshotter(inst.ctx))
 	r.leave()
-	r.ended(err)
+	return r.ended(err)
 }
 
 // ended handles the end of _start: a start-up that never reached its snapshot turns
-// residents off; a call not yet answered gets the error; anything else makes a new resident.
-func (r *resident) ended(err error) {
+// residents off; a call not yet answered gets the error. It reports whether a new resident
+// should take the place of this one (not after a stop).
+func (r *resident) ended(err error) bool {
 	rs := r.set
 	switch {
 	case r.phase < phaseRestored:
@@ -307,16 +315,14 @@ func (r *resident) ended(err error) {
 			err = errors.New("_start returned")
 		}
 		rs.residentsOff(fmt.Errorf("the command did not wait for stdin at start: %w", err))
-		return
+		return false
 	case r.phase == phaseCall && !r.answered:
 		r.result <- residentResult{err: err, ended: true}
 		if err == nil {
 			rs.residentsOff(errors.New("_start returns after a call instead of exiting: a snapshot cannot resume it"))
 		}
 	}
-	if !errors.Is(err, errResidentStopped) {
-		rs.m.startResident()
-	}
+	return !errors.Is(err, errResidentStopped)
 }
 
 // enter counts the resident as running code, unless the runtime is closing.
