@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -458,6 +459,7 @@ func (r *resident) serve(mod api.Module, iovs, n, nread uint32) uint32 {
 func (r *resident) exit(mod api.Module, code uint32) {
 	r.answered = true
 	r.result <- residentResult{exit: code}
+	runtime.Gosched() // let the caller take its answer before this goroutine restores
 	mem := mod.Memory()
 	if mem.Size() != uint32(len(r.memory)) {
 		panic(errMemoryGrew)
