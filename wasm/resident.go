@@ -82,6 +82,8 @@ func (m *Module) initResidents(ctx context.Context, r *Runtime, res *wasmbin.Res
 		reason = "the module exports no _start"
 	case len(m.cfg.Grants.ReadOnlyDirs) > 0:
 		reason = "the module is granted directories (file state is not part of a snapshot)"
+	case res.PrefixTaken:
+		reason = "the module exports names under " + residentGlobals + ", where the host exports its globals"
 	case res.StateOutsideMemory:
 		reason = "the module changes tables, drops segments or imports mutable globals (state a snapshot does not hold)"
 	}

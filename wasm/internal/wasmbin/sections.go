@@ -372,7 +372,7 @@ func (rw *rewriter) exports(content []byte) ([]byte, bool, error) {
 			return nil, false, err
 		}
 		if p := rw.opts.ExportGlobals; p != "" && bytes.HasPrefix(name, []byte(p)) {
-			return nil, false, fmt.Errorf("%w: export %q uses the prefix reserved for the host (%s)", ErrInvalid, name, p)
+			rw.res.PrefixTaken = true
 		}
 		kind, err := r.byte()
 		if err != nil {
@@ -644,7 +644,7 @@ func (rw *rewriter) names(content []byte) ([]byte, bool, error) {
 // the module defines, when Options.ExportGlobals asks for it.
 func (rw *rewriter) exportGlobals(out []byte, n uint32) ([]byte, error) {
 	prefix := rw.opts.ExportGlobals
-	if prefix == "" || len(rw.mutable) == 0 {
+	if prefix == "" || len(rw.mutable) == 0 || rw.res.PrefixTaken {
 		return out, nil
 	}
 	body := out[len(appendU32(nil, n)):]

@@ -136,6 +136,9 @@ type Result struct {
 	// FuelGlobal is the name of the fuel among them (empty when not metered).
 	ExportedGlobals []string
 	FuelGlobal      string
+	// PrefixTaken says the module itself exports a name under Options.ExportGlobals; its
+	// globals are then not exported.
+	PrefixTaken bool
 	// StateOutsideMemory says the module has state that neither its memory nor its own
 	// globals hold: imported mutable globals, or code that changes tables (table.set,
 	// table.grow, table.fill, table.copy, table.init) or drops segments (data.drop, elem.drop).
