@@ -116,6 +116,25 @@ func TestResidentFaults(t *testing.T) {
 	}
 }
 
+// TestResidentReturnFromStart: a command that returns from _start after its answer (as a Rust
+// main does) cannot be resumed: the call succeeds, and the calls after it take fresh instances.
+func TestResidentReturnFromStart(t *testing.T) {
+	m := loadCommand(t, "counter", 1)
+	waitResident(t, m)
+	if out, err := runCommand(m, "Return"); err != nil || out != "11Return" || ResidentCalls(m) != 1 {
+		t.Fatalf("return: %q %v (resident calls %d)", out, err, ResidentCalls(m))
+	}
+	for i := range 3 {
+		in := fmt.Sprint("after ", i)
+		if out, err := runCommand(m, in); err != nil || out != "11"+in {
+			t.Errorf("%s: %q %v", in, out, err)
+		}
+	}
+	if n := ResidentCalls(m); n != 1 {
+		t.Errorf("resident instances served %d calls after one returned from _start", n)
+	}
+}
+
 // TestResidentConcurrentCalls: PoolSize residents serve concurrent calls, each with its own
 // input and output.
 func TestResidentConcurrentCalls(t *testing.T) {
@@ -168,7 +187,7 @@ func TestResidentNotApplicable(t *testing.T) {
 // it reads from stdin after the request), each correctly, from resident instances.
 func TestResidentGoPolicy(t *testing.T) {
 	bin, _ := examples.Module("unique-ingress-host")
-	r, err := NewRuntime(context.Background(), RuntimeConfig{})
+	r, err := NewRuntime(context.Background(), RuntimeConfig{CacheDir: filepath.Join(os.TempDir(), "wasmkube-test-cache")})
 	if err != nil {
 		t.Fatal(err)
 	}
