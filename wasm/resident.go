@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,7 +47,8 @@ const (
 )
 
 var (
-	errResidentStopped = errors.New("resident instance stopped")
+	errResidentStopped = errors.New("resident instance stopped with its module")
+	errResidentQuit    = errors.New("resident instance left broken by its call")
 	errMemoryGrew      = errors.New("the call grew the memory, which a snapshot cannot shrink")
 )
 
@@ -403,26 +403,17 @@ func (r *resident) verify(mod api.Module) error {
 	return nil
 }
 
-// wait puts the resident in the idle pool once the previous call's caller released it, and
-// waits for a call (or a stop, which ends the instance).
+// wait puts the resident in the idle pool and waits for a call (or for the module's Close, which
+// ends the instance).
 func (r *resident) wait() {
 	r.leave()
-	if r.answered {
-		select {
-		case <-r.released:
-		case <-r.quitting:
-			panic(errResidentStopped)
-		}
-		r.answered = false
-	}
 	r.set.idle <- r.inst
 	select {
 	case <-r.request:
-	case <-r.quitting:
-		panic(errResidentStopped)
 	case <-r.set.stop:
 		panic(errResidentStopped)
 	}
+	r.answered = false
 	r.phase = phaseCall
 	if err := r.enter(); err != nil {
 		panic(err)
@@ -455,13 +446,20 @@ func (r *resident) serve(mod api.Module, iovs, n, nread uint32) uint32 {
 	return errnoSuccess
 }
 
-// exit is the guest's proc_exit during a call: the answer goes to the caller, and the instance
-// is restored to its snapshot, where the interrupted read is retried and waits for the next
-// call. A memory that grew cannot be restored: the instance ends and a new one is made.
+// exit is the guest's proc_exit during a call: the answer goes to the caller and, once the
+// caller released the instance, the instance is restored to its snapshot, where the
+// interrupted read is retried and waits for the next call. A memory that grew cannot be
+// restored, and a caller that found the answer broken quits the instance: it ends and a new
+// one is made.
 func (r *resident) exit(mod api.Module, code uint32) {
 	r.answered = true
 	r.result <- residentResult{exit: code}
-	runtime.Gosched() // let the caller take its answer before this goroutine restores
+	// The guest runs again only once the caller is done with the call's stdout and state.
+	select {
+	case <-r.released:
+	case <-r.quitting:
+		panic(errResidentQuit)
+	}
 	mem := mod.Memory()
 	if mem.Size() != uint32(len(r.memory)) {
 		panic(errMemoryGrew)
