@@ -235,6 +235,11 @@ func linkResident(ctx context.Context, inst *instance) {
 	}
 	inst.resident = &resident{inst: inst, set: rs, request: make(chan struct{}), result: make(chan residentResult, 1),
 		released: make(chan struct{}, 1), quitting: make(chan struct{}), done: make(chan struct{})}
+	r := inst.resident
+	inst.ctx = experimental.WithMemoryAllocator(inst.ctx, experimental.MemoryAllocatorFunc(func(min, max uint64) experimental.LinearMemory {
+		r.lm = mapMemory(min, max)
+		return r.lm
+	}))
 	inst.ctx = experimental.WithImportResolver(inst.ctx, func(name string) api.Module {
 		if name == wasi_snapshot_preview1.ModuleName {
 			return rs.wasi
@@ -261,7 +266,8 @@ type resident struct {
 	set      *residents
 	phase    residentPhase
 	snap     experimental.Snapshot
-	memory   []byte
+	lm       experimental.LinearMemory // the instance's memory, as allocated
+	memory   savedMemory
 	globals  []api.MutableGlobal
 	saved    []uint64
 	active   bool // counted as running code (activity)
@@ -291,6 +297,11 @@ func (r *resident) run() (replace bool) {
 	inst := r.inst
 	defer close(r.done)
 	defer inst.close()
+	defer func() {
+		if r.memory != nil {
+			r.memory.release()
+		}
+	}()
 	for _, name := range r.set.globals {
 		g, ok := inst.mod.ExportedGlobal(name).(api.MutableGlobal)
 		if !ok {
@@ -377,7 +388,7 @@ func (r *resident) read(ctx context.Context, mod api.Module, iovs, n, nread uint
 // save copies the memory and the mutable globals.
 func (r *resident) save(mod api.Module) {
 	view, _ := mod.Memory().Read(0, mod.Memory().Size())
-	r.memory = bytes.Clone(view)
+	r.memory = saveMemory(view, r.lm)
 	r.saved = r.saved[:0]
 	for _, g := range r.globals {
 		r.saved = append(r.saved, g.Get())
@@ -392,7 +403,7 @@ func (r *resident) verify(mod api.Module) error {
 		return errors.New("the command wrote output after a read of stdin was interrupted")
 	}
 	view, _ := mod.Memory().Read(0, mod.Memory().Size())
-	if !bytes.Equal(view, r.memory) {
+	if !bytes.Equal(view, r.memory.saved()) {
 		return errors.New("retrying an interrupted read of stdin changed the memory")
 	}
 	for i, g := range r.globals {
@@ -461,11 +472,11 @@ func (r *resident) exit(mod api.Module, code uint32) {
 		panic(errResidentQuit)
 	}
 	mem := mod.Memory()
-	if mem.Size() != uint32(len(r.memory)) {
+	if mem.Size() != uint32(len(r.memory.saved())) {
 		panic(errMemoryGrew)
 	}
 	view, _ := mem.Read(0, mem.Size())
-	copy(view, r.memory)
+	r.memory.restore(view)
 	for i, g := range r.globals {
 		g.Set(r.saved[i])
 	}
