@@ -21,10 +21,8 @@ type savedMemory interface {
 // lm is a mapping of its own, as a copy-on-write mapping that restores only the pages a call
 // wrote (see cowMemory); elsewhere, or if that fails, as a plain copy.
 func saveMemory(live []byte, lm experimental.LinearMemory) savedMemory {
-	if mm, ok := lm.(*mappedMemory); ok && len(live) > 0 && len(mm.buf) >= len(live) && &mm.buf[0] == &live[0] {
-		if s, err := saveCopyOnWrite(live); err == nil {
-			return s
-		}
+	if s, err := saveCopyOnWrite(live, lm); err == nil {
+		return s
 	}
 	return &copiedMemory{b: bytes.Clone(live)}
 }

@@ -4,10 +4,12 @@ package wasm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"unsafe"
 
+	"github.com/tetratelabs/wazero/experimental"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,9 +35,12 @@ const (
 	pmFile    = 1 << 61
 )
 
-// saveCopyOnWrite saves live (a mapping of its own, page aligned) in a memfd and maps live
-// over it as a private mapping of it.
-func saveCopyOnWrite(live []byte) (_ savedMemory, err error) {
+// saveCopyOnWrite saves live in a memfd and maps live over it as a private mapping of it; live
+// must be the start of lm, a mapping of its own (mapMemory's), never Go memory.
+func saveCopyOnWrite(live []byte, lm experimental.LinearMemory) (_ savedMemory, err error) {
+	if mm, ok := lm.(*mappedMemory); !ok || len(live) == 0 || len(mm.buf) < len(live) || &mm.buf[0] != &live[0] {
+		return nil, errors.New("the memory is not a mapping of its own")
+	}
 	pageSize := os.Getpagesize()
 	if len(live)%pageSize != 0 || uintptr(unsafe.Pointer(&live[0]))%uintptr(pageSize) != 0 {
 		return nil, fmt.Errorf("memory of %d bytes is not page aligned", len(live))

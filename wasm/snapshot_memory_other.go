@@ -2,9 +2,13 @@
 
 package wasm
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
 
 // saveCopyOnWrite needs Linux's memfd and /proc/self/pagemap.
-func saveCopyOnWrite([]byte) (savedMemory, error) {
+func saveCopyOnWrite([]byte, experimental.LinearMemory) (savedMemory, error) {
 	return nil, errors.New("copy-on-write snapshots need Linux")
 }
