@@ -199,12 +199,18 @@ func (m *Module) takeResident(ctx context.Context, args []string, deadline time.
 // (or, when the call left it broken, stops it; a new one is made in its place).
 func (m *Module) withResident(inst *instance, deadline time.Time, use func(*instance, time.Time) error) error {
 	done := false
+	r := inst.resident
+	r.sent = false
 	defer func() {
-		if !done || inst.broken {
-			inst.resident.quit()
-			return
+		switch {
+		case !r.sent && inst.broken: // it ended before the call reached it
+		case !r.sent: // the guest never saw the call: still idle
+			m.res.idle <- inst
+		case !done || inst.broken:
+			r.quit()
+		default:
+			r.released <- struct{}{}
 		}
-		inst.resident.released <- struct{}{}
 	}()
 	m.res.served.Add(1)
 	err := use(inst, deadline)
@@ -272,6 +278,7 @@ type resident struct {
 	saved    []uint64
 	active   bool // counted as running code (activity)
 	answered bool // the call was answered; its caller releases the instance
+	sent     bool // the caller's: the call reached the guest
 
 	request  chan struct{}
 	result   chan residentResult
@@ -499,6 +506,7 @@ func (r *resident) call(ctx context.Context, inv Invocation, deadline time.Time)
 	inst.deadline, inst.callCtx, inst.hostBytes, inst.state = deadline, ctx, 0, inv.State
 	select {
 	case r.request <- struct{}{}:
+		r.sent = true
 	case <-r.done:
 		inst.broken = true
 		return nil, inst.fail(name, KindClosed, errors.New("the resident instance ended before the call"))

@@ -240,3 +240,18 @@ func TestSnapshotModulesAreCurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestResidentOtherExport: a call of another export on a module with snapshots fails as a
+// missing export and leaves the resident serving.
+func TestResidentOtherExport(t *testing.T) {
+	m := loadCommand(t, "counter", 1)
+	waitResident(t, m)
+	err := m.Invoke(context.Background(), Invocation{Export: "validate", Args: commandArgs}, nil)
+	if !IsKind(err, KindMissingExport) {
+		t.Errorf("other export: %v", err)
+	}
+	waitResident(t, m)
+	if out, err := runCommand(m, "next"); err != nil || out != "11next" || ResidentCalls(m) != 2 {
+		t.Errorf("next: %q %v (resident calls %d)", out, err, ResidentCalls(m))
+	}
+}
