@@ -5,3 +5,19 @@ const (
 	LogBurst = logBurst
 	LogRate  = logRate
 )
+
+// ResidentCalls is how many calls of m resident instances served (resident.go).
+func ResidentCalls(m *Module) int64 {
+	if m.res == nil {
+		return 0
+	}
+	return m.res.served.Load()
+}
+
+// ResidentsIdle is how many resident instances of m wait for a call.
+func ResidentsIdle(m *Module) int {
+	if m.res == nil {
+		return 0
+	}
+	return len(m.res.idle)
+}

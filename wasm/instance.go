@@ -37,6 +37,8 @@ type instance struct {
 	broken bool
 	// state is the running call's Invocation.State, for an ABI's host functions (Call.State).
 	state any
+	// resident, when not nil, runs the instance's _start in its own goroutine (resident.go).
+	resident *resident
 }
 
 // newInstance creates an instance under deadline (and ctx); args, when not nil, replace the
@@ -48,6 +50,7 @@ func (m *Module) newInstance(ctx context.Context, args []string, deadline time.T
 	inst.stdout.limit = m.cfg.MaxOutputBytes
 	inst.stderr.max = stderrTail
 	inst.ctx = experimental.WithMemoryAllocator(context.WithValue(context.Background(), instanceKey{}, inst), memoryAllocator)
+	linkResident(ctx, inst)
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(m.cfg.StartFunctions...).
@@ -214,6 +217,9 @@ func (inst *instance) invoke(ctx context.Context, inv Invocation, deadline time.
 // though the instance cannot be used again.
 func (inst *instance) run(ctx context.Context, inv Invocation, deadline time.Time) ([]uint64, error) {
 	name := inv.name()
+	if inst.resident != nil {
+		return inst.resident.call(ctx, inv, deadline)
+	}
 	f := inst.fn(inv.Export)
 	if f == nil {
 		return nil, inst.fail(name, KindMissingExport, nil)

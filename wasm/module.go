@@ -103,6 +103,11 @@ type ModuleConfig struct {
 	// SpareArgs are the arguments of the spare instance a Fresh module keeps ready for its
 	// next call (nil: Grants.Args); calls with other arguments create their own instance.
 	SpareArgs []string
+	// Snapshot, for a Fresh module that is a WASI command, keeps up to PoolSize instances that
+	// ran _start up to their first read of stdin and starts every call with SpareArgs from
+	// there (see resident.go); calls fall back to fresh instances when the module does not
+	// allow it (a log line says why).
+	Snapshot bool
 	// Debug logs every envelope call's input and output (see CallEnvelope) at info level, with
 	// every "token" field redacted.
 	Debug bool
@@ -164,6 +169,8 @@ type Module struct {
 	// not wait for instantiation (and the start functions); refilling says one is being made.
 	spare     chan *instance
 	refilling atomic.Bool
+	// res holds the resident instances of a module with Snapshot (nil without).
+	res *residents
 	// observing makes reading the pool's length and reporting it one step, so that the last
 	// report is never an older length than one reported before it.
 	observing sync.Mutex
@@ -228,6 +235,7 @@ func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Mo
 		}
 		m.slots, m.spare = make(chan struct{}, cfg.PoolSize), make(chan *instance, 1)
 		m.spare <- insts[0]
+		m.initResidents(ctx, r, res)
 	default:
 		insts, err := m.newInstances(ctx, cfg.PoolSize, nil, deadline)
 		if err != nil {
@@ -268,6 +276,9 @@ func (m *Module) rewriteOptions() wasmbin.Options {
 		opts.HostModule = HostModule
 		opts.CheckName, opts.Budget = checkFunction, fuelBudget
 		opts.StackName, opts.StackLimit = stackFunction, m.cfg.stackLimit()
+	}
+	if m.cfg.Snapshot && m.cfg.Isolation == Fresh {
+		opts.ExportGlobals = residentGlobals
 	}
 	return opts
 }
@@ -393,6 +404,9 @@ func (m *Module) withFresh(ctx context.Context, export string, args []string, de
 		return err
 	}
 	defer func() { <-m.slots }()
+	if inst := m.takeResident(ctx, args, deadline); inst != nil {
+		return m.withResident(inst, deadline, use)
+	}
 	inst, err := m.freshInstance(ctx, args, deadline)
 	if err != nil {
 		return m.instanceError(export, err)
@@ -552,6 +566,7 @@ func (m *Module) Close(ctx context.Context) error {
 	if already {
 		return nil
 	}
+	m.stopResidents()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.cfg.Timeout+m.cfg.startBudget())
@@ -591,6 +606,7 @@ func (m *Module) Close(ctx context.Context) error {
 			}
 		}
 	}
+	m.closeResidentHost()
 	if m.compiled != nil {
 		return m.compiled.Close(context.Background())
 	}

@@ -151,8 +151,10 @@ type Policy struct {
 //
 //   - waPC instances run _start, _initialize and wapc_init once each, those exported; the
 //     policy must answer protocol_version with "v1".
-//   - WASI-mode policies get a fresh instance per call (a command runs once); the next one for
-//     validate is made in the background while the policy waits for its next request.
+//   - WASI-mode policies start every validate call as a fresh instance would: from a snapshot
+//     of a resident instance taken where the command first reads stdin (wasm.ModuleConfig's
+//     Snapshot), or, when the module does not allow that, in a fresh instance (the next one is
+//     made in the background while the policy waits for its next request).
 //   - Invalid settings are an error carrying the policy's own message.
 func Load(ctx context.Context, r *wasm.Runtime, bin []byte, cfg PolicyConfig) (_ *Policy, err error) {
 	md, _, err := ReadMetadata(bin)
@@ -219,6 +221,7 @@ func moduleConfig(mc wasm.ModuleConfig, mode ExecutionMode) (wasm.ModuleConfig, 
 		mc.StartFunctions = []string{}
 		mc.Isolation = wasm.Fresh
 		mc.SpareArgs = []string{"policy.wasm", "validate"}
+		mc.Snapshot = true
 	case ModeOPA, ModeGatekeeper:
 		return mc, fmt.Errorf("policy %q: execution mode %s (Rego) is not supported yet", mc.Name, mode)
 	default:

@@ -238,6 +238,7 @@ func (rw *rewriter) decodeInstr(r *reader, in *instr, locals uint32) error {
 		}
 		return rw.checkGlobal(idx)
 	case 0x25, 0x26: // table.get, table.set
+		rw.res.StateOutsideMemory = rw.res.StateOutsideMemory || op == 0x26
 		return r.skipLEB(5)
 	case 0x3f: // memory.size
 		return r.skipLEB(5)
@@ -258,7 +259,12 @@ func (rw *rewriter) decodeInstr(r *reader, in *instr, locals uint32) error {
 		_, err := readRefType(r)
 		return err
 	case 0xfc:
-		return decodeMisc(r, in)
+		if sub, err := (&reader{b: r.b, pos: r.pos}).u32(); err == nil && (sub == 9 || sub == 13) {
+			rw.res.StateOutsideMemory = true // data.drop, elem.drop
+		}
+		err := decodeMisc(r, in)
+		rw.res.StateOutsideMemory = rw.res.StateOutsideMemory || in.kind == kBulkTable
+		return err
 	case 0xfd:
 		return decodeSIMD(r)
 	}

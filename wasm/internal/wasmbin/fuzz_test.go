@@ -26,6 +26,8 @@ import (
 // Run: go test ./wasm/internal/wasmbin -run '^$' -fuzz FuzzRewrite -fuzztime 60s
 func FuzzRewrite(f *testing.F) {
 	paths, _ := filepath.Glob("../../testdata/hostile/*.wasm")
+	snapshot, _ := filepath.Glob("../../testdata/snapshot/*.wasm")
+	paths = append(paths, snapshot...)
 	for _, p := range paths {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
@@ -41,17 +43,21 @@ func FuzzRewrite(f *testing.F) {
 		_, err := rt.CompileModule(ctx, b)
 		return err == nil
 	}
+	exported := metered
+	exported.ExportGlobals = "wasmkube:global:"
 	f.Fuzz(func(t *testing.T, bin []byte) {
-		res, err := Rewrite(bin, metered)
-		if err != nil {
-			return
-		}
-		original, rewritten := valid(bin), valid(res.Binary)
-		switch {
-		case rewritten && !original:
-			t.Fatal("the rewrite made an invalid module valid")
-		case original && !rewritten:
-			t.Fatal("the rewrite made a valid module invalid")
+		for _, opts := range []Options{metered, exported} {
+			res, err := Rewrite(bin, opts)
+			if err != nil {
+				return
+			}
+			original, rewritten := valid(bin), valid(res.Binary)
+			switch {
+			case rewritten && !original:
+				t.Fatalf("the rewrite made an invalid module valid (export globals %q)", opts.ExportGlobals)
+			case original && !rewritten:
+				t.Fatalf("the rewrite made a valid module invalid (export globals %q)", opts.ExportGlobals)
+			}
 		}
 	})
 }

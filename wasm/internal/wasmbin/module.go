@@ -34,6 +34,8 @@ type rewriter struct {
 	// wrapTypes maps a function type index to the block type that wraps its body.
 	wrapTypes map[uint32][]byte
 	fuel, sp  uint32 // global indices of the fuel and the stack estimate
+	// mutable are the indices of the mutable globals the module defines (the added ones too).
+	mutable []uint32
 }
 
 // prepare reads the sections that fix the indices of what the rewrite adds, and checks the
@@ -174,6 +176,7 @@ func (rw *rewriter) readImports(content []byte) error {
 			rw.tables = append(rw.tables, imp.limits)
 		case 0x03:
 			rw.globals++
+			rw.res.StateOutsideMemory = rw.res.StateOutsideMemory || imp.mutable
 		}
 	}
 	return r.end()

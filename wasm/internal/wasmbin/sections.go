@@ -1,7 +1,9 @@
 package wasmbin
 
 import (
+	"bytes"
 	"fmt"
+	"strconv"
 )
 
 // readValType reads a WebAssembly 2.0 value type (one byte).
@@ -165,6 +167,7 @@ type importDesc struct {
 	kind    byte
 	typeIdx uint32 // functions
 	limits  limits // tables and memories
+	mutable bool   // globals
 }
 
 // readImport reads one import; r is left after it.
@@ -191,9 +194,11 @@ func readImport(r *reader) (importDesc, error) {
 	case 0x02: // memory
 		imp.limits, err = readLimits(r)
 	case 0x03: // global
+		var mut byte
 		if _, err = readValType(r); err == nil {
-			_, err = r.byte()
+			mut, err = r.byte()
 		}
+		imp.mutable = mut == 1
 	case 0x04:
 		err = fmt.Errorf("%w: imported exception tag", ErrUnsupported)
 	default:
@@ -331,8 +336,12 @@ func (rw *rewriter) globalSection(content []byte) ([]byte, bool, error) {
 		if _, err := readValType(r); err != nil {
 			return nil, false, err
 		}
-		if _, err := r.byte(); err != nil {
+		mut, err := r.byte()
+		if err != nil {
 			return nil, false, err
+		}
+		if mut == 1 {
+			rw.mutable = append(rw.mutable, rw.globals-n+i)
 		}
 		body = append(body, content[start:r.pos]...)
 		if body, err = rw.constExpr(r, body); err != nil {
@@ -344,6 +353,7 @@ func (rw *rewriter) globalSection(content []byte) ([]byte, bool, error) {
 		body = append(body, 0x7f, 0x01, 0x41) // mutable i32, i32.const
 		body = appendS32(body, max(rw.opts.Budget, 1))
 		body = append(body, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+		rw.mutable = append(rw.mutable, rw.fuel, rw.sp)
 	}
 	return append(appendU32(nil, n), body...), true, r.end()
 }
@@ -357,8 +367,12 @@ func (rw *rewriter) exports(content []byte) ([]byte, bool, error) {
 	out := appendU32(nil, n)
 	for i := uint32(0); i < n; i++ {
 		start := r.pos
-		if _, err := readName(r); err != nil {
+		name, err := readName(r)
+		if err != nil {
 			return nil, false, err
+		}
+		if p := rw.opts.ExportGlobals; p != "" && bytes.HasPrefix(name, []byte(p)) {
+			rw.res.PrefixTaken = true
 		}
 		kind, err := r.byte()
 		if err != nil {
@@ -378,6 +392,10 @@ func (rw *rewriter) exports(content []byte) ([]byte, bool, error) {
 			}
 		}
 		out = appendU32(out, idx)
+	}
+	out, err = rw.exportGlobals(out, n)
+	if err != nil {
+		return nil, false, err
 	}
 	return out, true, r.end()
 }
@@ -620,4 +638,25 @@ func (rw *rewriter) names(content []byte) ([]byte, bool, error) {
 		out = append(out, body...)
 	}
 	return out, true, nil
+}
+
+// exportGlobals appends to the export section out (n entries) an export of every mutable global
+// the module defines, when Options.ExportGlobals asks for it.
+func (rw *rewriter) exportGlobals(out []byte, n uint32) ([]byte, error) {
+	prefix := rw.opts.ExportGlobals
+	if prefix == "" || len(rw.mutable) == 0 || rw.res.PrefixTaken {
+		return out, nil
+	}
+	body := out[len(appendU32(nil, n)):]
+	for _, g := range rw.mutable {
+		name := prefix + strconv.FormatUint(uint64(g), 10)
+		body = appendU32(body, uint32(len(name)))
+		body = append(append(body, name...), 0x03)
+		body = appendU32(body, g)
+		rw.res.ExportedGlobals = append(rw.res.ExportedGlobals, name)
+		if rw.added > 0 && g == rw.fuel && rw.opts.metered() {
+			rw.res.FuelGlobal = name
+		}
+	}
+	return append(appendU32(nil, n+uint32(len(rw.mutable))), body...), nil
 }

@@ -104,6 +104,10 @@ type Options struct {
 	MaxMemoryPages uint32
 	// MaxTableElements, when non-zero, bounds the elements of all the module's tables together.
 	MaxTableElements uint32
+	// ExportGlobals, when not empty, exports every mutable global the module defines (the
+	// fuel and the stack estimate included) under this prefix and the global's index, so that
+	// the host can save and restore them (see Result.ExportedGlobals).
+	ExportGlobals string
 }
 
 func (o Options) metered() bool      { return o.CheckName != "" }
@@ -128,6 +132,17 @@ type Result struct {
 	MaxFrame uint32
 	// MinMemoryPages is the memory the module asks for at instantiation.
 	MinMemoryPages uint32
+	// ExportedGlobals are the export names of the mutable globals (Options.ExportGlobals);
+	// FuelGlobal is the name of the fuel among them (empty when not metered).
+	ExportedGlobals []string
+	FuelGlobal      string
+	// PrefixTaken says the module itself exports a name under Options.ExportGlobals; its
+	// globals are then not exported.
+	PrefixTaken bool
+	// StateOutsideMemory says the module has state that neither its memory nor its own
+	// globals hold: imported mutable globals, or code that changes tables (table.set,
+	// table.grow, table.fill, table.copy, table.init) or drops segments (data.drop, elem.drop).
+	StateOutsideMemory bool
 }
 
 // Rewrite applies opts to the module bin and returns the new binary. bin is not modified.

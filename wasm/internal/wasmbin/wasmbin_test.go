@@ -5,11 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // mod assembles a module for tests: one memory, the given types, imports, functions and globals,
@@ -337,4 +339,73 @@ func TestExampleModules(t *testing.T) {
 		}
 		t.Logf("%s: %d functions, %d charged at entry, %d loops, %d bulk, max frame %d", filepath.Base(p), res.Functions, res.EntryCharges, res.Loops, res.BulkCharges, res.MaxFrame)
 	}
+}
+
+// TestExportGlobals: the rewrite exports every mutable global the module defines, the fuel and
+// the stack estimate included, under the prefix; wazero accepts the result and reads them.
+func TestExportGlobals(t *testing.T) {
+	bin, err := os.ReadFile("../../testdata/snapshot/counter.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := metered
+	opts.ExportGlobals = "g:"
+	res, err := Rewrite(bin, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// counter.wat defines one global ($calls, 0); the fuel and the stack estimate follow it.
+	if want := []string{"g:0", "g:1", "g:2"}; !slices.Equal(res.ExportedGlobals, want) || res.FuelGlobal != "g:1" || res.StateOutsideMemory {
+		t.Fatalf("exported %v, fuel %q, state outside memory %v; want %v and g:1", res.ExportedGlobals, res.FuelGlobal, res.StateOutsideMemory, want)
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	noop := func(context.Context) {}
+	if _, err := rt.NewHostModuleBuilder("host").NewFunctionBuilder().WithFunc(noop).Export("check").
+		NewFunctionBuilder().WithFunc(noop).Export("stack").Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := rt.InstantiateModule(ctx, mustCompile(t, rt, res.Binary), wazero.NewModuleConfig().WithStartFunctions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := m.ExportedGlobal("g:1"); g == nil || g.Get() != uint64(metered.Budget) {
+		t.Errorf("fuel global: %v", g)
+	}
+	// When the module already exports a name under the prefix, no global is exported.
+	opts.ExportGlobals = "mem"
+	if res, err := Rewrite(bin, opts); err != nil || !res.PrefixTaken || res.ExportedGlobals != nil {
+		t.Errorf("export under the prefix: %v %+v", err, res)
+	}
+}
+
+// TestStateOutsideMemory: table.set, data.drop and an imported mutable global are reported.
+func TestStateOutsideMemory(t *testing.T) {
+	tableSet := fn{typ: 0, body: []byte{0x41, 0x00, 0xd0, 0x70, 0x26, 0x00, 0x0b}}
+	table := []byte{0x70, 0x00, 0x01}
+	cases := map[string]mod{
+		"table.set": {funcs: []fn{tableSet}, tables: [][]byte{table}},
+		"data.drop": {funcs: []fn{{typ: 0, body: []byte{0xfc, 0x09, 0x00, 0x0b}}}},
+		"import":    {imports: [][]byte{{0x01, 'm', 0x01, 'g', 0x03, 0x7f, 0x01}}, funcs: []fn{countdown}},
+	}
+	for name, m := range cases {
+		res, err := Rewrite(m.bytes(), Options{})
+		if err != nil || !res.StateOutsideMemory {
+			t.Errorf("%s: %v, state outside memory %v", name, err, res != nil && res.StateOutsideMemory)
+		}
+	}
+	if res, err := Rewrite(mod{funcs: []fn{countdown}}.bytes(), Options{}); err != nil || res.StateOutsideMemory {
+		t.Errorf("countdown: %v", err)
+	}
+}
+
+func mustCompile(t *testing.T, rt wazero.Runtime, bin []byte) wazero.CompiledModule {
+	t.Helper()
+	c, err := rt.CompileModule(context.Background(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
