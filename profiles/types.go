@@ -171,8 +171,11 @@ type Authentication struct {
 // Authorization lists authorizer modules and where they sit in the authorizer chain.
 type Authorization struct {
 	// Chain orders the authorizers; WASM stands for the modules. Default [Node, RBAC, WASM].
-	Chain   []string              `json:"chain,omitempty"`
-	Modules []AuthorizationModule `json:"modules,omitempty"`
+	Chain []string `json:"chain,omitempty"`
+	// CacheTTL caches the modules' decisions (Allow, Deny, NoOpinion; never one reached after a
+	// module failed) for requests with the same attributes. Default 10s; 0 disables the cache.
+	CacheTTL *metav1.Duration      `json:"cacheTTL,omitempty"`
+	Modules  []AuthorizationModule `json:"modules,omitempty"`
 }
 
 // AuthorizationModule is one authorizer module.

@@ -9,6 +9,10 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/token/cache"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/wasmkube/wasmkube/wasm"
 )
@@ -93,4 +97,60 @@ func measure(b *testing.B, evict int, call func()) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
+}
+
+// BenchmarkAuthnAuthz measures what a request's authentication by magic-authn and its
+// authorization by magic-authz cost, as the API server makes them (modules as `up` loads them),
+// without and with the caches `up` puts in front of them (authentication: successes for
+// 10s, k8s.io/apiserver's token cache; authorization: CacheTTL 10s):
+//
+//	go test ./wasm/hook -run '^$' -bench BenchmarkAuthnAuthz -benchtime 2000x
+func BenchmarkAuthnAuthz(b *testing.B) {
+	rt, err := wasm.NewRuntime(context.Background(), wasm.RuntimeConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close(context.Background()) })
+	loadExample := func(name string) Module {
+		bin, err := os.ReadFile("../../examples/" + name + "/" + name + ".wasm")
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := rt.Load(context.Background(), bin, wasm.ModuleConfig{Name: name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close(context.Background()) })
+		return Module{Module: m}
+	}
+	authn := &TokenAuthenticator{Modules: []Module{loadExample("magic-authn")}, APIAudiences: []string{"api"}}
+	authz := AuthzModule{Module: loadExample("magic-authz")}
+	attrs := authorizer.AttributesRecord{User: &user.DefaultInfo{Name: "magic-user", Groups: []string{"magic-group", user.AllAuthenticated}},
+		Verb: "create", Namespace: "default", Resource: "configmaps", APIVersion: "v1", ResourceRequest: true}
+	authenticate := func(a authenticator.Token) func() {
+		return func() {
+			if _, ok, err := a.AuthenticateToken(context.Background(), "magic-token"); !ok || err != nil {
+				b.Fatalf("authenticate: %v %v", ok, err)
+			}
+		}
+	}
+	authorize := func(a *Authorizer) func() {
+		return func() {
+			if d, _, err := a.Authorize(context.Background(), attrs); d != authorizer.DecisionAllow || err != nil {
+				b.Fatalf("authorize: %v %v", d, err)
+			}
+		}
+	}
+	rows := []struct {
+		name string
+		call func()
+	}{
+		{"authn/module", authenticate(authn)},
+		{"authn/cached", authenticate(cache.New(authn, false, 10*time.Second, 0))},
+		{"authz/module", authorize(&Authorizer{Modules: []AuthzModule{authz}})},
+		{"authz/cached", authorize(&Authorizer{Modules: []AuthzModule{authz}, CacheTTL: 10 * time.Second})},
+	}
+	for _, row := range rows {
+		b.Run(row.name, func(b *testing.B) { measure(b, 0, row.call) })
+	}
 }
