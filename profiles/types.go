@@ -116,7 +116,8 @@ type Module struct {
 	// Isolation is pooled (default: pre-initialized instances, reused) or fresh (a new instance
 	// per call, as the original proof of concept did).
 	Isolation string `json:"isolation,omitempty"`
-	// PoolSize bounds concurrent calls of a pooled module. Default: the number of CPUs.
+	// PoolSize bounds concurrent calls of a pooled module: its instances, made when concurrent
+	// calls need them (one at load). Default: the number of CPUs.
 	PoolSize *int32 `json:"poolSize,omitempty"`
 	// Debug logs each call's input and output, with tokens redacted.
 	Debug bool `json:"debug,omitempty"`
