@@ -413,18 +413,24 @@ func TestPoolFillsLazily(t *testing.T) {
 			t.Fatalf("sequential call %v was served by an instance that served %v calls", want, out["calls"])
 		}
 	}
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := call(m, "slow"); err != nil {
-				t.Error(err)
-			}
-		}()
+	// While a call holds the only instance (sleeping until its caller gives up), a second call
+	// makes a new one.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		var out anyResponse
+		done <- validate(ctx, m, 1, settings("sleep"), &out)
+	}()
+	waitFor(t, "the sleeping call to take the instance", func() bool { return m.pool.idleCount() == 0 && m.pool.free() == 2 })
+	if out, err := call(m, "count"); err != nil || out["calls"] != 1.0 {
+		t.Fatalf("a call while the only instance is busy: %v %v, want a new instance's first call", out, err)
 	}
-	wg.Wait()
-	if n := m.pool.idleCount(); n < 2 || n > 3 {
-		t.Errorf("%d instances after concurrent calls, want 2 or 3 (PoolSize 3)", n)
+	cancel()
+	if err := <-done; !IsKind(err, KindTimeout) {
+		t.Fatalf("the canceled call: %v", err)
+	}
+	// The canceled call's instance is closed; with another one idle, none is made for it.
+	if n, free := m.pool.idleCount(), m.pool.free(); n != 1 || free != 3 {
+		t.Errorf("%d instances idle, %d tokens free after the calls, want 1 and 3", n, free)
 	}
 }
