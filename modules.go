@@ -34,6 +34,9 @@ import (
 // DefaultAuthnCacheTTL is how long a module's successful authentication is cached.
 const DefaultAuthnCacheTTL = 10 * time.Second
 
+// DefaultAuthzCacheTTL is how long the authorization modules' decisions are cached.
+const DefaultAuthzCacheTTL = 10 * time.Second
+
 // ModuleCacheDir is where compiled modules are kept across restarts.
 func ModuleCacheDir() string { return filepath.Join(xdg.CacheHome, "wasmkube", "modules") }
 
@@ -443,7 +446,10 @@ func (l *loadedModules) build(p *profiles.Loaded, logger *slog.Logger) (ext apis
 		}
 	}
 	if len(l.authz) > 0 {
-		a := &hook.Authorizer{Logger: logger, Modules: l.authz}
+		a := &hook.Authorizer{Logger: logger, Modules: l.authz, CacheTTL: DefaultAuthzCacheTTL}
+		if p.Authorization != nil && p.Authorization.CacheTTL != nil {
+			a.CacheTTL = p.Authorization.CacheTTL.Duration
+		}
 		ext.Authorizer, ext.RuleResolver = a, a
 	}
 	if len(l.admission) > 0 {

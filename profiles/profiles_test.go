@@ -36,6 +36,9 @@ func TestFullProfileDecodes(t *testing.T) {
 	if got := p.Authentication.Modules[0].Name; got != "magic-authn" {
 		t.Errorf("defaulted module name = %q, want magic-authn", got)
 	}
+	if ttl := p.Authorization.CacheTTL; ttl == nil || ttl.Duration.Seconds() != 5 {
+		t.Errorf("authorization.cacheTTL decoded as %v, want 5s", ttl)
+	}
 	m := p.Admission.Modules[0]
 	if !m.IsMutating() || m.Rules[0].Resources[0] != "configmaps" || m.Timeout.Duration.Seconds() != 2 || *m.PoolSize != 4 {
 		t.Errorf("admission module decoded as %+v", m)
@@ -71,7 +74,7 @@ func TestInvalidProfiles(t *testing.T) {
 		"duplicate-field.yaml":    {"duplicate-field.yaml", "line 5", `"port" already defined`},
 		"owned-flag.yaml":         {"owned-flag.yaml:5", "apiserver.extraArgs[0]", "profile field port"},
 		"bad-modules.yaml": {
-			"authorization.chain", "add WASM",
+			"authorization.chain", "add WASM", "authorization.cacheTTL",
 			"authorization.modules[0].failurePolicy", `"Maybe"`,
 			"admission.modules[0].timeout", "admission.modules[0].isolation", "admission.modules[0].rules[0].operations[0]",
 			`admission.modules[1].name: Duplicate value: "a"`,

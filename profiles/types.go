@@ -116,7 +116,8 @@ type Module struct {
 	// Isolation is pooled (default: pre-initialized instances, reused) or fresh (a new instance
 	// per call, as the original proof of concept did).
 	Isolation string `json:"isolation,omitempty"`
-	// PoolSize bounds concurrent calls of a pooled module. Default: the number of CPUs.
+	// PoolSize bounds concurrent calls of a pooled module: its instances, made when concurrent
+	// calls need them (one at load). Default: the number of CPUs.
 	PoolSize *int32 `json:"poolSize,omitempty"`
 	// Debug logs each call's input and output, with tokens redacted.
 	Debug bool `json:"debug,omitempty"`
@@ -171,8 +172,11 @@ type Authentication struct {
 // Authorization lists authorizer modules and where they sit in the authorizer chain.
 type Authorization struct {
 	// Chain orders the authorizers; WASM stands for the modules. Default [Node, RBAC, WASM].
-	Chain   []string              `json:"chain,omitempty"`
-	Modules []AuthorizationModule `json:"modules,omitempty"`
+	Chain []string `json:"chain,omitempty"`
+	// CacheTTL caches the modules' decisions (Allow, Deny, NoOpinion; never one reached after a
+	// module failed) for requests with the same attributes. Default 10s; 0 disables the cache.
+	CacheTTL *metav1.Duration      `json:"cacheTTL,omitempty"`
+	Modules  []AuthorizationModule `json:"modules,omitempty"`
 }
 
 // AuthorizationModule is one authorizer module.

@@ -131,6 +131,9 @@ func validateAuthentication(a *Authentication, fld *field.Path) field.ErrorList 
 
 func validateAuthorization(a *Authorization, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
+	if a.CacheTTL != nil && a.CacheTTL.Duration < 0 {
+		errs = append(errs, field.Invalid(fld.Child("cacheTTL"), a.CacheTTL.Duration.String(), "must not be negative"))
+	}
 	seen := sets.New[string]()
 	for i, c := range a.Chain {
 		switch {

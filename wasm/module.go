@@ -78,8 +78,9 @@ type ModuleConfig struct {
 	Exports []string
 	// Isolation is Pooled (default) or Fresh.
 	Isolation Isolation
-	// PoolSize bounds concurrent calls: the instances of a pooled module, the instances a
-	// fresh module has at a time. Default runtime.NumCPU().
+	// PoolSize bounds concurrent calls: the instances of a pooled module (made when calls
+	// need them: one at load, another only when a call finds every instance busy), the
+	// instances a fresh module has at a time. Default runtime.NumCPU().
 	PoolSize int
 	// Timeout bounds one call; DefaultTimeout when zero.
 	Timeout time.Duration
@@ -161,9 +162,9 @@ type Module struct {
 	rt       wazero.Runtime
 	active   *activity
 	compiled wazero.CompiledModule
-	// pool holds a pooled module's instances; nil entries are slots whose instance must be
-	// created. slots bounds a fresh module's instances in use.
-	pool  chan *instance
+	// pool holds a pooled module's instances (see pool). slots bounds a fresh module's
+	// instances in use.
+	pool  *pool
 	slots chan struct{}
 	// spare holds one instance of a Fresh module made ahead of its next call, so the call does
 	// not wait for instantiation (and the start functions); refilling says one is being made.
@@ -181,14 +182,15 @@ type Module struct {
 	wg     sync.WaitGroup
 }
 
-// Load compiles bin and, for a pooled module, creates and initializes all its instances.
+// Load compiles bin and creates and initializes its first instance (a pooled module makes the
+// others when concurrent calls need them, up to PoolSize; a fresh module keeps it as the spare).
 //
 // # Notes
 //
 //   - The module is checked and metered before it is compiled (package wasmbin): a module that
 //     is invalid, or uses WebAssembly beyond 2.0, fails to load with an error saying why.
 //   - The module's memory is capped at MemoryLimit; a module that needs more at start fails to load.
-//   - Instances made at load (and their start functions) must be ready within ctx's deadline
+//   - The instance made at load (and its start functions) must be ready within ctx's deadline
 //     and the module's start budget (its timeout, at least DefaultTimeout).
 //   - Compilation is cached by content (see RuntimeConfig.CacheDir).
 func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Module, err error) {
@@ -229,41 +231,24 @@ func (r *Runtime) Load(ctx context.Context, bin []byte, cfg ModuleConfig) (_ *Mo
 	switch cfg.Isolation {
 	case Fresh:
 		// The spare is made now: a module that cannot be instantiated fails to load.
-		insts, err := m.newInstances(ctx, 1, cfg.SpareArgs, deadline)
+		inst, err := m.newInstance(ctx, cfg.SpareArgs, deadline)
 		if err != nil {
 			return nil, err
 		}
 		m.slots, m.spare = make(chan struct{}, cfg.PoolSize), make(chan *instance, 1)
-		m.spare <- insts[0]
+		m.spare <- inst
 		m.initResidents(ctx, r, res)
 	default:
-		insts, err := m.newInstances(ctx, cfg.PoolSize, nil, deadline)
+		// One instance proves the module instantiates; calls make more on demand (see pool).
+		inst, err := m.newInstance(ctx, nil, deadline)
 		if err != nil {
 			return nil, err
 		}
-		m.pool = make(chan *instance, cfg.PoolSize)
-		for _, inst := range insts {
-			m.pool <- inst
-		}
+		m.pool = newPool(cfg.PoolSize)
+		m.pool.push(inst)
 		m.observePool()
 	}
 	return m, nil
-}
-
-// newInstances makes n instances under deadline, or none.
-func (m *Module) newInstances(ctx context.Context, n int, args []string, deadline time.Time) ([]*instance, error) {
-	insts := make([]*instance, 0, n)
-	for range n {
-		inst, err := m.newInstance(ctx, args, deadline)
-		if err != nil {
-			for _, i := range insts {
-				i.close()
-			}
-			return nil, err
-		}
-		insts = append(insts, inst)
-	}
-	return insts, nil
 }
 
 // rewriteOptions are the module's limits as the rewrite applies them.
@@ -400,7 +385,7 @@ func (m *Module) with(ctx context.Context, export string, args []string, use fun
 
 // withFresh runs use on a fresh instance, one of at most PoolSize at a time.
 func (m *Module) withFresh(ctx context.Context, export string, args []string, deadline time.Time, use func(*instance, time.Time) error) error {
-	if err := m.takeSlot(ctx, export, deadline); err != nil {
+	if err := m.take(ctx, m.slots, export, deadline); err != nil {
 		return err
 	}
 	defer func() { <-m.slots }()
@@ -413,26 +398,6 @@ func (m *Module) withFresh(ctx context.Context, export string, args []string, de
 	}
 	defer inst.close()
 	return use(inst, deadline)
-}
-
-// takeSlot takes one of a fresh module's PoolSize slots, waiting until the deadline or ctx ends.
-func (m *Module) takeSlot(ctx context.Context, export string, deadline time.Time) error {
-	select {
-	case m.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case m.slots <- struct{}{}:
-		return nil
-	case <-timer.C:
-		return &CallError{Module: m.cfg.Name, Export: export, Kind: KindBusy,
-			Err: fmt.Errorf("all %d instances busy until the deadline", m.cfg.PoolSize)}
-	case <-ctx.Done():
-		return &CallError{Module: m.cfg.Name, Export: export, Kind: KindBusy, Err: ctx.Err()}
-	}
 }
 
 // instanceError is the CallError of an instance that could not be made for a call.
@@ -497,33 +462,6 @@ func (m *Module) refillSpare() {
 	}
 }
 
-func (m *Module) acquire(ctx context.Context, export string, deadline time.Time) (*instance, error) {
-	var inst *instance
-	select {
-	case inst = <-m.pool:
-	default:
-		timer := time.NewTimer(time.Until(deadline))
-		defer timer.Stop()
-		select {
-		case inst = <-m.pool:
-		case <-timer.C:
-			return nil, &CallError{Module: m.cfg.Name, Export: export, Kind: KindBusy,
-				Err: fmt.Errorf("all %d instances busy until the deadline", m.cfg.PoolSize)}
-		case <-ctx.Done():
-			return nil, &CallError{Module: m.cfg.Name, Export: export, Kind: KindBusy, Err: ctx.Err()}
-		}
-	}
-	if inst != nil {
-		return inst, nil
-	}
-	inst, err := m.newInstance(ctx, nil, deadline)
-	if err != nil {
-		m.pool <- nil // keep the slot
-		return nil, m.instanceError(export, err)
-	}
-	return inst, nil
-}
-
 // observePool reports the pool's size and idle instances.
 func (m *Module) observePool() {
 	m.observing.Lock()
@@ -531,29 +469,7 @@ func (m *Module) observePool() {
 	if m.closed.Load() {
 		return // Close reported the pool gone
 	}
-	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, len(m.pool))
-}
-
-// release returns a healthy instance to the pool; a faulted one is closed and replaced in the
-// background so the next caller does not pay for the new instance.
-func (m *Module) release(inst *instance) {
-	if !inst.broken && !m.closed.Load() {
-		m.pool <- inst
-		return
-	}
-	inst.close()
-	replaced := m.background(func() {
-		fresh, err := m.newInstance(context.Background(), nil, time.Now().Add(m.cfg.startBudget()))
-		if err != nil {
-			m.pool <- nil // the next acquire tries again
-		} else {
-			m.pool <- fresh
-		}
-		m.observePool()
-	})
-	if !replaced {
-		m.pool <- nil
-	}
+	m.observer.ObservePool(m.cfg.Name, m.cfg.PoolSize, m.pool.free())
 }
 
 // Close closes the module's instances and its compiled code. Calls that run finish first, each
@@ -583,19 +499,9 @@ func (m *Module) Close(ctx context.Context) error {
 		}
 	}
 	if m.pool != nil {
-		for i := 0; i < cap(m.pool); i++ {
-			select {
-			case inst := <-m.pool:
-				if inst != nil {
-					inst.close()
-				}
-			case <-ctx.Done():
-				return fmt.Errorf("close module %q: %d instances still in use: %w", m.cfg.Name, cap(m.pool)-i, ctx.Err())
-			}
+		if err := m.closePool(ctx); err != nil {
+			return err
 		}
-		m.observing.Lock()
-		m.observer.ObservePool(m.cfg.Name, 0, 0)
-		m.observing.Unlock()
 	}
 	if m.slots != nil {
 		for i := 0; i < cap(m.slots); i++ {

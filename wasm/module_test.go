@@ -274,10 +274,10 @@ func TestCallerDeadlineAndBusyPool(t *testing.T) {
 	}
 	// Hold the only instance with a slow call; a caller with a short deadline gets KindBusy.
 	// First wait for the timed-out instance's replacement, so that only the slow call takes it.
-	waitFor(t, "the timed-out instance's replacement", func() bool { return len(m.pool) == 1 })
+	waitFor(t, "the timed-out instance's replacement", func() bool { return m.pool.free() == 1 && m.pool.idleCount() == 1 })
 	done := make(chan error)
 	go func() { _, err := call(m, "slow"); done <- err }()
-	waitFor(t, "the slow call to take the instance", func() bool { return len(m.pool) == 0 })
+	waitFor(t, "the slow call to take the instance", func() bool { return m.pool.free() == 0 })
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel2()
 	err = validate(ctx2, m, 1, nil, &out)
@@ -394,5 +394,43 @@ func TestGrants(t *testing.T) {
 	_, err := r.Load(context.Background(), faultsWasm, ModuleConfig{Name: "bad-grant", Grants: Grants{ReadOnlyDirs: []DirMount{{HostPath: filepath.Join(dir, "nope"), GuestPath: "/data"}}}})
 	if err == nil || !strings.Contains(err.Error(), "nope is not a directory to mount at /data") {
 		t.Errorf("missing granted dir: %v", err)
+	}
+}
+
+// A pooled module makes one instance at load and reuses it while calls come one at a time
+// (the most recently used instance first); concurrent calls make more, up to PoolSize.
+func TestPoolFillsLazily(t *testing.T) {
+	m := load(t, newRuntime(t), ModuleConfig{PoolSize: 3, Timeout: 5 * time.Second})
+	if n := m.pool.idleCount(); n != 1 {
+		t.Fatalf("%d instances after load, want 1", n)
+	}
+	for want := 1.0; want <= 3; want++ {
+		out, err := call(m, "count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out["calls"] != want {
+			t.Fatalf("sequential call %v was served by an instance that served %v calls", want, out["calls"])
+		}
+	}
+	// While a call holds the only instance (sleeping until its caller gives up), a second call
+	// makes a new one.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		var out anyResponse
+		done <- validate(ctx, m, 1, settings("sleep"), &out)
+	}()
+	waitFor(t, "the sleeping call to take the instance", func() bool { return m.pool.idleCount() == 0 && m.pool.free() == 2 })
+	if out, err := call(m, "count"); err != nil || out["calls"] != 1.0 {
+		t.Fatalf("a call while the only instance is busy: %v %v, want a new instance's first call", out, err)
+	}
+	cancel()
+	if err := <-done; !IsKind(err, KindTimeout) {
+		t.Fatalf("the canceled call: %v", err)
+	}
+	// The canceled call's instance is closed; with another one idle, none is made for it.
+	if n, free := m.pool.idleCount(), m.pool.free(); n != 1 || free != 3 {
+		t.Errorf("%d instances idle, %d tokens free after the calls, want 1 and 3", n, free)
 	}
 }

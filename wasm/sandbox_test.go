@@ -218,8 +218,8 @@ func TestPoolReportsSettle(t *testing.T) {
 			last = obs.last["faults"]
 			obs.mu.Unlock()
 		}
-		if last != [2]int{3, 3} || len(m.pool) != 3 {
-			t.Fatalf("round %d: last report %v with %d instances idle, want [3 3]", round, last, len(m.pool))
+		if last != [2]int{3, 3} || m.pool.free() != 3 {
+			t.Fatalf("round %d: last report %v with %d instances idle, want [3 3]", round, last, m.pool.free())
 		}
 	}
 	if err := m.Close(context.Background()); err != nil {

@@ -80,11 +80,11 @@ func serve[S any](in io.Reader, decode Settings[S], cache *settingsCache[S], h H
 		return nil, errors.New("stdin is not a JSON envelope")
 	}
 	var request, rawSettings JSON
-	env.Fields(func(k string, v JSON) bool {
-		switch k {
-		case "request":
+	env.rawFields(func(k, v JSON) bool {
+		switch {
+		case keyIs(k, "request"):
 			request = v
-		case "settings":
+		case keyIs(k, "settings"):
 			rawSettings = v
 		}
 		return true

@@ -129,16 +129,43 @@ func (j JSON) StringsMap() map[string][]string {
 
 // Fields calls f for each key and value of an object until f returns false.
 func (j JSON) Fields(f func(key string, value JSON) bool) {
+	j.rawFields(func(rawKey, value JSON) bool {
+		key, _, ok := readString(rawKey, 0)
+		return ok && f(key, value)
+	})
+}
+
+// Pick sets values[i] to the value of keys[i] in an object (the first, of a key given twice), nil
+// when absent, in one pass over the object and without allocating: the way to read several
+// fields (one Get per field walks the object once each).
+func (j JSON) Pick(keys []string, values []JSON) {
+	clear(values)
+	left := min(len(keys), len(values))
+	j.rawFields(func(rawKey, value JSON) bool {
+		for i, k := range keys[:min(len(keys), len(values))] {
+			if values[i] == nil && keyIs(rawKey, k) {
+				values[i] = value
+				left--
+			}
+		}
+		return left > 0
+	})
+}
+
+// rawFields calls f for each key, still quoted and escaped, and value of an object until f
+// returns false.
+func (j JSON) rawFields(f func(rawKey, value JSON) bool) {
 	v := j.trim()
 	if len(v) == 0 || v[0] != '{' {
 		return
 	}
 	i := skipWS(v, 1)
-	for i < len(v) && v[i] != '}' {
-		key, next, ok := readString(v, i)
+	for i < len(v) && v[i] == '"' {
+		next, ok := skipString(v, i)
 		if !ok {
 			return
 		}
+		rawKey := v[i:next]
 		i = skipWS(v, next)
 		if i >= len(v) || v[i] != ':' {
 			return
@@ -148,7 +175,7 @@ func (j JSON) Fields(f func(key string, value JSON) bool) {
 		if !ok {
 			return
 		}
-		if !f(key, v[start:end]) {
+		if !f(rawKey, v[start:end]) {
 			return
 		}
 		i = skipWS(v, end)
@@ -156,6 +183,19 @@ func (j JSON) Fields(f func(key string, value JSON) bool) {
 			i = skipWS(v, i+1)
 		}
 	}
+}
+
+// keyIs reports whether the quoted key rawKey is key, without allocating unless rawKey holds
+// escapes.
+func keyIs(rawKey JSON, key string) bool {
+	inner := rawKey[1 : len(rawKey)-1]
+	for _, c := range inner {
+		if c == '\\' {
+			k, _, ok := readString(rawKey, 0)
+			return ok && k == key
+		}
+	}
+	return string(inner) == key
 }
 
 // Elements calls f for each element of an array until f returns false.
@@ -328,8 +368,8 @@ func (j JSON) trim() JSON {
 
 func (j JSON) field(key string) JSON {
 	var found JSON
-	j.Fields(func(k string, v JSON) bool {
-		if k == key {
+	j.rawFields(func(rawKey, v JSON) bool {
+		if keyIs(rawKey, key) {
 			found = v
 			return false
 		}

@@ -211,6 +211,7 @@ func checkObject(t *testing.T, j JSON, raw json.RawMessage, level int) {
 	if v := j.Get("\x00absent"); v != nil && !slices.ContainsFunc(got, func(g member) bool { return g.key == "\x00absent" }) {
 		t.Fatalf("Get of an absent key found %q", v)
 	}
+	checkPick(t, j, raw, got)
 	if j.Index(0) != nil || j.Strings() != nil {
 		t.Fatalf("Index/Strings of object %q found something", raw)
 	}
@@ -233,6 +234,24 @@ func checkObject(t *testing.T, j JSON, raw json.RawMessage, level int) {
 			if !slices.Equal(mapStrings(v, asJSON), strss[k]) {
 				t.Fatalf("StringsMap of %q = %q, want %q", raw, m, strss)
 			}
+		}
+	}
+}
+
+// checkPick: Pick finds what Get finds, for every key of the object (backwards, so the keys
+// are not in the object's order) and an absent one.
+func checkPick(t *testing.T, j JSON, raw json.RawMessage, got []member) {
+	t.Helper()
+	keys := []string{"\x00absent"}
+	for i := len(got) - 1; i >= 0; i-- {
+		keys = append(keys, got[i].key)
+	}
+	values := make([]JSON, len(keys))
+	values[0] = JSON("stale")
+	j.Pick(keys, values)
+	for i, k := range keys {
+		if want := j.Get(k); !bytes.Equal(values[i], want) || (values[i] == nil) != (want == nil) {
+			t.Fatalf("Pick of %q: %q = %q, Get %q", raw, k, values[i], want)
 		}
 	}
 }

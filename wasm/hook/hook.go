@@ -10,8 +10,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -93,6 +99,27 @@ type AuthzModule struct {
 type Authorizer struct {
 	Modules []AuthzModule
 	Logger  *slog.Logger
+	// CacheTTL, when positive, caches the modules' decisions for requests with the same
+	// attributes (user, groups, extra, verb, resource or path), as the webhook authorizer caches
+	// a remote one's: Allow, Deny and NoOpinion alike, and only when every module asked
+	// answered; a decision reached after a module failed is never cached.
+	CacheTTL time.Duration
+	cache    decisionCache
+}
+
+// decisionCache holds an Authorizer's cached decisions, made on first use.
+type decisionCache struct {
+	once sync.Once
+	lru  *utilcache.LRUExpireCache
+}
+
+// authzCacheSize bounds the cached decisions, as the webhook authorizer's cache.
+const authzCacheSize = 8192
+
+// cachedDecision is what the cache keeps of a decision.
+type cachedDecision struct {
+	decision authorizer.Decision
+	reason   string
 }
 
 var (
@@ -106,10 +133,40 @@ func (a *Authorizer) Authorize(ctx context.Context, attrs authorizer.Attributes)
 		return authorizer.DecisionNoOpinion, "", nil
 	}
 	review := SubjectAccessReview(attrs)
+	if a.CacheTTL <= 0 {
+		d, reason, _, err := a.decide(ctx, review)
+		return d, reason, err
+	}
+	key, err := json.Marshal(review.Spec)
+	if err != nil {
+		return authorizer.DecisionNoOpinion, "", fmt.Errorf("authorization modules: encode the request's attributes: %w", err)
+	}
+	lru := a.cache.get()
+	if c, ok := lru.Get(string(key)); ok {
+		cd := c.(cachedDecision)
+		return cd.decision, cd.reason, nil
+	}
+	d, reason, answered, err := a.decide(ctx, review)
+	if answered {
+		lru.Add(string(key), cachedDecision{d, reason}, a.CacheTTL)
+	}
+	return d, reason, err
+}
+
+func (c *decisionCache) get() *utilcache.LRUExpireCache {
+	c.once.Do(func() { c.lru = utilcache.NewLRUExpireCache(authzCacheSize) })
+	return c.lru
+}
+
+// decide asks the modules in order; answered says every module asked answered (none failed),
+// so that the decision may be cached.
+func (a *Authorizer) decide(ctx context.Context, review *authorizationv1.SubjectAccessReview) (authorizer.Decision, string, bool, error) {
+	answered := true
 	for _, m := range a.Modules {
 		out, err := envelope.ReviewAccess(ctx, m.Module.Module, m.Settings, review)
 		callFailed := err != nil
 		d, reason, err := DecideAuthz(m, out, err)
+		answered = answered && err == nil
 		if d == authorizer.DecisionNoOpinion {
 			if err != nil {
 				a.logger().Warn("authorization module failed; no opinion", "module", m.Name(), "err", err)
@@ -121,9 +178,9 @@ func (a *Authorizer) Authorize(ctx context.Context, attrs authorizer.Attributes)
 			a.logger().Warn("authorization module answered a deny with an invalid answer; denied", "module", m.Name(), "err", err)
 			err = nil
 		}
-		return d, reason, err
+		return d, reason, answered, err
 	}
-	return authorizer.DecisionNoOpinion, "", nil
+	return authorizer.DecisionNoOpinion, "", answered, nil
 }
 
 // ConditionsAwareAuthorize implements authorizer.Authorizer for a non-conditional authorizer.

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -146,6 +148,82 @@ func TestTokenAuthenticatorLogsNoToken(t *testing.T) {
 	for _, want := range []string{"module=echo-error", "module=echo-exit", "unknown token " + envelope.Redacted, "stderr: giving up on token " + envelope.Redacted} {
 		if !strings.Contains(got, want) {
 			t.Errorf("log lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// callCounter counts module calls (the runtime's observer).
+type callCounter struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *callCounter) ObserveCall(module, _ string, _ time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls[module]++
+}
+func (c *callCounter) ObserveError(string, string, wasm.ErrorKind) {}
+func (c *callCounter) ObservePool(string, int, int)                {}
+
+func (c *callCounter) count(module string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[module]
+}
+
+// TestAuthorizerCache: with CacheTTL, a decision for the same attributes is answered from the
+// cache until it expires, other attributes ask the modules, and a decision reached after a
+// module failed (or answered against the contract) is never cached.
+func TestAuthorizerCache(t *testing.T) {
+	counter := &callCounter{calls: map[string]int{}}
+	rt, err := wasm.NewRuntime(context.Background(), wasm.RuntimeConfig{Observer: counter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	if err := kubewarden.DefineHosts(context.Background(), rt); err != nil {
+		t.Fatal(err)
+	}
+	attrs := func(name, resource string) authorizer.Attributes {
+		return authorizer.AttributesRecord{User: &user.DefaultInfo{Name: name, Groups: []string{"magic-group"}}, Verb: "get", Resource: resource, APIVersion: "v1", ResourceRequest: true}
+	}
+	a := &Authorizer{Modules: []AuthzModule{{Module: load(t, rt, "magic-authz")}}, CacheTTL: 300 * time.Millisecond}
+	ask := func(name, resource string, want authorizer.Decision, wantCalls int) {
+		t.Helper()
+		if d, _, err := a.Authorize(context.Background(), attrs(name, resource)); d != want || err != nil {
+			t.Errorf("%s %s: %v %v, want %v", name, resource, d, err, want)
+		}
+		if n := counter.count("magic-authz"); n != wantCalls {
+			t.Errorf("%s %s: the module was called %d times in all, want %d", name, resource, n, wantCalls)
+		}
+	}
+	ask("magic-user", "configmaps", authorizer.DecisionAllow, 1)
+	ask("magic-user", "configmaps", authorizer.DecisionAllow, 1) // cached
+	ask("magic-user", "pods", authorizer.DecisionNoOpinion, 2)   // other attributes
+	ask("magic-user", "pods", authorizer.DecisionNoOpinion, 2)   // NoOpinion is an answer too
+	ask("other-user", "configmaps", authorizer.DecisionAllow, 3) // another user
+	time.Sleep(400 * time.Millisecond)
+	ask("magic-user", "configmaps", authorizer.DecisionAllow, 4) // expired
+
+	// Failures are never cached: a module without an authz export, under failurePolicy Deny.
+	broken := &Authorizer{Modules: []AuthzModule{{Module: load(t, rt, "magic-validate"), FailurePolicy: Deny}}, CacheTTL: time.Minute}
+	for i := 1; i <= 2; i++ {
+		if d, _, err := broken.Authorize(context.Background(), attrs("bob", "pods")); d != authorizer.DecisionDeny || err == nil {
+			t.Errorf("failing module: %v %v", d, err)
+		}
+		if n := counter.count("magic-validate"); n != i {
+			t.Errorf("failing module asked %d times after %d requests: its failure was cached", n, i)
+		}
+	}
+	// Nor is a deny in an answer that breaks the contract.
+	conflicted := &Authorizer{Modules: []AuthzModule{{Module: loadFaults(t, rt, "conflicted", `{"mode":"allow-and-deny"}`, envelope.ExportAuthz)}}, CacheTTL: time.Minute}
+	for i := 1; i <= 2; i++ {
+		if d, _, _ := conflicted.Authorize(context.Background(), attrs("bob", "pods")); d != authorizer.DecisionDeny {
+			t.Errorf("conflicted answer: %v", d)
+		}
+		if n := counter.count("conflicted"); n != i {
+			t.Errorf("conflicted module asked %d times after %d requests: its invalid answer was cached", n, i)
 		}
 	}
 }

@@ -64,13 +64,13 @@ func (s *syncBuffer) String() string {
 
 // newPlugin builds the plugin for modules and completes it as the API server's initializers
 // do; namespaces exist in the fake cluster (for namespace selectors).
-func newPlugin(t *testing.T, namespaces []*corev1.Namespace, modules ...AdmissionModule) (*Admission, *syncBuffer) {
+func newPlugin(t testing.TB, namespaces []*corev1.Namespace, modules ...AdmissionModule) (*Admission, *syncBuffer) {
 	t.Helper()
 	return newPluginWith(t, nil, namespaces, modules...)
 }
 
 // newPluginWith is newPlugin with more initializers (init, when not nil).
-func newPluginWith(t *testing.T, init func(*Admission), namespaces []*corev1.Namespace, modules ...AdmissionModule) (*Admission, *syncBuffer) {
+func newPluginWith(t testing.TB, init func(*Admission), namespaces []*corev1.Namespace, modules ...AdmissionModule) (*Admission, *syncBuffer) {
 	t.Helper()
 	log := &syncBuffer{}
 	a, err := NewAdmission(modules, slog.New(slog.NewTextHandler(log, nil)), nil)

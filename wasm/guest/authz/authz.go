@@ -57,22 +57,28 @@ func Handle[S any](settings guest.Settings[S], h func(*Request, S) Response) {
 }
 
 func decode(req guest.JSON) *Request {
-	spec := req.Get("spec")
-	r := &Request{
-		User: spec.Get("user").String(), UID: spec.Get("uid").String(),
-		Groups: spec.Get("groups").Strings(), Extra: spec.Get("extra").StringsMap(),
-	}
-	if ra := spec.Get("resourceAttributes"); ra.Exists() {
-		r.Resource = &ResourceAttributes{
-			Namespace: ra.Get("namespace").String(), Verb: ra.Get("verb").String(), Group: ra.Get("group").String(),
-			Version: ra.Get("version").String(), Resource: ra.Get("resource").String(),
-			Subresource: ra.Get("subresource").String(), Name: ra.Get("name").String(),
-		}
-	} else if nra := spec.Get("nonResourceAttributes"); nra.Exists() {
-		r.NonResource = &NonResourceAttributes{Path: nra.Get("path").String(), Verb: nra.Get("verb").String()}
+	var spec [len(specFields)]guest.JSON
+	req.Get("spec").Pick(specFields[:], spec[:])
+	r := &Request{User: spec[0].String(), UID: spec[1].String(), Groups: spec[2].Strings(), Extra: spec[3].StringsMap()}
+	if ra := spec[4]; ra.Exists() {
+		var v [len(resourceFields)]guest.JSON
+		ra.Pick(resourceFields[:], v[:])
+		r.Resource = &ResourceAttributes{Namespace: v[0].String(), Verb: v[1].String(), Group: v[2].String(),
+			Version: v[3].String(), Resource: v[4].String(), Subresource: v[5].String(), Name: v[6].String()}
+	} else if nra := spec[5]; nra.Exists() {
+		var v [2]guest.JSON
+		nra.Pick(nonResourceFields[:], v[:])
+		r.NonResource = &NonResourceAttributes{Path: v[0].String(), Verb: v[1].String()}
 	}
 	return r
 }
+
+// The fields decode reads, in the order of its arrays (one pass over each object).
+var (
+	specFields        = [...]string{"user", "uid", "groups", "extra", "resourceAttributes", "nonResourceAttributes"}
+	resourceFields    = [...]string{"namespace", "verb", "group", "version", "resource", "subresource", "name"}
+	nonResourceFields = [...]string{"path", "verb"}
+)
 
 func (r Response) write() *guest.Writer {
 	w := &guest.Writer{}

@@ -41,36 +41,27 @@ type Request struct {
 
 // Parse reads a request in one pass over its fields.
 func Parse(raw guest.JSON) *Request {
-	r := &Request{Raw: raw}
-	raw.Fields(func(k string, v guest.JSON) bool {
-		switch k {
-		case "uid":
-			r.UID = v.String()
-		case "kind":
-			r.Kind = GroupVersionKind{v.Get("group").String(), v.Get("version").String(), v.Get("kind").String()}
-		case "resource":
-			r.Resource = GroupVersionResource{v.Get("group").String(), v.Get("version").String(), v.Get("resource").String()}
-		case "subResource":
-			r.SubResource = v.String()
-		case "name":
-			r.Name = v.String()
-		case "namespace":
-			r.Namespace = v.String()
-		case "operation":
-			r.Operation = v.String()
-		case "userInfo":
-			r.UserInfo = UserInfo{Username: v.Get("username").String(), UID: v.Get("uid").String(),
-				Groups: v.Get("groups").Strings(), Extra: v.Get("extra").StringsMap()}
-		case "object":
-			r.Object = v
-		case "oldObject":
-			r.OldObject = v
-		case "dryRun":
-			r.DryRun = v.Bool()
-		case "options":
-			r.Options = v
-		}
-		return true
-	})
+	var v [len(requestFields)]guest.JSON
+	raw.Pick(requestFields[:], v[:])
+	r := &Request{Raw: raw, UID: v[0].String(), SubResource: v[3].String(), Name: v[4].String(),
+		Namespace: v[5].String(), Operation: v[6].String(), Object: v[8], OldObject: v[9],
+		DryRun: v[10].Bool(), Options: v[11]}
+	var gvk [3]guest.JSON
+	v[1].Pick(gvkFields[:], gvk[:])
+	r.Kind = GroupVersionKind{gvk[0].String(), gvk[1].String(), gvk[2].String()}
+	v[2].Pick(gvrFields[:], gvk[:])
+	r.Resource = GroupVersionResource{gvk[0].String(), gvk[1].String(), gvk[2].String()}
+	var user [4]guest.JSON
+	v[7].Pick(userFields[:], user[:])
+	r.UserInfo = UserInfo{Username: user[0].String(), UID: user[1].String(), Groups: user[2].Strings(), Extra: user[3].StringsMap()}
 	return r
 }
+
+// The fields Parse reads, in the order of its arrays.
+var (
+	requestFields = [...]string{"uid", "kind", "resource", "subResource", "name", "namespace",
+		"operation", "userInfo", "object", "oldObject", "dryRun", "options"}
+	gvkFields  = [...]string{"group", "version", "kind"}
+	gvrFields  = [...]string{"group", "version", "resource"}
+	userFields = [...]string{"username", "uid", "groups", "extra"}
+)
