@@ -97,9 +97,7 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 	if err != nil {
 		return err
 	}
-	restoreGC := startupGC()
 	c, err := wasmkube.Up(ctx, p, opts)
-	restoreGC()
 	if err != nil {
 		_ = endTrace()
 		return err
@@ -114,21 +112,6 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 	o.printReady(s, p, c, began)
 	fmt.Fprintln(s.out, "Press Ctrl-C to stop (data is kept).")
 	return runUntilStopped(ctx, s, c, dataDir)
-}
-
-// StartupGCPercent is the garbage collector's target while `up` starts, unless GOGC is set.
-// Start-up allocates several times the heap it keeps (OpenAPI specs, discovery, schemes);
-// collecting it at GOGC=100 took about a sixth of the start-up's CPU. The heap this lets grow
-// is returned to the OS once the cluster is ready (debug.FreeOSMemory).
-const StartupGCPercent = 400
-
-// startupGC raises the GC target for the start-up; the returned function restores it.
-func startupGC() (restore func()) {
-	if os.Getenv("GOGC") != "" {
-		return func() {}
-	}
-	old := debug.SetGCPercent(StartupGCPercent)
-	return func() { debug.SetGCPercent(old) }
 }
 
 // startTrace starts the CPU profile and the trace of `up --trace FILE` (a no-op without it);
