@@ -82,8 +82,10 @@ func (l Layout) ControllerManagerKubeconfig() string {
 func (l Layout) Logs() string { return filepath.Join(l.DataDir, "logs") }
 
 // Bootstrapped records the Kubernetes version whose bootstrap objects (RBAC roles, system
-// priority classes) the cluster's etcd holds: written once a start passed every /readyz check.
-func (l Layout) Bootstrapped() string { return filepath.Join(l.DataDir, "bootstrapped") }
+// priority classes) the embedded etcd holds: written once a start passed every /readyz check.
+// It lives in etcd's directory (embedded etcd ignores other files there), so it goes with the
+// data it describes.
+func (l Layout) Bootstrapped() string { return filepath.Join(l.Etcd(), "wasmkube-bootstrapped") }
 
 // Lock is held while a cluster runs on this data directory.
 func (l Layout) Lock() string { return filepath.Join(l.DataDir, "wasmkube.lock") }
