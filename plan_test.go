@@ -32,7 +32,8 @@ func TestPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := "# kube-apiserver\n" + strings.Join(plan.APIServerArgs, "\n") + "\n"
+			got := fmt.Sprintf("# embedded etcd\nfsync=%v\n", plan.EtcdFsync)
+			got += "# kube-apiserver\n" + strings.Join(plan.APIServerArgs, "\n") + "\n"
 			if plan.ControllerManagerArgs != nil {
 				got += "# kube-controller-manager\n" + strings.Join(plan.ControllerManagerArgs, "\n") + "\n"
 			}

@@ -62,6 +62,8 @@ type Options struct {
 	// NewCA lets Up replace a lost CA or service-account key of a data dir that holds cluster
 	// data (`up --new-ca`). Without it that is an error: credentials issued before stop working.
 	NewCA bool
+	// Trace, when set, records when each start-up phase ends (`wasmkube up --trace`).
+	Trace *Trace
 }
 
 // Step reports one completed start-up step.
@@ -125,7 +127,8 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (*Cluster, error)
 	if progress == nil {
 		progress = func(Step) {}
 	}
-	if err := runSteps(ctx, s.steps(), progress, s.c.onStop); err != nil {
+	opts.Trace.Mark("plan", "")
+	if err := runSteps(ctx, s.steps(), progress, opts.Trace, s.c.onStop); err != nil {
 		return nil, err
 	}
 	c := s.c
@@ -143,9 +146,10 @@ type step struct {
 	rollback func() error
 }
 
-// runSteps runs the steps in order and reports each. When one fails, the completed steps are
-// rolled back newest first; when all succeed, their rollbacks are handed to onStop in order.
-func runSteps(ctx context.Context, steps []step, progress func(Step), onStop func(func() error)) error {
+// runSteps runs the steps in order and reports each (and marks its end in the trace). When one
+// fails, the completed steps are rolled back newest first; when all succeed, their rollbacks are
+// handed to onStop in order.
+func runSteps(ctx context.Context, steps []step, progress func(Step), trace *Trace, onStop func(func() error)) error {
 	var done []step
 	for _, st := range steps {
 		start := time.Now()
@@ -159,6 +163,10 @@ func runSteps(ctx context.Context, steps []step, progress func(Step), onStop fun
 			return err
 		}
 		done = append(done, st)
+		if !report {
+			detail = ""
+		}
+		trace.Mark(st.name, detail)
 		if report {
 			progress(Step{Name: st.name, Duration: time.Since(start), Detail: detail})
 		}
@@ -189,6 +197,9 @@ type starting struct {
 	adm        *hook.Admission
 	api        *apiserver.APIServer
 	cm         *apiserver.ControllerManager
+	// bootstrapped: the embedded etcd held this Kubernetes version's bootstrap objects before
+	// this start (see waitReady).
+	bootstrapped bool
 }
 
 // steps are Up's steps in order; the names reported are those of Step.Name.
@@ -237,7 +248,8 @@ func (s *starting) listen(context.Context) (bool, string, error) {
 }
 
 func (s *starting) startEtcd(ctx context.Context) (bool, string, error) {
-	srv, err := startEtcd(ctx, s.plan.Plan)
+	s.bootstrapped = bootstrapRecorded(s.plan.Plan)
+	srv, err := startEtcd(ctx, s.plan.Plan, s.opts.Trace)
 	if err != nil {
 		return false, "", err
 	}
@@ -298,7 +310,7 @@ func (s *starting) startAPIServer(ctx context.Context) (bool, string, error) {
 	}
 	hooks := withModules(s.opts.Hooks, s.ext, s.adm, s.plan.Modules.AuthorizationChain)
 	// ctx bounds the start-up only; the components run until Stop.
-	api, err := apiserver.Start(context.WithoutCancel(ctx), apiserver.StartInput{Plan: s.plan.Plan, Listener: s.ln, Hooks: hooks, LogOutput: logOut})
+	api, err := apiserver.Start(context.WithoutCancel(ctx), apiserver.StartInput{Plan: s.plan.Plan, Listener: s.ln, Hooks: hooks, LogOutput: logOut, Mark: s.opts.Trace.Mark})
 	if err != nil {
 		return false, "", err
 	}
@@ -307,11 +319,41 @@ func (s *starting) startAPIServer(ctx context.Context) (bool, string, error) {
 	if timeout == 0 {
 		timeout = DefaultReadyTimeout
 	}
-	if err := api.WaitReady(ctx, s.restConfig, timeout); err != nil {
+	if err := s.waitReady(ctx, timeout); err != nil {
 		_ = api.Stop()
 		return false, "", fmt.Errorf("%w (logs: %s)", err, s.plan.Layout.Logs())
 	}
 	return true, s.plan.Server(), nil
+}
+
+// waitReady waits for /readyz and the default namespace. When etcd already holds the bootstrap
+// objects of this Kubernetes version (recorded by an earlier start), the two hooks that
+// reconcile them are not waited for: they find nothing to change, and each first sleeps a
+// second upstream. Otherwise every check is waited for, and the bootstrap is then recorded.
+func (s *starting) waitReady(ctx context.Context, timeout time.Duration) error {
+	if s.bootstrapped {
+		return s.api.WaitReady(ctx, s.restConfig, timeout, apiserver.BootstrapChecks...)
+	}
+	if err := s.api.WaitReady(ctx, s.restConfig, timeout); err != nil {
+		return err
+	}
+	if s.plan.ExternalEtcd != nil {
+		return nil
+	}
+	if err := pki.WriteFileAtomic(s.plan.Layout.Bootstrapped(), []byte(apiserver.KubernetesVersion()+"\n")); err != nil {
+		return fmt.Errorf("record the bootstrap: %w", err)
+	}
+	return nil
+}
+
+// bootstrapRecorded reports whether the embedded etcd holds data and an earlier start of this
+// Kubernetes version recorded that its bootstrap objects were written.
+func bootstrapRecorded(plan *apiserver.Plan) bool {
+	if plan.ExternalEtcd != nil || !exists(filepath.Join(plan.Layout.Etcd(), "member")) {
+		return false
+	}
+	b, err := os.ReadFile(plan.Layout.Bootstrapped())
+	return err == nil && strings.TrimSpace(string(b)) == apiserver.KubernetesVersion()
 }
 
 // startControllers starts kube-controller-manager when the plan runs it.
@@ -375,7 +417,7 @@ func exists(path string) bool {
 
 // startEtcd starts the embedded etcd on the plan's socket, or checks that the external one
 // answers (and returns no server).
-func startEtcd(ctx context.Context, plan *apiserver.Plan) (*etcd.Server, error) {
+func startEtcd(ctx context.Context, plan *apiserver.Plan, trace *Trace) (*etcd.Server, error) {
 	if ext := plan.ExternalEtcd; ext != nil {
 		var tlsConfig *tls.Config
 		if ext.CAFile != "" || ext.CertFile != "" {
@@ -388,7 +430,7 @@ func startEtcd(ctx context.Context, plan *apiserver.Plan) (*etcd.Server, error) 
 		return nil, etcd.CheckReachable(ctx, etcd.External{Servers: ext.Servers, TLS: tlsConfig}, 5*time.Second)
 	}
 	logFile := filepath.Join(plan.Layout.Logs(), "etcd.log")
-	srv, err := etcd.Start(ctx, etcd.Config{DataDir: plan.Layout.Etcd(), Socket: plan.Layout.EtcdSocket(), LogFile: logFile})
+	srv, err := etcd.Start(ctx, etcd.Config{DataDir: plan.Layout.Etcd(), Socket: plan.Layout.EtcdSocket(), LogFile: logFile, UnsafeNoFsync: !plan.EtcdFsync, Mark: trace.Mark})
 	if err != nil {
 		return nil, fmt.Errorf("%w (log: %s)", err, logFile)
 	}

@@ -87,8 +87,8 @@ func PlanFor(p *profiles.Loaded, opts Options) (*Plan, error) {
 	in := apiserver.PlanInput{
 		Name: p.Name, DataDir: abs, Address: p.EffectiveAddress(), Port: p.EffectivePort(),
 		AuthorizationModes: flags.AuthorizationModes, AdmissionPlugins: flags.AdmissionPlugins,
-		ExtraAPIServerArgs: flags.ExtraArgs,
-		Controllers:        p.ControllersEnabled(), ExtraControllerManagerArgs: p.Controllers.ExtraArgs,
+		ExtraAPIServerArgs: flags.ExtraArgs, EtcdFsync: p.EtcdFsync(),
+		Controllers: p.ControllersEnabled(), ExtraControllerManagerArgs: p.Controllers.ExtraArgs,
 	}
 	if opts.Address != "" {
 		in.Address = opts.Address

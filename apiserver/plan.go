@@ -81,6 +81,12 @@ func (l Layout) ControllerManagerKubeconfig() string {
 // Logs holds component logs.
 func (l Layout) Logs() string { return filepath.Join(l.DataDir, "logs") }
 
+// Bootstrapped records the Kubernetes version whose bootstrap objects (RBAC roles, system
+// priority classes) the embedded etcd holds: written once a start passed every /readyz check.
+// It lives in etcd's directory (embedded etcd ignores other files there), so it goes with the
+// data it describes.
+func (l Layout) Bootstrapped() string { return filepath.Join(l.Etcd(), "wasmkube-bootstrapped") }
+
 // Lock is held while a cluster runs on this data directory.
 func (l Layout) Lock() string { return filepath.Join(l.DataDir, "wasmkube.lock") }
 
@@ -110,6 +116,8 @@ type PlanInput struct {
 	// the defaults and the layers before it (see mergeArgs). They must not set the listen
 	// address or port.
 	ExtraAPIServerArgs [][]string
+	// EtcdFsync makes the embedded etcd sync each write to disk (see Plan.EtcdFsync).
+	EtcdFsync bool
 	// Controllers says kube-controller-manager runs, with ExtraControllerManagerArgs laid over
 	// its defaults.
 	Controllers                bool
@@ -136,6 +144,9 @@ type Plan struct {
 	EtcdServers []string
 	// ExternalEtcd is set when external etcd servers replace the embedded etcd.
 	ExternalEtcd *ExternalEtcd
+	// EtcdFsync: the embedded etcd syncs each write to disk before acknowledging it. Without it
+	// a killed process loses nothing (the kernel has the writes) but a machine crash may.
+	EtcdFsync bool
 	// APIServerArgs are the kube-apiserver flags, "--name=value", in order.
 	APIServerArgs []string
 	// ControllerManagerArgs are kube-controller-manager's flags; nil when it does not run.
@@ -163,7 +174,7 @@ func NewPlan(in PlanInput) (*Plan, error) {
 			}
 		}
 	}
-	plan := &Plan{Name: in.Name, Address: in.Address, Port: in.Port, Layout: Layout{DataDir: in.DataDir}}
+	plan := &Plan{Name: in.Name, Address: in.Address, Port: in.Port, Layout: Layout{DataDir: in.DataDir}, EtcdFsync: in.EtcdFsync}
 	plan.EtcdServers = []string{"unix://" + plan.Layout.EtcdSocket()}
 	if ext := in.ExternalEtcd; ext != nil {
 		e := *ext

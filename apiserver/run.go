@@ -42,12 +42,17 @@ type StartInput struct {
 	// LogOutput receives the components' logs (klog). Only the first Start of a process sets it:
 	// Kubernetes logging is configured once per process.
 	LogOutput io.Writer
+	// Mark, when set, is told when each phase of the start-up ends (a trace): the options
+	// parsed, the config built, the server chain created and prepared, the first answer, each
+	// /readyz check passed, /readyz ok and the default namespace present.
+	Mark func(phase, detail string)
 }
 
 // APIServer is a running kube-apiserver.
 type APIServer struct {
 	// Loopback is the server's own privileged client configuration (user system:apiserver).
 	Loopback *rest.Config
+	mark     func(phase, detail string)
 	cancel   context.CancelFunc
 	done     chan struct{}
 	err      error
@@ -82,10 +87,15 @@ func Listen(address string, port int32) (net.Listener, error) {
 //   - On error, everything started is stopped before Start returns.
 func Start(ctx context.Context, in StartInput) (_ *APIServer, err error) {
 	StampKubernetesVersion()
+	mark := in.Mark
+	if mark == nil {
+		mark = func(string, string) {}
+	}
 	s, featureGate, err := serverOptions(in)
 	if err != nil {
 		return nil, err
 	}
+	mark("kube-apiserver options parsed", "")
 	// The informer name is registered process-wide; release it when this server is done.
 	informerName := s.InformerName
 	runCtx, cancel := context.WithCancel(ctx)
@@ -95,11 +105,11 @@ func Start(ctx context.Context, in StartInput) (_ *APIServer, err error) {
 			informerName.Release()
 		}
 	}()
-	prepared, loopback, err := buildServer(runCtx, s, featureGate, in.Hooks)
+	prepared, loopback, err := buildServer(runCtx, s, featureGate, in.Hooks, mark)
 	if err != nil {
 		return nil, err
 	}
-	a := &APIServer{Loopback: loopback, cancel: cancel, done: make(chan struct{})}
+	a := &APIServer{Loopback: loopback, mark: mark, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		defer informerName.Release()
@@ -146,7 +156,7 @@ func serverOptions(in StartInput) (*options.ServerRunOptions, featuregate.Featur
 // buildServer completes and validates the options, builds the config (running Hooks.Config)
 // and the server chain, and prepares it to run; it also returns the server's loopback client
 // configuration.
-func buildServer(ctx context.Context, s *options.ServerRunOptions, featureGate featuregate.FeatureGate, hooks Hooks) (preparedServer, *rest.Config, error) {
+func buildServer(ctx context.Context, s *options.ServerRunOptions, featureGate featuregate.FeatureGate, hooks Hooks, mark func(phase, detail string)) (preparedServer, *rest.Config, error) {
 	completed, err := s.Complete(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("complete kube-apiserver options: %w", err)
@@ -156,10 +166,12 @@ func buildServer(ctx context.Context, s *options.ServerRunOptions, featureGate f
 	}
 	featureGate.(featuregate.MutableFeatureGate).AddMetrics()
 
+	mark("kube-apiserver options completed", "")
 	config, err := app.NewConfig(completed)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kube-apiserver config: %w", err)
 	}
+	mark("kube-apiserver config built", "")
 	if hooks.Config != nil {
 		if err := hooks.Config(config); err != nil {
 			return nil, nil, err
@@ -173,10 +185,12 @@ func buildServer(ctx context.Context, s *options.ServerRunOptions, featureGate f
 	if err != nil {
 		return nil, nil, fmt.Errorf("create kube-apiserver: %w", err)
 	}
+	mark("kube-apiserver server chain created", "")
 	prepared, err := chain.PrepareRun()
 	if err != nil {
 		return nil, nil, fmt.Errorf("prepare kube-apiserver: %w", err)
 	}
+	mark("kube-apiserver prepared", "")
 	return prepared, rest.CopyConfig(chain.GenericAPIServer.LoopbackClientConfig), nil
 }
 

@@ -60,6 +60,20 @@ func TestSmallestProfileDefaults(t *testing.T) {
 	if p.EffectiveAddress() != "127.0.0.1" || p.EffectivePort() != 6443 || !p.ControllersEnabled() || p.ContextName() != "wasmkube-smallest" {
 		t.Errorf("defaults: %s %d %v %s", p.EffectiveAddress(), p.EffectivePort(), p.ControllersEnabled(), p.ContextName())
 	}
+	if p.EtcdFsync() {
+		t.Error("etcd.fsync defaults to true, want false")
+	}
+}
+
+// TestEtcdFsync: etcd.fsync turns the embedded etcd's syncing on.
+func TestEtcdFsync(t *testing.T) {
+	p, err := Parse([]byte("apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\nname: durable\netcd:\n  fsync: true\n"), "durable.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.EtcdFsync() {
+		t.Error("etcd.fsync: true decoded as false")
+	}
 }
 
 func TestInvalidProfiles(t *testing.T) {
@@ -80,6 +94,7 @@ func TestInvalidProfiles(t *testing.T) {
 			`admission.modules[1].name: Duplicate value: "a"`,
 		},
 		"external-etcd-empty.yaml": {"etcd.external.servers: Required value"},
+		"external-etcd-fsync.yaml": {"external-etcd-fsync.yaml:5: etcd.fsync: Forbidden", "embedded etcd only"},
 		"bad-admission.yaml": {
 			"bad-admission.yaml:7: admission.modules[0].mode", `"audit"`,
 			"admission.modules[0].grants.readOnlyDirs[0].hostPath: Required value",

@@ -68,7 +68,15 @@ type Profile struct {
 type Etcd struct {
 	// External, when set, names etcd servers to use; then no etcd is embedded.
 	External *ExternalEtcd `json:"external,omitempty"`
+	// Fsync makes the embedded etcd sync each write to disk before acknowledging it. Default
+	// false: writes reach the kernel, so a killed wasmkube (even kill -9) loses nothing, but a
+	// machine crash or power loss may lose the last seconds of writes or leave the data dir
+	// unreadable (`wasmkube reset --yes` starts over). Not allowed with external.
+	Fsync *bool `json:"fsync,omitempty"`
 }
+
+// EtcdFsync reports whether the embedded etcd syncs each write (default false).
+func (p *Profile) EtcdFsync() bool { return p.Etcd.Fsync != nil && *p.Etcd.Fsync }
 
 // ExternalEtcd names an etcd cluster that wasmkube does not run.
 type ExternalEtcd struct {

@@ -76,6 +76,9 @@ func validateEtcd(e *Etcd, fld *field.Path) field.ErrorList {
 		return nil
 	}
 	var errs field.ErrorList
+	if e.Fsync != nil {
+		errs = append(errs, field.Forbidden(fld.Child("fsync"), "applies to the embedded etcd only; an external etcd syncs as it is configured: remove fsync or external"))
+	}
 	fld = fld.Child("external")
 	if len(e.External.Servers) == 0 {
 		errs = append(errs, field.Required(fld.Child("servers"), "name at least one etcd client URL, or remove etcd.external to use the embedded etcd"))

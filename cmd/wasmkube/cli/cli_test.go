@@ -400,7 +400,7 @@ func TestDryRunPrintsPlan(t *testing.T) {
 		t.Fatalf("dry run: %d %s", code, stderr)
 	}
 	sock := "unix://" + filepath.Join(e.root, "data", "wasmkube", "demo", "etcd.sock")
-	for _, want := range []string{"--bind-address=127.0.0.1", "--secure-port=6443", "--v=3", "--leader-elect=false", "--etcd-servers=" + sock, "etcd:\n- " + sock} {
+	for _, want := range []string{"--bind-address=127.0.0.1", "--secure-port=6443", "--v=3", "--leader-elect=false", "--etcd-servers=" + sock, "etcd:\n- " + sock, "etcdFsync: false"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan lacks %q:\n%s", want, out)
 		}

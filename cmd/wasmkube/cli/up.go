@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -28,6 +31,7 @@ type upOptions struct {
 	dryRun          bool
 	newCA           bool
 	timeout         time.Duration
+	trace           string
 }
 
 func newUpCommand(s streams) *cobra.Command {
@@ -58,6 +62,7 @@ cleanly and keep the data for the next start.`,
 	f.BoolVar(&o.dryRun, "dry-run", false, "print what would run (flags, files) and exit")
 	f.BoolVar(&o.newCA, "new-ca", false, "if the data dir holds cluster data but its CA or service-account key is lost, issue new ones (credentials issued before stop working)")
 	f.DurationVar(&o.timeout, "timeout", wasmkube.DefaultReadyTimeout, "how long to wait for the API server to become ready")
+	f.StringVar(&o.trace, "trace", "", "write a start-up trace to FILE (when each phase ended, tab-separated) and a CPU profile of the start-up to FILE.cpu.pprof (go tool pprof)")
 	return cmd
 }
 
@@ -88,16 +93,57 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 		fmt.Fprintf(s.err, "warning: profile %s: %s\n", p.Name, d)
 	}
 	opts.Progress = printStep(s)
+	endTrace, err := o.startTrace(&opts)
+	if err != nil {
+		return err
+	}
 	c, err := wasmkube.Up(ctx, p, opts)
 	if err != nil {
+		_ = endTrace()
 		return err
 	}
 	// Start-up leaves much garbage (OpenAPI specs, discovery); hand it back to the OS now
 	// rather than keep a peak-sized heap for the life of an idle playground.
 	debug.FreeOSMemory()
+	opts.Trace.Mark("memory returned to the OS", "")
+	if err := endTrace(); err != nil {
+		fmt.Fprintf(s.err, "warning: %v\n", err)
+	}
 	o.printReady(s, p, c, began)
 	fmt.Fprintln(s.out, "Press Ctrl-C to stop (data is kept).")
 	return runUntilStopped(ctx, s, c, dataDir)
+}
+
+// startTrace starts the CPU profile and the trace of `up --trace FILE` (a no-op without it);
+// the returned function stops the profile and writes the trace to FILE and the profile to
+// FILE.cpu.pprof.
+func (o *upOptions) startTrace(opts *wasmkube.Options) (func() error, error) {
+	if o.trace == "" {
+		return func() error { return nil }, nil
+	}
+	opts.Trace = wasmkube.NewTrace()
+	profile, err := os.OpenFile(o.trace+".cpu.pprof", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--trace: %w", err)
+	}
+	if err := pprof.StartCPUProfile(profile); err != nil {
+		_ = profile.Close()
+		return nil, fmt.Errorf("--trace: CPU profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := profile.Close(); err != nil {
+			return fmt.Errorf("--trace: %w", err)
+		}
+		var buf bytes.Buffer
+		if _, err := opts.Trace.WriteTo(&buf); err != nil {
+			return fmt.Errorf("--trace: %w", err)
+		}
+		if err := os.WriteFile(o.trace, buf.Bytes(), 0o600); err != nil {
+			return fmt.Errorf("--trace: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // printStep prints each start-up step as it completes.
@@ -159,6 +205,7 @@ type planView struct {
 	Server                string   `json:"server"`
 	Kubeconfig            string   `json:"kubeconfig"`
 	Etcd                  []string `json:"etcd"`
+	EtcdFsync             *bool    `json:"etcdFsync,omitempty"`
 	APIServerArgs         []string `json:"kubeAPIServerArgs"`
 	ControllerManagerArgs []string `json:"kubeControllerManagerArgs,omitempty"`
 	Modules               any      `json:"modules"`
@@ -169,8 +216,13 @@ func printPlan(s streams, plan *wasmkube.Plan, source string) error {
 	if plan.Port == 0 {
 		server = strings.TrimSuffix(server, ":0") + ":<free port>"
 	}
+	var fsync *bool
+	if plan.ExternalEtcd == nil { // the embedded etcd's only; an external one syncs as configured
+		fsync = &plan.EtcdFsync
+	}
 	out, err := yaml.Marshal(planView{
-		Profile: plan.Name, Source: source, DataDir: plan.Layout.DataDir, Server: server,
+		EtcdFsync: fsync,
+		Profile:   plan.Name, Source: source, DataDir: plan.Layout.DataDir, Server: server,
 		Kubeconfig: plan.Layout.Kubeconfig(), Etcd: plan.EtcdServers,
 		APIServerArgs: plan.APIServerArgs, ControllerManagerArgs: plan.ControllerManagerArgs,
 		Modules: plan.Modules,
