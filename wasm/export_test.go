@@ -21,3 +21,9 @@ func ResidentsIdle(m *Module) int {
 	}
 	return len(m.res.idle)
 }
+
+// ResidentsRetired is how many resident instances of m ended after a call (resident.exit).
+func ResidentsRetired(m *Module) int64 { return m.res.retired.Load() }
+
+// MaxResidentCalls is how many calls a resident serves before it retires.
+const MaxResidentCalls = maxResidentCalls

@@ -50,7 +50,15 @@ var (
 	errResidentStopped = errors.New("resident instance stopped with its module")
 	errResidentQuit    = errors.New("resident instance left broken by its call")
 	errMemoryGrew      = errors.New("the call grew the memory, which a snapshot cannot shrink")
+	errResidentRetired = errors.New("resident instance retired")
 )
+
+// maxResidentCalls is how many calls a resident serves before a new one takes its place.
+// wazero's Snapshot copies the stack into a buffer 16 bytes longer than the stack, and Restore
+// keeps that copy as the live stack: without a bound the stack, and what each call's snapshot
+// copies, would grow by 16 bytes per call (16 KiB after this many; a new resident costs one
+// start-up, a few milliseconds).
+const maxResidentCalls = 1000
 
 // residentKey marks the context of newInstance when the instance is to be a resident.
 type residentKey struct{}
@@ -66,6 +74,7 @@ type residents struct {
 	stop    chan struct{} // closed by Module.Close
 	count   atomic.Int32
 	served  atomic.Int64 // calls served by residents
+	retired atomic.Int64 // residents ended after a call (maxResidentCalls, a failed call)
 	off     atomic.Bool
 	offOnce sync.Once
 }
@@ -278,6 +287,7 @@ type resident struct {
 	saved    []uint64
 	active   bool // counted as running code (activity)
 	answered bool // the call was answered; its caller releases the instance
+	calls    int  // calls served; the resident retires after maxResidentCalls
 	sent     bool // the caller's: the call reached the guest
 
 	request  chan struct{}
@@ -471,12 +481,23 @@ func (r *resident) serve(mod api.Module, iovs, n, nread uint32) uint32 {
 // one is made.
 func (r *resident) exit(mod api.Module, code uint32) {
 	r.answered = true
+	r.calls++
+	// A call that failed or answered nothing may have left state the snapshot does not hold
+	// (WASI's descriptor table: a closed or renumbered stdout would fail every later call, of
+	// other users): the instance ends after it, as a fresh instance would.
+	retire := code != 0 || len(r.inst.stdout.b) == 0 || r.calls >= maxResidentCalls
 	r.result <- residentResult{exit: code}
 	// The guest runs again only once the caller is done with the call's stdout and state.
 	select {
 	case <-r.released:
 	case <-r.quitting:
 		panic(errResidentQuit)
+	}
+	r.inst.stdin.reset(nil) // nothing of the call stays referenced while the resident is idle
+	r.inst.stdout.reset()
+	if retire {
+		r.set.retired.Add(1)
+		panic(errResidentRetired)
 	}
 	mem := mod.Memory()
 	if mem.Size() != uint32(len(r.memory.saved())) {

@@ -255,3 +255,44 @@ func TestResidentOtherExport(t *testing.T) {
 		t.Errorf("next: %q %v (resident calls %d)", out, err, ResidentCalls(m))
 	}
 }
+
+// TestResidentRetires: a resident serves at most MaxResidentCalls calls (wazero's snapshot stack
+// grows with each), then a new one takes its place; every call still answers as a fresh start.
+func TestResidentRetires(t *testing.T) {
+	m := loadCommand(t, "counter", 1)
+	waitResident(t, m)
+	for i := range 2*MaxResidentCalls + 5 {
+		in := fmt.Sprintf("request %d", i)
+		if out, err := runCommand(m, in); err != nil || out != "11"+in {
+			t.Fatalf("call %d: %q %v, want %q", i, out, err, "11"+in)
+		}
+	}
+	if got := ResidentsRetired(m); got < 2 {
+		t.Fatalf("%d residents retired after %d calls, want 2 or more", got, 2*MaxResidentCalls+5)
+	}
+	if ResidentCalls(m) < MaxResidentCalls {
+		t.Fatalf("residents served %d calls: the calls did not use them", ResidentCalls(m))
+	}
+}
+
+// TestResidentClosedStdout: a call that closes its stdout (state a snapshot does not hold)
+// fails alone; the resident retires and the calls after it, other users' requests, work.
+func TestResidentClosedStdout(t *testing.T) {
+	m := loadCommand(t, "closeout", 1)
+	waitResident(t, m)
+	want := `{"valid":true,"accepted":true}`
+	if out, err := runCommand(m, "a"); err != nil || out != want {
+		t.Fatalf("first call: %q %v", out, err)
+	}
+	if out, _ := runCommand(m, "b~"); out != "" {
+		t.Fatalf("the call that closed stdout answered %q", out)
+	}
+	for i := range 4 {
+		if out, err := runCommand(m, fmt.Sprint("c", i)); err != nil || out != want {
+			t.Fatalf("call %d after the one that closed stdout: %q %v, want %q", i, out, err, want)
+		}
+	}
+	if ResidentsRetired(m) < 1 {
+		t.Fatal("the resident that closed its stdout did not retire")
+	}
+}
