@@ -89,10 +89,10 @@ func accessWays(dir, admin string, hook *webhookServer) ([]accessWay, error) {
 	return []accessWay{
 		{name: "module", profile: accessProfile("bench-access-module", static, "0s"),
 			rows: append(builtin, accessRow{"module token (magic-authn), no cache", moduleToken, versionPath, false},
-				accessRow{"module decision (magic-authz, after RBAC)", staticToken, configMapPath, false})},
+				accessRow{"module decision (magic-authz, after RBAC), no cache", staticToken, configMapPath, false})},
 		{name: "module-cached", profile: accessProfile("bench-access-module-cached", static, "default"),
 			rows: append(builtin, accessRow{"module token (magic-authn), default cache (10s)", moduleToken, versionPath, false},
-				accessRow{"module decision (magic-authz, after RBAC)", staticToken, configMapPath, false})},
+				accessRow{"module decision (magic-authz, after RBAC), default cache (10s)", staticToken, configMapPath, false})},
 		{name: "webhook", profile: accessProfile("bench-access-webhook", append(webhookArgs, noCache...), ""),
 			rows: append(builtin, accessRow{"webhook token, a new one each request (never cached)", webhookToken, versionPath, true},
 				accessRow{"webhook decision, no cache (after RBAC)", staticToken, configMapPath, false})},
@@ -117,7 +117,11 @@ func accessProfile(name string, args []string, moduleCache string) string {
 			fmt.Fprintf(&b, "  cacheTTL: %s\n", moduleCache)
 		}
 		b.WriteString("  modules:\n  - module: builtin:magic-authn\n")
-		b.WriteString("authorization:\n  chain: [Node, RBAC, WASM]\n  modules:\n  - module: builtin:magic-authz\n")
+		b.WriteString("authorization:\n  chain: [Node, RBAC, WASM]\n")
+		if moduleCache != "default" {
+			fmt.Fprintf(&b, "  cacheTTL: %s\n", moduleCache)
+		}
+		b.WriteString("  modules:\n  - module: builtin:magic-authz\n")
 	}
 	return b.String()
 }

@@ -170,8 +170,8 @@ built-in rows, and a row's **added** latency is its p50 minus that of the cluste
 row of the same kind. The webhook is internal/bench/webhook.go on loopback HTTPS; kube-apiserver
 caches its answers by default (tokens 2 min, allowed decisions 5 min) and, webhook or not, every
 successful token authentication for 10 s (TokenSuccessCacheTTL, no flag): the uncached webhook row
-sends a new token each time. wasmkube caches a module's successful authentications
-(authentication.cacheTTL, default 10 s; decisions are not cached). One cluster of each kind runs
+sends a new token each time. wasmkube caches a module's successful authentications and its
+decisions (authentication.cacheTTL and authorization.cacheTTL, default 10 s). One cluster of each kind runs
 without the caches, one with the defaults.
 
 `, a.Requests, r.Config.Rounds)

@@ -16,16 +16,23 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/wasmkube/wasmkube/etcd"
 )
 
 // pollInterval is how often the separate-process baseline polls etcd's /health and
-// kube-apiserver's /readyz, as envtest does (its default poll interval is 100 ms).
-const pollInterval = 100 * time.Millisecond
+// kube-apiserver's /readyz: as often as wasmkube polls its own /readyz (apiserver/ready.go), ten
+// times as often as envtest (100 ms), so that polling does not slow the baseline down.
+const pollInterval = 10 * time.Millisecond
 
 // etcdTuning are the flags that make the etcd binary behave as wasmkube's embedded etcd does
-// (etcd/etcd.go, embedConfig): what they change is part of the comparison only if both sides
-// have it.
-var etcdTuning = []string{}
+// (etcd/etcd.go, embedConfig: its raft timing, fsync off as in the profiles' default and as
+// envtest runs etcd): what they change is part of the comparison only if both sides have it.
+var etcdTuning = []string{
+	"--heartbeat-interval=" + strconv.Itoa(etcd.TickMs),
+	"--election-timeout=" + strconv.Itoa(etcd.ElectionMs),
+	"--unsafe-no-fsync=true",
+}
 
 // dryRunPlan is the part of `wasmkube up --dry-run` the baseline takes its flags from.
 type dryRunPlan struct {
