@@ -84,23 +84,23 @@ bench: ## every comparison of issue 11 in one run (start, admission, authn/authz
 bench-compare: ## `make bench`'s start and admission comparisons for BASE (a git revision) and this tree, interleaved, into docs/benchmarks-before-after.md
 	$(GO) run ./internal/cmd/wasmkube-bench -base $(BASE) -only start,admission -o docs/benchmarks-before-after.md
 
-bench-up: ## measure start→ready, RSS at ready and shutdown (docs/benchmarks.md)
+bench-up: ## start→ready, RSS at ready and shutdown of this tree alone (make bench compares)
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkUp -benchtime 5x -timeout 30m
 
-bench-wasm: ## module call latency, pooled vs fresh, metered vs not (docs/benchmarks.md)
+bench-wasm: ## module call latency, pooled vs fresh, metered vs not (in make bench's report)
 	$(GO) test ./wasm/envelope -run '^$$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
 
 BASE ?= 3ecdd36
-bench-wasm-compare: ## the default module call of BASE (a git revision) and of this tree, alternately (docs/benchmarks.md)
+bench-wasm-compare: ## the default module call of BASE (a git revision) and of this tree, alternately
 	scripts/bench-wasm-compare $(BASE)
 
-bench-admission: ## latency the demo's admission modules add to a ConfigMap create (docs/benchmarks.md)
+bench-admission: ## latency the demo's admission modules add to a ConfigMap create
 	$(GO) test ./cmd/wasmkube/cli -run '^$$' -bench BenchmarkAdmissionLatency -benchtime 2000x -timeout 20m
 
-bench-admission-compare: ## what the demo's modules add to a create, BASE against this tree, alternately (docs/benchmarks.md)
+bench-admission-compare: ## what the demo's modules add to a create, BASE against this tree, alternately
 	scripts/bench-admission-compare $(BASE)
 
-bench-kubewarden: ## Kubewarden policy calls (waPC) and context-aware lookups (docs/benchmarks.md)
+bench-kubewarden: ## Kubewarden policy calls (waPC, WASI) and context-aware lookups (calls in make bench's report)
 	$(GO) test ./wasm/kubewarden -run '^$$' -bench BenchmarkKubewardenPolicy -benchtime 2000x
 	$(GO) test . -run '^$$' -bench BenchmarkKubewardenLookup -benchtime 1000x -timeout 20m
 

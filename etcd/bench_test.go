@@ -11,7 +11,7 @@ import (
 
 // BenchmarkStart measures Start → ready of the embedded etcd and one write through its client
 // endpoint: fresh on an empty data dir, warm on the data of the previous start. It reports the
-// median; compare builds in one run (docs/benchmarks.md).
+// median; compare builds in one run (docs/rationale.md, "Start-up").
 //
 //	go test ./etcd -run '^$' -bench BenchmarkStart -benchtime 20x
 func BenchmarkStart(b *testing.B) {

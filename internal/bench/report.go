@@ -261,7 +261,8 @@ names (%.0f MB: the pclntab, anonymous strings and function data) in proportion 
 	}
 	fmt.Fprintf(b, "\nThe example modules embedded for `builtin:` profiles are %.1f MB of it (files, inside the shared part).\n", bin.ExamplesMB)
 	if bin.NoKubectlMB > 0 {
-		fmt.Fprintf(b, "\nBuilt with `-tags nokubectl` (no `wasmkube kubectl`; use your own kubectl with the kubeconfig): %.0f MB stripped, %.0f MB less.\n",
+		fmt.Fprintf(b, "\nBuilt with `-tags nokubectl` (no `wasmkube kubectl`; use your own kubectl with the kubeconfig): %.0f MB stripped, %.0f MB less: more than\n"+
+			"the kubectl row, since what only kubectl uses (kustomize, its printers and OpenAPI-based commands) sits in other rows.\n",
 			bin.NoKubectlMB, bin.StrippedMB-bin.NoKubectlMB)
 	}
 	b.WriteString("\n")
