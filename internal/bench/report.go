@@ -243,7 +243,7 @@ func (r *Report) binarySection(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, `## Binary
 
-`+"`go build -trimpath ./cmd/wasmkube`"+` (as `+"`make build`"+`): %.0f MB; stripped (without the symbol
+`+"`CGO_ENABLED=0 go build -trimpath ./cmd/wasmkube`"+` (as `+"`make build`"+`): %.0f MB; stripped (without the symbol
 table and DWARF, what `+"`-ldflags='-s -w'`"+` leaves out): %.0f MB. Target (issue 11): ≤ 150 MB
 stripped: %s; or a table of what each part costs, and build tags that leave out what a user does
 not need: below.
