@@ -10,8 +10,9 @@ import (
 // mapMemory maps an instance's linear memory on its own: the whole maximum is reserved at once
 // (address space only), pages count towards the process's memory only once the guest touches
 // them, growing never copies, and closing the instance returns the pages to the system at once
-// instead of leaving garbage for the Go collector. With it, what an instance costs the host is
-// bounded by its memory limit at every moment.
+// instead of leaving garbage for the Go collector. With it, what an instance's linear memory
+// costs the host is bounded by its memory limit at every moment (a resident instance also keeps
+// a saved copy of it: ModuleConfig.Snapshot).
 //
 // # Notes
 //

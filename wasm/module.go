@@ -108,6 +108,12 @@ type ModuleConfig struct {
 	// ran _start up to their first read of stdin and starts every call with SpareArgs from
 	// there (see resident.go); calls fall back to fresh instances when the module does not
 	// allow it (a log line says why).
+	//
+	// # Notes
+	//
+	//   - Residents come on top of the PoolSize fresh instances a module may have at a time:
+	//     up to 2×PoolSize+1 instances, and each resident also keeps a saved copy of its memory,
+	//     so it may hold up to twice MemoryLimit (issue 11's attacker review; not yet bounded).
 	Snapshot bool
 	// Debug logs every envelope call's input and output (see CallEnvelope) at info level, with
 	// every "token" field redacted.

@@ -99,7 +99,7 @@ func (m *Module) initResidents(ctx context.Context, r *Runtime, res *wasmbin.Res
 	var wasi api.Module
 	if reason == "" {
 		var err error
-		if wasi, err = defineResidentWASI(ctx, r.rt, fmt.Sprintf("%s:%p", residentWASI, m)); err != nil {
+		if wasi, err = defineResidentWASI(ctx, r.rt, fmt.Sprintf("%s:%d", residentWASI, r.residentHosts.Add(1))); err != nil {
 			reason = err.Error()
 		}
 	}

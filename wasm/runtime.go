@@ -15,7 +15,8 @@
 //     most about a million instructions' worth of work between two such calls.
 //   - Memory: linear memory is capped at the module's memory limit, its tables together at a
 //     64th of it in elements (8 bytes each), and an estimate of its call stack at half of it;
-//     linear memory is mapped per instance and returned to the system when the instance closes.
+//     linear memory is mapped per instance and returned to the system when the instance closes
+//     (resident WASI instances keep a saved copy besides: ModuleConfig.Snapshot).
 //   - Data: stdout, host-call payloads and answers, and log lines are bounded per call.
 //   - Capabilities: no files, environment, arguments or network unless granted (Grants).
 package wasm
@@ -27,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -79,6 +81,9 @@ type Runtime struct {
 	rt       wazero.Runtime
 	active   *activity
 	hosts    hosts
+	// residentHosts numbers the WASI host modules of resident instances (one per module), so
+	// that their names are unique without naming a heap address in a guest-visible error.
+	residentHosts atomic.Uint64
 }
 
 // NewRuntime creates a runtime with the compiler engine and the WASI and wasmkube host modules;

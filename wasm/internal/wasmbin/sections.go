@@ -333,7 +333,8 @@ func (rw *rewriter) globalSection(content []byte) ([]byte, bool, error) {
 	var body []byte
 	for i := uint32(0); i < n; i++ {
 		start := r.pos
-		if _, err := readValType(r); err != nil {
+		typ, err := readValType(r)
+		if err != nil {
 			return nil, false, err
 		}
 		mut, err := r.byte()
@@ -342,6 +343,9 @@ func (rw *rewriter) globalSection(content []byte) ([]byte, bool, error) {
 		}
 		if mut == 1 {
 			rw.mutable = append(rw.mutable, rw.globals-n+i)
+			// A host reads and writes a v128 global's low 64 bits only (wazero's
+			// api.MutableGlobal), so a snapshot could not restore it whole.
+			rw.res.StateOutsideMemory = rw.res.StateOutsideMemory || typ == 0x7b
 		}
 		body = append(body, content[start:r.pos]...)
 		if body, err = rw.constExpr(r, body); err != nil {

@@ -140,8 +140,9 @@ type Result struct {
 	// globals are then not exported.
 	PrefixTaken bool
 	// StateOutsideMemory says the module has state that neither its memory nor its own
-	// globals hold: imported mutable globals, or code that changes tables (table.set,
-	// table.grow, table.fill, table.copy, table.init) or drops segments (data.drop, elem.drop).
+	// globals hold: imported mutable globals, mutable v128 globals (a host reaches only their
+	// low 64 bits), or code that changes tables (table.set, table.grow, table.fill, table.copy,
+	// table.init) or drops segments (data.drop, elem.drop).
 	StateOutsideMemory bool
 }
 

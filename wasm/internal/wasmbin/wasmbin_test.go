@@ -381,7 +381,8 @@ func TestExportGlobals(t *testing.T) {
 	}
 }
 
-// TestStateOutsideMemory: table.set, data.drop and an imported mutable global are reported.
+// TestStateOutsideMemory: table.set, data.drop, an imported mutable global and a mutable v128
+// global are reported.
 func TestStateOutsideMemory(t *testing.T) {
 	tableSet := fn{typ: 0, body: []byte{0x41, 0x00, 0xd0, 0x70, 0x26, 0x00, 0x0b}}
 	table := []byte{0x70, 0x00, 0x01}
@@ -389,6 +390,8 @@ func TestStateOutsideMemory(t *testing.T) {
 		"table.set": {funcs: []fn{tableSet}, tables: [][]byte{table}},
 		"data.drop": {funcs: []fn{{typ: 0, body: []byte{0xfc, 0x09, 0x00, 0x0b}}}},
 		"import":    {imports: [][]byte{{0x01, 'm', 0x01, 'g', 0x03, 0x7f, 0x01}}, funcs: []fn{countdown}},
+		// (global (mut v128) (v128.const i64x2 0 0))
+		"v128 global": {funcs: []fn{countdown}, globals: [][]byte{append([]byte{0x7b, 0x01, 0xfd, 0x0c}, append(make([]byte, 16), 0x0b)...)}},
 	}
 	for name, m := range cases {
 		res, err := Rewrite(m.bytes(), Options{})
