@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -250,10 +251,14 @@ func latencyRound(ctx context.Context, targets []admissionTarget, round, n int) 
 		}
 	}
 	lat := map[key][]time.Duration{}
-	for i := range n {
-		for k := range order {
-			at := order[(k+i+round)%len(order)]
-			d, err := create(ctx, targets[at.target].cs, admissionWays[at.way], i)
+	// A new random order for every create of every way: a create's aftermath (watch events,
+	// a webhook's connection) spills into the next create, so a fixed order, even rotated,
+	// would always charge one way with its predecessor's.
+	rnd := rand.New(rand.NewPCG(uint64(round), 11))
+	for range n {
+		rnd.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+		for _, at := range order {
+			d, err := create(ctx, targets[at.target].cs, admissionWays[at.way], len(lat[at]))
 			if err != nil {
 				return err
 			}

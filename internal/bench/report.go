@@ -126,8 +126,8 @@ namespaces: no policy; the module; a CEL ValidatingAdmissionPolicy with the same
 (`+"`!has(object.data) || !('%s' in object.data)`"+`); a ValidatingAdmissionWebhook in Go on
 loopback HTTPS (internal/bench/webhook.go, failurePolicy Fail, same rule), each way selected by a
 namespace label. Before measuring, each way is checked to reject a ConfigMap with the key and to
-admit one without. Latency: %d ConfigMap creates per way and round, the ways taking turns create by
-create; **added** = p50 (p99) of the way − p50 (p99) of no policy in the same round. Throughput:
+admit one without. Latency: %d ConfigMap creates per way and round, the ways taking turns in a new random
+order for each create; **added** = p50 (p99) of the way − p50 (p99) of no policy in the same round. Throughput:
 %d clients creating for %s per way and round, relative to no policy in the same round (no
 policy: %s creates/s; no-policy create p50 %s µs). %d rounds.
 
