@@ -159,11 +159,11 @@ func sortParts(parts []BinaryPart) {
 // buildStripped builds wasmkube stripped with the build tags given and returns its size in MB.
 func buildStripped(ctx context.Context, root, dir string, tags ...string) (float64, error) {
 	out := filepath.Join(dir, "wasmkube-stripped")
-	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}
+	args := []string{"-trimpath", "-ldflags=-s -w", "-o", out}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	if _, err := goCmd(ctx, root, append(args, "./cmd/wasmkube")...); err != nil {
+	if err := goBuild(ctx, root, append(args, "./cmd/wasmkube")...); err != nil {
 		return 0, err
 	}
 	defer os.Remove(out)

@@ -17,16 +17,25 @@ const (
 	kubeAPIServerMain = "k8s.io/kubernetes/cmd/kube-apiserver"
 )
 
-// goCmd runs the go command in the module's root and returns its trimmed stdout. Builds run
-// with CGO_ENABLED=0, as `make build` and upstream's release binaries are built: with cgo, Go's
-// linker keeps every exported method once the `plugin` package is linked (kubectl's kustomize
-// links it), which makes wasmkube 43 MB larger (docs/rationale.md, "The binary").
+// goCmd runs the go command in the module's root and returns its trimmed stdout.
 func goCmd(ctx context.Context, root string, args ...string) (string, error) {
+	return runGo(ctx, root, nil, args...)
+}
+
+// goBuild runs `go build args…` in root with CGO_ENABLED=0, as `make build` and upstream's
+// release binaries are built: with cgo, Go's linker keeps every exported method once the
+// `plugin` package is linked (kubectl's kustomize links it), which makes wasmkube 43 MB larger
+// (docs/rationale.md, "The binary").
+func goBuild(ctx context.Context, root string, args ...string) error {
+	_, err := runGo(ctx, root, append(os.Environ(), "CGO_ENABLED=0"), append([]string{"build"}, args...)...)
+	return err
+}
+
+// runGo runs the go command in root with env (the process's own when nil).
+func runGo(ctx context.Context, root string, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
-	if len(args) > 0 && args[0] == "build" {
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	}
+	cmd.Env = env
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
@@ -38,7 +47,7 @@ func goCmd(ctx context.Context, root string, args ...string) (string, error) {
 // buildWasmkube builds this tree's wasmkube as `make build` does (not stripped, no cgo) into dir.
 func buildWasmkube(ctx context.Context, root, dir string) (string, error) {
 	out := filepath.Join(dir, "wasmkube")
-	if _, err := goCmd(ctx, root, "build", "-trimpath", "-o", out, "./cmd/wasmkube"); err != nil {
+	if err := goBuild(ctx, root, "-trimpath", "-o", out, "./cmd/wasmkube"); err != nil {
 		return "", fmt.Errorf("build wasmkube: %w", err)
 	}
 	return out, nil
@@ -90,7 +99,7 @@ func buildCached(ctx context.Context, root, pkg, out string) error {
 		return fmt.Errorf("bench cache: %w", err)
 	}
 	tmp := out + ".tmp"
-	if _, err := goCmd(ctx, root, "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, pkg); err != nil {
+	if err := goBuild(ctx, root, "-trimpath", "-ldflags=-s -w", "-o", tmp, pkg); err != nil {
 		return fmt.Errorf("build %s for the separate-process baseline: %w", pkg, err)
 	}
 	return os.Rename(tmp, out)
@@ -105,7 +114,7 @@ func buildBase(ctx context.Context, root, rev, out string) error {
 	defer func() {
 		_, _ = runOutput(context.Background(), "git", os.Environ(), "-C", root, "worktree", "remove", "--force", src)
 	}()
-	if _, err := goCmd(ctx, src, "build", "-trimpath", "-o", out, "./cmd/wasmkube"); err != nil {
+	if err := goBuild(ctx, src, "-trimpath", "-o", out, "./cmd/wasmkube"); err != nil {
 		return fmt.Errorf("build base %s: %w", rev, err)
 	}
 	return nil
