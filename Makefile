@@ -15,7 +15,7 @@ LDFLAGS      := -X github.com/wasmkube/wasmkube.version=$(VERSION) \
                 -X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
                 -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE)
 
-.PHONY: help run build lint test fuzz reliability bench bench-compare bench-up bench-wasm bench-wasm-compare bench-admission bench-admission-compare bench-kubewarden cross clean hostile
+.PHONY: help run build lint test fuzz reliability bench bench-compare bench-up bench-wasm bench-wasm-compare bench-admission bench-admission-compare bench-kubewarden cross clean hostile examples-rust
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -130,6 +130,18 @@ examples: ## build every example module (examples/NAME/NAME.wasm)
 	  if grep -q '^executionMode: wasi' $$md 2>/dev/null; then mode=; fi; \
 	  echo "building $$out"; $(WASM_BUILD) $$mode -o $$out ./examples/$$e || exit 1; \
 	  if [ -f $$md ]; then $(GO) run ./cmd/wasmkube module annotate $$out -m $$md -o $$out || exit 1; fi; \
+	done
+
+# Crate-free Rust examples (examples/NAME/lib.rs): Debian's rustc 1.63 and its wasm32-wasi std
+# (apt-get install rustc libstd-rust-dev-wasm32). The output depends on the compiler's version:
+# examples/examples_test.go rebuilds them with that version and skips with another.
+RUSTC ?= /usr/bin/rustc
+RUST_EXAMPLES := $(patsubst examples/%/lib.rs,%,$(wildcard examples/*/lib.rs))
+examples-rust: ## build the crate-free Rust example modules (needs Debian's rustc + libstd-rust-dev-wasm32)
+	@for e in $(RUST_EXAMPLES); do \
+	  echo "building examples/$$e/$$e.wasm"; \
+	  (cd examples/$$e && $(RUSTC) --edition 2021 --crate-type cdylib --target wasm32-wasi -C opt-level=3 \
+	    -C strip=symbols --remap-path-prefix=$$PWD=. -o $$e.wasm lib.rs) || exit 1; \
 	done
 
 HOSTILE := $(wildcard wasm/testdata/hostile/*.wat)

@@ -170,21 +170,115 @@ func TestMagicAuthz(t *testing.T) {
 	}
 }
 
+// TestMagicValidate runs the rule in Go (the SDK) and in crate-free Rust: same decisions, same
+// message.
 func TestMagicValidate(t *testing.T) {
-	m := load(t, "magic-validate", envelope.ExportValidate)
-	res, err := admit(m, nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
-		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"not-allowed-value":"abc"}}`), false)
-	if err != nil || res.Allowed {
-		t.Fatalf("not-allowed-value: %+v %v", res, err)
+	for _, name := range []string{"magic-validate", "magic-validate-rust"} {
+		t.Run(name, func(t *testing.T) {
+			m := load(t, name, envelope.ExportValidate)
+			res, err := admit(m, nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
+				`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"not-allowed-value":"abc"}}`), false)
+			if err != nil || res.Allowed || res.Result == nil || res.Result.Code != 400 {
+				t.Fatalf("not-allowed-value: %+v %v", res, err)
+			}
+			want := `admission WASM module "` + name + `" denied the request: value 'not-allowed-value' not allowed in configmap`
+			if got := hook.DenialMessage(name, res.Result); got != want {
+				t.Errorf("message %q, want %q", got, want)
+			}
+			for _, admitted := range []struct{ kind, object string }{
+				{"ConfigMap", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"ok":"1"}}`},
+				{"ConfigMap", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"}}`},
+				{"ConfigMap", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"binaryData":{"not-allowed-value":"YQ=="}}`},
+				{"ConfigMap", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t","labels":{"not-allowed-value":"x"}},"data":{"k":"not-allowed-value"}}`},
+				{"Secret", `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"t"},"data":{"not-allowed-value":"YQ=="}}`},
+			} {
+				res, err = admit(m, nil, admissionRequest(admitted.kind, "configmaps", admissionv1.Create, admitted.object), false)
+				if err != nil || !res.Allowed || res.Patch != nil {
+					t.Errorf("%s: %+v %v, want allowed", admitted.object, res, err)
+				}
+			}
+			// A key written with JSON escapes is the same key.
+			res, err = admit(m, nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
+				`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"not\u002dallowed-value":"abc"}}`), false)
+			if err != nil || res.Allowed {
+				t.Errorf("escaped key: %+v %v, want denied", res, err)
+			}
+			// A DELETE has no object.
+			del := admissionRequest("ConfigMap", "configmaps", admissionv1.Delete, "{}")
+			del.Object, del.OldObject = k8sruntime.RawExtension{}, k8sruntime.RawExtension{Raw: []byte(`{"kind":"ConfigMap","data":{"not-allowed-value":"x"}}`)}
+			res, err = admit(m, nil, del, false)
+			if err != nil || !res.Allowed {
+				t.Errorf("delete: %+v %v, want allowed", res, err)
+			}
+		})
 	}
-	want := `admission WASM module "magic-validate" denied the request: value 'not-allowed-value' not allowed in configmap`
-	if got := hook.DenialMessage("magic-validate", res.Result); got != want {
-		t.Errorf("message %q, want %q", got, want)
+}
+
+// TestMagicValidateRustBadInput: the Rust module's hand-written parser answers an error for what
+// is not an envelope (the host then applies the failure policy), and never traps.
+func TestMagicValidateRustBadInput(t *testing.T) {
+	m := load(t, "magic-validate-rust", envelope.ExportValidate)
+	deep := `{"request":{"request":{"uid":"u","object":{"a":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}}}}`
+	for in, want := range map[string]string{
+		``:                                "the request is not valid JSON",
+		`[]`:                              "the request is not valid JSON",
+		`{"settings":{}}`:                 "the envelope has no request",
+		`{"request":{"kind":"x"}}`:        "the AdmissionReview has no request",
+		`{"request":{"request":{"uid"`:    "the request is not valid JSON",
+		`{"request":{"request":{"uid":"\`: "the request is not valid JSON",
+		`{"request":{"request":{"object":{"data":{"a":tru`: "the request is not valid JSON",
+		deep: "the request nests too deeply",
+	} {
+		err := m.Call(context.Background(), envelope.ExportValidate, []byte(in), func(stdout []byte) error {
+			var out struct{ Error string }
+			if err := json.Unmarshal(stdout, &out); err != nil {
+				return err
+			}
+			if out.Error != want {
+				t.Errorf("%.60q: error %q, want %q", in, out.Error, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("%.60q: %v", in, err)
+		}
 	}
-	res, err = admit(m, nil, admissionRequest("ConfigMap", "configmaps", admissionv1.Create,
-		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"ok":"1"}}`), false)
-	if err != nil || !res.Allowed || res.Patch != nil {
-		t.Fatalf("plain configmap: %+v %v", res, err)
+}
+
+// TestRustExamplesAreCurrent rebuilds every crate-free Rust example (examples/NAME/lib.rs) as
+// `make examples-rust` does, with Debian's rustc 1.63 (RUSTC, default /usr/bin/rustc), and
+// compares. rustc's output depends on its version: another version skips.
+func TestRustExamplesAreCurrent(t *testing.T) {
+	rustc := os.Getenv("RUSTC")
+	if rustc == "" {
+		rustc = "/usr/bin/rustc"
+	}
+	version, err := exec.Command(rustc, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(version), "rustc 1.63.0") {
+		t.Skipf("%s is not rustc 1.63.0 (apt-get install rustc libstd-rust-dev-wasm32 on Debian 12): %q %v", rustc, version, err)
+	}
+	sources, _ := filepath.Glob("*/lib.rs")
+	if len(sources) == 0 {
+		t.Fatal("no examples/*/lib.rs")
+	}
+	for _, src := range sources {
+		name := filepath.Dir(src)
+		dir, err := filepath.Abs(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), name+".wasm")
+		cmd := exec.Command(rustc, "--edition", "2021", "--crate-type", "cdylib", "--target", "wasm32-wasi", "-C", "opt-level=3",
+			"-C", "strip=symbols", "--remap-path-prefix="+dir+"=.", "-o", out, "lib.rs")
+		cmd.Dir = dir
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, b)
+		}
+		want, _ := os.ReadFile(out)
+		have, _ := os.ReadFile(filepath.Join(name, name+".wasm"))
+		if !bytes.Equal(want, have) {
+			t.Errorf("examples/%s/%s.wasm is not what rustc makes of lib.rs: run make examples-rust and commit", name, name)
+		}
 	}
 }
 

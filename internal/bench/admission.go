@@ -24,14 +24,22 @@ import (
 const (
 	wayNone    = "none"
 	wayWASM    = "wasm"
+	wayRust    = "wasm-rust"
 	wayCEL     = "cel"
 	wayWebhook = "webhook"
 )
 
-var admissionWays = []string{wayNone, wayWASM, wayCEL, wayWebhook}
+var admissionWays = []string{wayNone, wayWASM, wayRust, wayCEL, wayWebhook}
 
-// admissionProfile runs magic-validate in the namespaces labelled bench-policy=wasm.
-const admissionProfile = `apiVersion: wasmkube.dev/v1alpha1
+// rustModule is the crate-free Rust build of the rule, relative to the module root. Profiles
+// name it by path, not as builtin:, so that a base revision's binary (make bench-compare),
+// which may not embed it, runs the same file.
+var rustModule = filepath.Join("examples", "magic-validate-rust", "magic-validate-rust.wasm")
+
+// admissionProfile runs magic-validate (Go, the SDK) in the namespaces labelled
+// bench-policy=wasm and the Rust module at rustPath in those labelled bench-policy=wasm-rust.
+func admissionProfile(rustPath string) string {
+	return `apiVersion: wasmkube.dev/v1alpha1
 kind: Profile
 name: bench-admission
 controllers:
@@ -43,7 +51,13 @@ admission:
     - {operations: [CREATE, UPDATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}
     namespaceSelector:
       matchLabels: {bench-policy: wasm}
+  - module: ` + strconv.Quote(rustPath) + `
+    rules:
+    - {operations: [CREATE, UPDATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}
+    namespaceSelector:
+      matchLabels: {bench-policy: wasm-rust}
 `
+}
 
 // AdmissionResult is the one-rule comparison: per cluster and way, the p50 latency a create adds
 // over no policy (µs) and creates/s at Clients concurrent clients relative to no policy.
@@ -70,9 +84,10 @@ type admissionTarget struct {
 }
 
 // measureAdmission starts one cluster per home (this tree's binary, and a base revision's when
-// comparing), each with the rule four ways (none, module, CEL policy, webhook), checks each way
-// rejects what it should, then interleaves creates between the clusters and ways.
-func measureAdmission(ctx context.Context, homes []home, labels []string, rounds, creates, clients int, duration time.Duration) (*AdmissionResult, error) {
+// comparing), each with the rule five ways (none, Go module, Rust module, CEL policy, webhook),
+// checks each way rejects what it should, then interleaves creates between the clusters and ways.
+// root is the module root (for the Rust module's file).
+func measureAdmission(ctx context.Context, root string, homes []home, labels []string, rounds, creates, clients int, duration time.Duration) (*AdmissionResult, error) {
 	hook, err := startWebhook()
 	if err != nil {
 		return nil, err
@@ -81,7 +96,7 @@ func measureAdmission(ctx context.Context, homes []home, labels []string, rounds
 	res := &AdmissionResult{Creates: creates, Clients: clients, Duration: duration}
 	var targets []admissionTarget
 	for i, h := range homes {
-		up, cs, err := startAdmissionCluster(ctx, h, hook)
+		up, cs, err := startAdmissionCluster(ctx, h, filepath.Join(root, rustModule), hook)
 		if err != nil {
 			return nil, err
 		}
@@ -106,9 +121,9 @@ func measureAdmission(ctx context.Context, homes []home, labels []string, rounds
 	return res, nil
 }
 
-func startAdmissionCluster(ctx context.Context, h home, hook *webhookServer) (*upCluster, *kubernetes.Clientset, error) {
+func startAdmissionCluster(ctx context.Context, h home, rustPath string, hook *webhookServer) (*upCluster, *kubernetes.Clientset, error) {
 	ref := filepath.Join(h.root, "bench-admission.yaml")
-	if err := os.WriteFile(ref, []byte(admissionProfile), 0o600); err != nil {
+	if err := os.WriteFile(ref, []byte(admissionProfile(rustPath)), 0o600); err != nil {
 		return nil, nil, err
 	}
 	up, _, err := h.startUp(ctx, ref, "bench-admission")

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -75,7 +76,7 @@ func TestProfilesParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources := map[string]string{"admission": admissionProfile}
+	sources := map[string]string{"admission": admissionProfile(filepath.Join("..", "..", rustModule))}
 	for _, w := range ways {
 		sources[w.name] = w.profile
 	}
@@ -148,7 +149,7 @@ func TestMarkdown(t *testing.T) {
 			{Name: "wasmkube demo, warm", Ready: Series{1.2, 1.3}, RSS: Series{320}, Stop: Series{0.2}},
 		},
 		Admit: &AdmissionResult{Creates: 10, Clients: 16, Clusters: []AdmissionCluster{
-			{Added: map[string]Series{wayWASM: {60}, wayCEL: {40}, wayWebhook: {600}}, AddedP99: map[string]Series{}, Throughput: map[string]Series{wayWASM: {0.97}}},
+			{Added: map[string]Series{wayWASM: {60}, wayRust: {90}, wayCEL: {40}, wayWebhook: {600}}, AddedP99: map[string]Series{}, Throughput: map[string]Series{wayWASM: {0.97}, wayRust: {0.9}}},
 			{Label: "abc123", Added: map[string]Series{wayWASM: {300}}, AddedP99: map[string]Series{}, Throughput: map[string]Series{}},
 		}},
 		Binary: &BinaryResult{FileMB: 289, StrippedMB: 212, Parts: []BinaryPart{{Name: "a", EstimateMB: 1}, {Name: "b", EstimateMB: 2}}},
@@ -162,9 +163,10 @@ func TestMarkdown(t *testing.T) {
 		"| wasmkube minimal, warm | 0.85 (0.80–0.90) | 205 (200–210) | 0.15 (0.10–0.20) |",
 		"warm start ≤ 1.0 s: minimal 0.85 s, demo 1.25 s: **not met**",
 		"minimal/baseline 0.40: **met**",
-		"module added ≤ 2× CEL's: 1.50× (60 vs 40 µs): **met**",
-		"module added ≤ 0.1× the webhook's: 0.10× (60 vs 600 µs): **met**",
-		"| WASM module (magic-validate) — base abc123 | 300 |",
+		"- WASM module, Go (magic-validate):\n  - added ≤ 2× CEL's: 1.50× (60 vs 40 µs): **met**",
+		"  - added ≤ 0.1× the webhook's: 0.10× (60 vs 600 µs): **met**\n  - throughput ≥ 0.95× no policy: 0.97: **met**",
+		"- WASM module, Rust (magic-validate-rust):\n  - added ≤ 2× CEL's: 2.25× (90 vs 40 µs): **not met**",
+		"| WASM module, Go (magic-validate) — base abc123 | 300 |",
 		"stripped (without the symbol\ntable and DWARF",
 		"| b | 0.0 | 0.0 | 2 |\n| a | 0.0 | 0.0 | 1 |",
 	} {

@@ -145,7 +145,7 @@ func runAdmission(ctx context.Context, cfg Config, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	rep.Admit, err = measureAdmission(ctx, homes, labels, cfg.Rounds, cfg.Creates, cfg.Clients, cfg.Duration)
+	rep.Admit, err = measureAdmission(ctx, cfg.Root, homes, labels, cfg.Rounds, cfg.Creates, cfg.Clients, cfg.Duration)
 	return err
 }
 

@@ -19,21 +19,28 @@ import (
 //
 //	go test ./wasm/envelope -run '^$' -bench BenchmarkAdmitMagicValidate -benchtime 2000x
 //
-// pooled/metered is the default; the other rows are the baselines measured in the same run.
+// pooled/metered is the default; the other rows are the baselines measured in the same run, and
+// rust/pooled/metered is examples/magic-validate-rust, the same rule without Go's runtime.
 // (Before the wasm package was split by ABI, this benchmark was in ./wasm; scripts/bench-wasm-compare
 // finds it in either.)
 func BenchmarkAdmitMagicValidate(b *testing.B) {
-	bin, err := os.ReadFile("../../examples/magic-validate/magic-validate.wasm")
+	goBin, err := os.ReadFile("../../examples/magic-validate/magic-validate.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rustBin, err := os.ReadFile("../../examples/magic-validate-rust/magic-validate-rust.wasm")
 	if err != nil {
 		b.Fatal(err)
 	}
 	rows := []struct {
 		name string
+		bin  []byte
 		cfg  wasm.ModuleConfig
 	}{
-		{"pooled/metered", wasm.ModuleConfig{Isolation: wasm.Pooled, Interrupt: wasm.InterruptMetered}},
-		{"pooled/none", wasm.ModuleConfig{Isolation: wasm.Pooled, Interrupt: wasm.InterruptNone}},
-		{"fresh/metered", wasm.ModuleConfig{Isolation: wasm.Fresh, Interrupt: wasm.InterruptMetered}},
+		{"pooled/metered", goBin, wasm.ModuleConfig{Isolation: wasm.Pooled, Interrupt: wasm.InterruptMetered}},
+		{"pooled/none", goBin, wasm.ModuleConfig{Isolation: wasm.Pooled, Interrupt: wasm.InterruptNone}},
+		{"fresh/metered", goBin, wasm.ModuleConfig{Isolation: wasm.Fresh, Interrupt: wasm.InterruptMetered}},
+		{"rust/pooled/metered", rustBin, wasm.ModuleConfig{Isolation: wasm.Pooled, Interrupt: wasm.InterruptMetered}},
 	}
 	r := wasmtest.Runtime(b)
 	req := wasmtest.ConfigMapCreate()
@@ -41,7 +48,7 @@ func BenchmarkAdmitMagicValidate(b *testing.B) {
 		b.Run(row.name, func(b *testing.B) {
 			cfg := row.cfg
 			cfg.Name, cfg.PoolSize, cfg.Timeout, cfg.MemoryLimit = "magic-validate", 1, benchTimeout(b), 64<<20
-			m, err := r.Load(context.Background(), bin, cfg)
+			m, err := r.Load(context.Background(), row.bin, cfg)
 			if err != nil {
 				b.Fatal(err)
 			}
