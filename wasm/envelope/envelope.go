@@ -101,21 +101,34 @@ func call(ctx context.Context, m *wasm.Module, export string, request any, setti
 }
 
 func decodeEnvelope(stdout []byte) (*envelopeOut, error) {
-	dec := json.NewDecoder(bytes.NewReader(stdout))
 	var out envelopeOut
-	if err := dec.Decode(&out); err != nil {
-		if err == io.EOF {
-			return nil, &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: errors.New("the module wrote nothing to stdout")}
-		}
-		return nil, &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: fmt.Errorf("stdout is not a JSON envelope: %w", err)}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: errors.New("stdout holds more than one JSON document")}
+	// One json.Unmarshal: it rejects anything after the document too. A json.Decoder (which
+	// copies the input and scans it once more) only runs to name what is wrong: decoding an
+	// answer took twice as long with it.
+	if err := json.Unmarshal(stdout, &out); err != nil {
+		return nil, envelopeError(stdout, err)
 	}
 	if out.Error == "" && (len(out.Response) == 0 || bytes.Equal(out.Response, []byte("null"))) {
 		return nil, &wasm.CallError{Kind: wasm.KindMissingResponse, Err: errors.New(`the envelope has neither "response" nor "error"`)}
 	}
 	return &out, nil
+}
+
+// envelopeError says why stdout, which json.Unmarshal refused with err, is not one envelope.
+func envelopeError(stdout []byte, err error) error {
+	dec := json.NewDecoder(bytes.NewReader(stdout))
+	var out envelopeOut
+	switch derr := dec.Decode(&out); {
+	case derr == io.EOF:
+		return &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: errors.New("the module wrote nothing to stdout")}
+	case derr != nil:
+		err = derr
+	default:
+		if _, terr := dec.Token(); terr != io.EOF {
+			return &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: errors.New("stdout holds more than one JSON document")}
+		}
+	}
+	return &wasm.CallError{Kind: wasm.KindInvalidJSON, Err: fmt.Errorf("stdout is not a JSON envelope: %w", err)}
 }
 
 // RedactTokens returns a JSON document with the value of every "token" field replaced by
