@@ -3,6 +3,7 @@ package hook
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"maps"
@@ -437,6 +438,65 @@ func TestAdmissionPluginPhases(t *testing.T) {
 	}
 	if got := reviewedConfigMap(t, check.last(t), false).Data; !maps.Equal(got, want) {
 		t.Errorf("the validating module saw %v, want %v", got, want)
+	}
+}
+
+// TestAdmissionPluginEncodesObjectsOnce: the modules of a phase get the JSON of an unchanged
+// object encoded once (the same bytes), and a module after a patch gets the patched object's.
+func TestAdmissionPluginEncodesObjectsOnce(t *testing.T) {
+	type seen struct{ object, oldObject []byte }
+	record := func(name string, into *[]seen, res *admissionv1.AdmissionResponse) *fakeAdmitter {
+		return &fakeAdmitter{name: name, answer: func(review *admissionv1.AdmissionReview) (*admissionv1.AdmissionResponse, error) {
+			*into = append(*into, seen{review.Request.Object.Raw, review.Request.OldObject.Raw})
+			out := &admissionv1.AdmissionResponse{Allowed: true}
+			if res != nil {
+				out = res.DeepCopy()
+			}
+			out.UID = review.Request.UID
+			return out, nil
+		}}
+	}
+	var mutated, validated []seen
+	a, _ := newPlugin(t, nil,
+		AdmissionModule{Admitter: record("first", &mutated, jsonPatch(`[{"op":"add","path":"/data/first","value":"1"}]`)), Mutating: true, Rules: allOps},
+		AdmissionModule{Admitter: record("second", &mutated, nil), Mutating: true, Rules: allOps},
+		AdmissionModule{Admitter: record("check", &validated, nil), Rules: allOps},
+		AdmissionModule{Admitter: record("later", &validated, nil), Rules: allOps},
+	)
+	attr := updateCM("a", "x", nil, map[string]string{"orig": "0"}).attributes()
+	if err := a.Admit(context.Background(), attr, pluginObjects); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(context.Background(), attr, pluginObjects); err != nil {
+		t.Fatal(err)
+	}
+	if len(mutated) != 2 || len(validated) != 2 {
+		t.Fatalf("calls: %d mutating, %d validating", len(mutated), len(validated))
+	}
+	data := func(raw []byte) map[string]string {
+		var cm corev1.ConfigMap
+		if err := json.Unmarshal(raw, &cm); err != nil {
+			t.Fatalf("object JSON %s: %v", raw, err)
+		}
+		return cm.Data
+	}
+	if got := data(mutated[0].object); !maps.Equal(got, map[string]string{"orig": "0"}) {
+		t.Errorf("first module got %v", got)
+	}
+	if got, want := data(mutated[1].object), map[string]string{"orig": "0", "first": "1"}; !maps.Equal(got, want) {
+		t.Errorf("the module after a patch got %v, want %v", got, want)
+	}
+	if &mutated[0].oldObject[0] != &mutated[1].oldObject[0] {
+		t.Error("the old object was encoded once per module")
+	}
+	if got, want := data(validated[0].object), map[string]string{"orig": "0", "first": "1"}; !maps.Equal(got, want) {
+		t.Errorf("validating module got %v, want %v", got, want)
+	}
+	if &validated[0].object[0] != &validated[1].object[0] || &validated[0].oldObject[0] != &validated[1].oldObject[0] {
+		t.Error("validating modules got objects encoded once per module")
+	}
+	if got := data(validated[1].oldObject); !maps.Equal(got, map[string]string{"old": "yes"}) {
+		t.Errorf("old object %v", got)
 	}
 }
 
