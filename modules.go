@@ -77,7 +77,7 @@ type loadedAdmission struct {
 // whose metadata gives rules and mutating when the entry does not.
 func loadAdmission(ctx context.Context, rt *wasm.Runtime, builtin fs.FS, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
 	m := e.m
-	bin, err := moduleBytes(builtin, p, m.Module.Module)
+	bin, err := moduleBytes(builtin, p.ResolvePath, m.Module.Module)
 	if err != nil {
 		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 	}
@@ -183,7 +183,7 @@ func checkGrants(builtin fs.FS, p *profiles.Loaded, w profiles.ModulePlan) error
 		if e.m.Type != profiles.TypeKubewarden {
 			continue
 		}
-		bin, err := moduleBytes(builtin, p, e.m.Module.Module)
+		bin, err := moduleBytes(builtin, p.ResolvePath, e.m.Module.Module)
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.where, err)
 		}
@@ -420,7 +420,7 @@ func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, c *confi
 
 // loadModule loads one module of the envelope ABI for export.
 func (cm *clusterModules) loadModule(ctx context.Context, p *profiles.Loaded, where string, m profiles.Module, export string) (hook.Module, error) {
-	bin, err := moduleBytes(cm.builtin, p, m.Module)
+	bin, err := moduleBytes(cm.builtin, p.ResolvePath, m.Module)
 	if err != nil {
 		return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 	}
@@ -461,11 +461,12 @@ func (l *loadedModules) build(p *profiles.Loaded, logger *slog.Logger) (ext apis
 }
 
 // moduleBytes reads a module: builtin:NAME from builtin (NAME/NAME.wasm, see
-// Options.BuiltinModules), or a file relative to the profile.
-func moduleBytes(builtin fs.FS, p *profiles.Loaded, ref string) ([]byte, error) {
+// Options.BuiltinModules), or a file, its path made absolute by resolve (relative to the
+// profile or the test suite).
+func moduleBytes(builtin fs.FS, resolve func(string) string, ref string) ([]byte, error) {
 	name, ok := strings.CutPrefix(ref, profiles.BuiltinPrefix)
 	if !ok {
-		bin, err := os.ReadFile(p.ResolvePath(ref))
+		bin, err := os.ReadFile(resolve(ref))
 		if err != nil {
 			return nil, fmt.Errorf("read module: %w", err)
 		}

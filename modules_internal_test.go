@@ -81,16 +81,16 @@ func TestCheckPolicyGrants(t *testing.T) {
 // error says they were not provided and how to provide them; an unknown name lists the known.
 func TestModuleBytesBuiltin(t *testing.T) {
 	p := &profiles.Loaded{Profile: &profiles.Profile{Name: "p"}, Source: "/etc/wasmkube/p.yaml"}
-	_, err := moduleBytes(nil, p, "builtin:magic-authn")
+	_, err := moduleBytes(nil, p.ResolvePath, "builtin:magic-authn")
 	if err == nil || !strings.Contains(err.Error(), "built-in modules were not provided") || !strings.Contains(err.Error(), "Options.BuiltinModules") {
 		t.Errorf("without built-in modules: %v", err)
 	}
 	want, _ := examples.Module("magic-authn")
-	got, err := moduleBytes(examples.FS(), p, "builtin:magic-authn")
+	got, err := moduleBytes(examples.FS(), p.ResolvePath, "builtin:magic-authn")
 	if err != nil || len(got) == 0 || string(got) != string(want) {
 		t.Errorf("builtin:magic-authn: %d bytes, %v", len(got), err)
 	}
-	_, err = moduleBytes(examples.FS(), p, "builtin:nosuch")
+	_, err = moduleBytes(examples.FS(), p.ResolvePath, "builtin:nosuch")
 	if err == nil || !strings.Contains(err.Error(), `no built-in module "nosuch"; built in: `) || !strings.Contains(err.Error(), "magic-authn, magic-authz") {
 		t.Errorf("unknown built-in module: %v", err)
 	}

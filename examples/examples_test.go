@@ -28,7 +28,9 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
+	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/examples"
+	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/envelope"
 	"github.com/wasmkube/wasmkube/wasm/hook"
@@ -385,6 +387,33 @@ func TestHMACAuthn(t *testing.T) {
 	// Without a secret the module reports an error: it never authenticates.
 	if _, ok, err := authenticate(m, nil, good, nil); ok || !wasm.IsKind(err, wasm.KindModuleError) {
 		t.Errorf("no secret: %v %v", ok, err)
+	}
+}
+
+// TestSuites runs every example's suite.yaml (every example has one): what
+// `wasmkube module test examples/*/suite.yaml` runs.
+func TestSuites(t *testing.T) {
+	dirs := exampleDirs(t)
+	rust, _ := filepath.Glob("*/lib.rs")
+	for _, r := range rust {
+		dirs = append(dirs, filepath.Dir(r))
+	}
+	for _, dir := range dirs {
+		t.Run(dir, func(t *testing.T) {
+			s, err := profiles.LoadTestSuite(filepath.Join(dir, "suite.yaml"))
+			if err != nil {
+				t.Fatalf("every example has a suite.yaml: %v", err)
+			}
+			res, err := wasmkube.RunTestSuite(context.Background(), s, wasmkube.TestSuiteOptions{BuiltinModules: examples.FS(), ModuleCacheDir: "-"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range res.Cases {
+				if !c.Passed() {
+					t.Errorf("%s: %s\ndecision: %s", c.Name, strings.Join(c.Mismatches, "\n"), c.Decision)
+				}
+			}
+		})
 	}
 }
 

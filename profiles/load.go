@@ -136,13 +136,21 @@ func strictError(what, source string, lines *lineIndex, errs []error) error {
 			continue
 		}
 		path := m[2]
-		hint := "remove it or fix its spelling (docs/profiles.md lists the fields)"
+		hint := "remove it or fix its spelling (" + fieldDocs(what) + " lists the fields)"
 		if m[1] == "duplicate" {
 			hint = "keep only one"
 		}
 		msgs = append(msgs, fmt.Sprintf("%s%s: %s field %q: %s", source, lines.at(path), m[1], path, hint))
 	}
 	return fmt.Errorf("%s %s is invalid:\n  %s", what, source, strings.Join(msgs, "\n  "))
+}
+
+// fieldDocs is the page that lists the fields of a document of kind what.
+func fieldDocs(what string) string {
+	if what == "test suite" {
+		return "docs/authoring.md"
+	}
+	return "docs/profiles.md"
 }
 
 var typeErrRE = regexp.MustCompile(`cannot unmarshal (.+) into Go struct field [A-Za-z0-9_]+\.(\S+) of type (\S+)`)

@@ -219,7 +219,8 @@ func TestShippedProfilesLoad(t *testing.T) {
 
 var yamlBlockRE = regexp.MustCompile("(?s)```yaml\n(.*?)```")
 
-// TestDocsExamplesLoad parses every profile example in the docs, so the docs cannot drift.
+// TestDocsExamplesLoad parses every profile and test suite example in the docs, so the docs
+// cannot drift.
 func TestDocsExamplesLoad(t *testing.T) {
 	docs, _ := filepath.Glob("../docs/*.md")
 	readmes, _ := filepath.Glob("../examples/*/README.md")
@@ -236,6 +237,8 @@ func TestDocsExamplesLoad(t *testing.T) {
 			switch {
 			case strings.Contains(m[1], "kind: Profile"):
 				_, err = Parse([]byte(m[1]), source)
+			case strings.Contains(m[1], "kind: "+TestSuiteKind):
+				_, err = ParseTestSuite([]byte(m[1]), source)
 			case strings.HasPrefix(m[1], "modules:"): // the original's module list
 				_, err = ParseModuleList([]byte(m[1]), source, "/", HookAdmission)
 			default:

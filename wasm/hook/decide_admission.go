@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
+	"strings"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -49,6 +51,47 @@ type Patch struct {
 	JSON []byte
 	// Ops are the operations of a JSONPatch, checked against RFC 6902.
 	Ops jsonpatch.Patch
+}
+
+// Apply returns object (JSON) as the patch leaves it: the JSON patch applied, or the whole
+// object of a Full patch. In the server the result is then decoded as the object's kind and
+// defaulted; Apply does neither (wasmkube module test compares what a module wrote).
+func (p *Patch) Apply(object []byte) ([]byte, error) {
+	if p.Type == envelope.PatchTypeFull {
+		return p.JSON, nil
+	}
+	out, err := applyJSONPatch(p.Ops, object)
+	if err != nil {
+		return nil, fmt.Errorf("apply JSON patch: %w", err)
+	}
+	return out, nil
+}
+
+// Describe says what the API server does with a request after the decision d, in a few lines:
+// the verdict, then the patch, the warnings and the audit annotations (wasmkube module run and
+// module test print it).
+func (d *AdmissionDecision) Describe() string {
+	var b strings.Builder
+	switch {
+	case d.Denied != nil && d.Failure != nil:
+		fmt.Fprintf(&b, "rejected (HTTP %d): %s", d.Denied.ErrStatus.Code, d.Denied.ErrStatus.Message)
+	case d.Denied != nil:
+		fmt.Fprintf(&b, "denied (HTTP %d): %s", d.Denied.ErrStatus.Code, d.Denied.ErrStatus.Message)
+	case d.FailedOpen:
+		b.WriteString("allowed: the module failed and its failurePolicy is Ignore")
+	default:
+		b.WriteString("allowed")
+	}
+	if d.Patch != nil {
+		fmt.Fprintf(&b, "\npatch (%s): %s", d.Patch.Type, d.Patch.JSON)
+	}
+	for _, w := range d.Warnings {
+		fmt.Fprintf(&b, "\nwarning: %s", w)
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.AuditAnnotations)) {
+		fmt.Fprintf(&b, "\naudit annotation %s: %s", k, d.AuditAnnotations[k])
+	}
+	return b.String()
 }
 
 // DecideAdmission decides from m's answer res to a request, or from the error of its call

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -32,9 +30,9 @@ import (
 func newModuleCommand(s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "module",
-		Short: "Run, inspect, benchmark and annotate WebAssembly modules offline",
+		Short: "Run, test, inspect, benchmark and annotate WebAssembly modules offline",
 	}
-	cmd.AddCommand(newModuleRunCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s))
+	cmd.AddCommand(newModuleRunCommand(s), newModuleTestCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s))
 	return cmd
 }
 
@@ -223,35 +221,10 @@ func admissionInvocation(raw, settings json.RawMessage, mutating bool) (*invocat
 		am := hook.AdmissionModule{Admitter: hook.Envelope(hook.Module{Module: m, Settings: settings}), Mutating: mutating}
 		d := hook.DecideAdmission(am, res, err)
 		if out == nil {
-			return nil, describeAdmission(d), d.Failure
+			return nil, d.Describe(), d.Failure
 		}
-		return out, describeAdmission(d), d.Failure
+		return out, d.Describe(), d.Failure
 	}}, nil
-}
-
-// describeAdmission says what the API server does with a request after the module's decision d.
-func describeAdmission(d *hook.AdmissionDecision) string {
-	var b strings.Builder
-	switch {
-	case d.Denied != nil && d.Failure != nil:
-		fmt.Fprintf(&b, "rejected (HTTP %d): %s", d.Denied.ErrStatus.Code, d.Denied.ErrStatus.Message)
-	case d.Denied != nil:
-		fmt.Fprintf(&b, "denied (HTTP %d): %s", d.Denied.ErrStatus.Code, d.Denied.ErrStatus.Message)
-	case d.FailedOpen:
-		b.WriteString("allowed: the module failed and its failurePolicy is Ignore")
-	default:
-		b.WriteString("allowed")
-	}
-	if d.Patch != nil {
-		fmt.Fprintf(&b, "\npatch (%s): %s", d.Patch.Type, d.Patch.JSON)
-	}
-	for _, w := range d.Warnings {
-		fmt.Fprintf(&b, "\nwarning: %s", w)
-	}
-	for _, k := range slices.Sorted(maps.Keys(d.AuditAnnotations)) {
-		fmt.Fprintf(&b, "\naudit annotation %s: %s", k, d.AuditAnnotations[k])
-	}
-	return b.String()
 }
 
 func moduleName(path string) string {
@@ -390,7 +363,7 @@ func runPolicy(ctx context.Context, s streams, f *moduleFlags, path string) erro
 	}
 	res, err := p.Admit(ctx, &admissionv1.AdmissionReview{Request: req}, mutating)
 	d := hook.DecideAdmission(hook.AdmissionModule{Admitter: p, Mutating: mutating}, res, err)
-	fmt.Fprintf(s.out, "decision: %s\n", describeAdmission(d))
+	fmt.Fprintf(s.out, "decision: %s\n", d.Describe())
 	return d.Failure
 }
 

@@ -187,3 +187,34 @@ func TestModuleRunRedactsToken(t *testing.T) {
 		t.Errorf("an admission failure's stderr: %d %s", code, stderr)
 	}
 }
+
+// module test: a passing suite exits 0 with a summary; a failing case exits 1 and says why; a
+// suite with an unknown field is an error naming the file and line.
+func TestModuleTest(t *testing.T) {
+	e := newEnv(t)
+	ex := func(p string) string { return filepath.Join("..", "..", "..", "examples", p) }
+	code, out, stderr := e.run("module", "test", ex("magic-validate/suite.yaml"), ex("magic-authz/suite.yaml"))
+	if code != 0 || !strings.Contains(out, "ok   rejects a ConfigMap whose data has the key not-allowed-value") ||
+		!strings.Contains(out, "2 suites, 9 cases: 9 passed, 0 failed") {
+		t.Errorf("passing suites: %d\n%s\n%s", code, out, stderr)
+	}
+	dir := t.TempDir()
+	module, err := filepath.Abs(ex("magic-validate/magic-validate.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := filepath.Join(dir, "failing.yaml")
+	writeFile(t, failing, "apiVersion: wasmkube.dev/v1alpha1\nkind: ModuleTestSuite\nmodule: "+module+"\nhook: validate\ncases:\n"+
+		"- name: wrongly expects an admission\n  object: {apiVersion: v1, kind: ConfigMap, metadata: {name: a}, data: {not-allowed-value: x}}\n  expect: {allowed: true}\n")
+	code, out, _ = e.run("module", "test", failing)
+	if code != 1 || !strings.Contains(out, "FAIL wrongly expects an admission") || !strings.Contains(out, "allowed: want true, got false") ||
+		!strings.Contains(out, "decision: denied (HTTP 400)") || !strings.Contains(out, "1 suites, 1 cases: 0 passed, 1 failed") {
+		t.Errorf("failing suite: %d\n%s", code, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "apiVersion: wasmkube.dev/v1alpha1\nkind: ModuleTestSuite\nmodule: x.wasm\nhook: validate\ncases:\n- name: a\n  objct: {}\n  expect: {allowed: true}\n")
+	code, _, stderr = e.run("module", "test", bad)
+	if code != 1 || !strings.Contains(stderr, bad+":7") || !strings.Contains(stderr, `unknown field "cases[0].objct"`) {
+		t.Errorf("unknown field: %d\n%s", code, stderr)
+	}
+}
