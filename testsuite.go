@@ -198,26 +198,12 @@ func (r *suiteRunner) admission(ctx context.Context, i int, c profiles.TestCase,
 		return CaseResult{}, err
 	}
 	object := slices.Clone(review.Request.Object.Raw)
-	mutating := r.suite.Mutating != nil && *r.suite.Mutating
-	var admitter hook.Admitter
-	if r.suite.Type == profiles.TypeKubewarden {
-		p, err := r.policy(ctx, settings)
-		if err != nil {
-			if c.Expect.Error != "" { // the case expects the settings to be refused
-				return checkFailure(CaseResult{Name: c.Name, Decision: "the policy refused its settings"}, c.Expect.Error, err), nil
-			}
-			return CaseResult{}, err
+	admitter, mutating, err := r.admitter(ctx, settings)
+	if err != nil {
+		if r.suite.Type == profiles.TypeKubewarden && c.Expect.Error != "" { // the case expects the settings to be refused
+			return checkFailure(CaseResult{Name: c.Name, Decision: "the policy refused its settings"}, c.Expect.Error, err), nil
 		}
-		if r.suite.Mutating == nil {
-			mutating = p.Metadata().Mutating
-		}
-		admitter = p
-	} else {
-		m, err := r.envelopeModule(ctx, envelope.ExportValidate)
-		if err != nil {
-			return CaseResult{}, err
-		}
-		admitter = hook.Envelope(hook.Module{Module: m, Settings: settings})
+		return CaseResult{}, err
 	}
 	res, callErr := admitter.Admit(ctx, review, mutating)
 	d := hook.DecideAdmission(hook.AdmissionModule{Admitter: admitter, Mutating: mutating}, res, callErr)
@@ -252,6 +238,27 @@ func (r *suiteRunner) admission(ctx context.Context, i int, c profiles.TestCase,
 	}
 	out.Mismatches = append(out.Mismatches, mis...)
 	return out, nil
+}
+
+// admitter is the module under test as an admission module with settings, and whether it
+// mutates (a Kubewarden policy's metadata says so unless the suite does).
+func (r *suiteRunner) admitter(ctx context.Context, settings json.RawMessage) (hook.Admitter, bool, error) {
+	mutating := r.suite.Mutating != nil && *r.suite.Mutating
+	if r.suite.Type != profiles.TypeKubewarden {
+		m, err := r.envelopeModule(ctx, envelope.ExportValidate)
+		if err != nil {
+			return nil, false, err
+		}
+		return hook.Envelope(hook.Module{Module: m, Settings: settings}), mutating, nil
+	}
+	p, err := r.policy(ctx, settings)
+	if err != nil {
+		return nil, false, err
+	}
+	if r.suite.Mutating == nil {
+		mutating = p.Metadata().Mutating
+	}
+	return p, mutating, nil
 }
 
 // checkFailure compares a module's failure with the case's expect.error.
