@@ -393,6 +393,12 @@ func TestHMACAuthn(t *testing.T) {
 // TestSuites runs every example's suite.yaml (every example has one): what
 // `wasmkube module test examples/*/suite.yaml` runs.
 func TestSuites(t *testing.T) {
+	if raceEnabled {
+		// The suites compile every example again (each suite its own runtime): five minutes
+		// under the race detector for code that calls modules one at a time. make test runs
+		// them without it.
+		t.Skip("slow under the race detector; make test runs the suites without it")
+	}
 	dirs := exampleDirs(t)
 	rust, _ := filepath.Glob("*/lib.rs")
 	for _, r := range rust {

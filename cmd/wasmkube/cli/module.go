@@ -30,9 +30,9 @@ import (
 func newModuleCommand(s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "module",
-		Short: "Run, test, inspect, benchmark and annotate WebAssembly modules offline",
+		Short: "Make, run, test, inspect, benchmark and annotate WebAssembly modules offline",
 	}
-	cmd.AddCommand(newModuleRunCommand(s), newModuleTestCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s))
+	cmd.AddCommand(newModuleNewCommand(s), newModuleRunCommand(s), newModuleTestCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s))
 	return cmd
 }
 
