@@ -49,15 +49,23 @@ func (l *Loaded) ResolvePath(p string) string {
 
 // LoadFile reads, decodes strictly, defaults and validates the profile at path.
 func LoadFile(path string) (*Loaded, error) {
-	data, err := os.ReadFile(path)
+	data, abs, err := readDocument(path, "profile")
 	if err != nil {
-		return nil, fmt.Errorf("read profile: %w", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		abs = path
+		return nil, err
 	}
 	return Parse(data, abs)
+}
+
+// readDocument reads the document (a what) at path and makes path absolute, for errors and for
+// paths relative to the document.
+func readDocument(path, what string) (data []byte, abs string, err error) {
+	if data, err = os.ReadFile(path); err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", what, err)
+	}
+	if abs, err = filepath.Abs(path); err != nil {
+		abs = path
+	}
+	return data, abs, nil
 }
 
 // Parse decodes data strictly, applies defaults and validates. source names the document in
@@ -73,7 +81,7 @@ func Parse(data []byte, source string) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: not valid YAML: %w", source, err)
 	}
-	if err := checkTypeMeta(data, source, lines); err != nil {
+	if err := checkKind(data, "profile", source, lines, Kind); err != nil {
 		return nil, err
 	}
 	p := &Profile{}
@@ -104,23 +112,23 @@ func decodeStrict(data []byte, what, source string, lines *lineIndex, v any, val
 	return nil
 }
 
-// checkTypeMeta sniffs apiVersion and kind before decoding the rest, so a document of another
-// kind or version gets an error about that rather than about its fields.
-func checkTypeMeta(data []byte, source string, lines *lineIndex) error {
+// checkKind sniffs apiVersion and kind before decoding the rest, so that a document of another
+// kind or version (what says what is wanted) gets an error about that rather than its fields.
+func checkKind(data []byte, what, source string, lines *lineIndex, kind string) error {
 	var tm struct {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
 	}
 	if err := yaml.Unmarshal(data, &tm); err != nil {
-		return fmt.Errorf("profile %s: not valid YAML: %w", source, err)
+		return fmt.Errorf("%s %s: not valid YAML: %w", what, source, err)
 	}
 	switch {
 	case tm.APIVersion == "" || tm.Kind == "":
-		return fmt.Errorf("profile %s: missing apiVersion or kind; a profile starts with\n  apiVersion: %s\n  kind: %s", source, APIVersion, Kind)
+		return fmt.Errorf("%s %s: missing apiVersion or kind; a %s starts with\n  apiVersion: %s\n  kind: %s", what, source, what, APIVersion, kind)
 	case tm.APIVersion != APIVersion:
-		return fmt.Errorf("profile %s%s: apiVersion %q is not supported; use %q", source, lines.at("apiVersion"), tm.APIVersion, APIVersion)
-	case tm.Kind != Kind:
-		return fmt.Errorf("profile %s%s: kind %q is not a profile; use %q", source, lines.at("kind"), tm.Kind, Kind)
+		return fmt.Errorf("%s %s%s: apiVersion %q is not supported; use %q", what, source, lines.at("apiVersion"), tm.APIVersion, APIVersion)
+	case tm.Kind != kind:
+		return fmt.Errorf("%s %s%s: kind %q is not a %s; use %q", what, source, lines.at("kind"), tm.Kind, what, kind)
 	}
 	return nil
 }

@@ -3,13 +3,11 @@ package profiles
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/yaml"
 )
 
 // TestSuiteKind is the kind of a module test suite (apiVersion wasmkube.dev/v1alpha1), the
@@ -125,13 +123,9 @@ func (s *LoadedSuite) ResolvePath(p string) string {
 
 // LoadTestSuite reads and parses the suite at path (ParseTestSuite).
 func LoadTestSuite(path string) (*LoadedSuite, error) {
-	data, err := os.ReadFile(path)
+	data, abs, err := readDocument(path, "test suite")
 	if err != nil {
-		return nil, fmt.Errorf("read test suite: %w", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		abs = path
+		return nil, err
 	}
 	return ParseTestSuite(data, abs)
 }
@@ -158,26 +152,6 @@ func ParseTestSuite(data []byte, source string) (*LoadedSuite, error) {
 		return nil, err
 	}
 	return &LoadedSuite{TestSuite: s, Source: source}, nil
-}
-
-// checkKind sniffs apiVersion and kind, so that another document gets an error about that.
-func checkKind(data []byte, what, source string, lines *lineIndex, kind string) error {
-	var tm struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
-	if err := yaml.Unmarshal(data, &tm); err != nil {
-		return fmt.Errorf("%s %s: not valid YAML: %w", what, source, err)
-	}
-	switch {
-	case tm.APIVersion == "" || tm.Kind == "":
-		return fmt.Errorf("%s %s: missing apiVersion or kind; a %s starts with\n  apiVersion: %s\n  kind: %s", what, source, what, APIVersion, kind)
-	case tm.APIVersion != APIVersion:
-		return fmt.Errorf("%s %s%s: apiVersion %q is not supported; use %q", what, source, lines.at("apiVersion"), tm.APIVersion, APIVersion)
-	case tm.Kind != kind:
-		return fmt.Errorf("%s %s%s: kind %q is not a %s; use %q", what, source, lines.at("kind"), tm.Kind, what, kind)
-	}
-	return nil
 }
 
 var (
