@@ -48,7 +48,7 @@ func authenticate(r authn.Request, s Settings) authn.Response {
 	mac := hmac.New(sha256.New, s.Secret)
 	mac.Write([]byte("v1." + signed))
 	want := mac.Sum(nil)
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig) // strict: one encoding per signature
 	if err != nil || !hmac.Equal(got, want) {
 		return authn.Unauthenticated()
 	}
