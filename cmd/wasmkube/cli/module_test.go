@@ -198,6 +198,14 @@ func TestModuleTest(t *testing.T) {
 		!strings.Contains(out, "2 suites, 9 cases: 9 passed, 0 failed") {
 		t.Errorf("passing suites: %d\n%s\n%s", code, out, stderr)
 	}
+	code, out, _ = e.run("module", "test", "--run", "^an update", ex("magic-validate/suite.yaml"))
+	if code != 0 || !strings.Contains(out, "ok   an update that adds the key is rejected") || !strings.Contains(out, "1 suites, 1 cases: 1 passed") {
+		t.Errorf("--run: %d\n%s", code, out)
+	}
+	code, out, stderr = e.run("module", "test", "--run", "no-such-case", ex("magic-validate/suite.yaml"))
+	if code != 1 || !strings.Contains(stderr, `no case matches --run "no-such-case"`) {
+		t.Errorf("--run matching nothing: %d\n%s\n%s", code, out, stderr)
+	}
 	dir := t.TempDir()
 	module, err := filepath.Abs(ex("magic-validate/magic-validate.wasm"))
 	if err != nil {
