@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 
@@ -18,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/profiles"
@@ -103,7 +102,7 @@ func RunTestSuite(ctx context.Context, suite *profiles.LoadedSuite, opts TestSui
 	if err := kubewarden.DefineHosts(ctx, rt); err != nil {
 		return nil, err
 	}
-	r := &suiteRunner{suite: suite, rt: rt, bin: bin, name: suiteModuleName(suite.Module), logger: opts.Logger, policies: map[string]*kubewarden.Policy{}}
+	r := &suiteRunner{suite: suite, rt: rt, bin: bin, name: profiles.DefaultModuleName(suite.Module), logger: opts.Logger, policies: map[string]*kubewarden.Policy{}}
 	defer r.close()
 	res := &SuiteResult{Source: suite.Source, Module: suite.Module}
 	for i, c := range suite.Cases {
@@ -114,14 +113,6 @@ func RunTestSuite(ctx context.Context, suite *profiles.LoadedSuite, opts TestSui
 		res.Cases = append(res.Cases, cr)
 	}
 	return res, nil
-}
-
-// suiteModuleName is the name a module runs under: its file's base name, or NAME of builtin:NAME.
-func suiteModuleName(ref string) string {
-	if name, ok := strings.CutPrefix(ref, profiles.BuiltinPrefix); ok {
-		return name
-	}
-	return strings.TrimSuffix(path.Base(strings.ReplaceAll(ref, `\`, "/")), ".wasm")
 }
 
 // suiteRunner holds the module under test: one envelope module, or a Kubewarden policy per
@@ -331,10 +322,10 @@ func admissionReview(i int, c profiles.TestCase) (*admissionv1.AdmissionReview, 
 	req := &admissionv1.AdmissionRequest{
 		UID:  types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012d", i)),
 		Kind: metav1.GroupVersionKind(gvk), Resource: metav1.GroupVersionResource(gvr),
-		RequestKind: ptrTo(metav1.GroupVersionKind(gvk)), RequestResource: ptrTo(metav1.GroupVersionResource(gvr)),
+		RequestKind: ptr.To(metav1.GroupVersionKind(gvk)), RequestResource: ptr.To(metav1.GroupVersionResource(gvr)),
 		Name: obj.Metadata.Name, Namespace: obj.Metadata.Namespace, Operation: op, UserInfo: user,
 		Object: runtime.RawExtension{Raw: c.Object}, OldObject: runtime.RawExtension{Raw: c.OldObject},
-		DryRun: ptrTo(false), Options: operationOptions(op),
+		DryRun: ptr.To(false), Options: operationOptions(op),
 	}
 	return &admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: req}, nil
 }
@@ -345,11 +336,8 @@ func operationOptions(op admissionv1.Operation) runtime.RawExtension {
 	if kind == "" {
 		return runtime.RawExtension{}
 	}
-	gv := schema.GroupVersion{Group: "meta.k8s.io", Version: "v1"}
-	return runtime.RawExtension{Raw: []byte(`{"kind":"` + kind + `","apiVersion":"` + gv.String() + `"}`)}
+	return runtime.RawExtension{Raw: []byte(`{"kind":"` + kind + `","apiVersion":"meta.k8s.io/v1"}`)}
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 func (r *suiteRunner) authn(ctx context.Context, c profiles.TestCase, settings json.RawMessage) (CaseResult, error) {
 	review := authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: c.Token, Audiences: []string{apiserver.ServiceAccountIssuer}}}
@@ -363,8 +351,7 @@ func (r *suiteRunner) authn(ctx context.Context, c profiles.TestCase, settings j
 		return CaseResult{}, err
 	}
 	token := review.Spec.Token
-	resp, ok, err := hook.Authenticate(ctx, hook.Module{Module: m, Settings: settings}, token, review.Spec.Audiences)
-	err = envelope.RedactError(err, token)
+	resp, ok, err := hook.Authenticate(ctx, hook.Module{Module: m, Settings: settings}, token, review.Spec.Audiences) // err never holds the token
 	decision := "not authenticated: the next authenticator is asked"
 	switch {
 	case err != nil:

@@ -2,8 +2,10 @@ package wasmkube_test
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/examples"
@@ -122,5 +124,38 @@ cases:
 	_, err = wasmkube.RunTestSuite(context.Background(), s, wasmkube.TestSuiteOptions{BuiltinModules: examples.FS(), ModuleCacheDir: "-"})
 	if err == nil || !strings.Contains(err.Error(), "test suite /x/suite.yaml: module builtin:nosuch") || !strings.Contains(err.Error(), `no built-in module "nosuch"`) {
 		t.Errorf("missing module: %v", err)
+	}
+}
+
+// A hostile module under test is stopped by the sandbox's bounds (the default timeout and memory
+// limit hold in module test as in the server): its cases fail with the failure, or pass when
+// they expect it, and the suite ends.
+func TestRunTestSuiteHostileModules(t *testing.T) {
+	for file, failure := range map[string]string{"recursion": "timeout", "memory-growth": "timeout"} {
+		module, err := filepath.Abs(filepath.Join("wasm", "testdata", "hostile", file+".wasm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		res := runSuite(t, "module: "+module+`
+hook: validate
+cases:
+- name: expects the failure
+  object: {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}
+  expect: {error: `+failure+`}
+- name: expects an answer
+  object: {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}
+  expect: {allowed: true}
+`)
+		if took := time.Since(began); took > time.Minute {
+			t.Errorf("%s: the suite took %s", file, took)
+		}
+		if !res.Cases[0].Passed() {
+			t.Errorf("%s: %v", file, res.Cases[0].Mismatches)
+		}
+		got := strings.Join(res.Cases[1].Mismatches, "\n")
+		if !strings.Contains(got, "the module failed") || !strings.Contains(got, failure) || !strings.Contains(got, "allowed: want true, got false") {
+			t.Errorf("%s: a failure must fail the case and deny (failurePolicy Fail): %s", file, got)
+		}
 	}
 }

@@ -280,17 +280,17 @@ func validateExpect(hook string, e TestExpectation, p *field.Path) field.ErrorLi
 		SuiteHookAuthn:    {"authenticated", "user", "error"},
 		SuiteHookAuthz:    {"decision", "reason", "error"},
 	}[hook]
-	any := false
+	expected := false
 	for _, name := range []string{"allowed", "message", "code", "object", "warnings", "auditAnnotations", "authenticated", "user", "decision", "reason", "error"} {
 		if !set[name] {
 			continue
 		}
-		any = true
+		expected = true
 		if !sets.New(fields...).Has(name) {
 			errs = append(errs, field.Forbidden(p.Child(name), fmt.Sprintf("a hook %s case expects only %s", hook, strings.Join(fields, ", "))))
 		}
 	}
-	if !any && len(fields) > 0 {
+	if !expected && len(fields) > 0 {
 		errs = append(errs, field.Required(p, "what must come of the request: "+strings.Join(fields, ", ")))
 	}
 	if e.Decision != "" && !sets.New(authzResult...).Has(e.Decision) {

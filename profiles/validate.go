@@ -221,6 +221,13 @@ func validateRules(rules []admissionregistrationv1.RuleWithOperations, fld *fiel
 	return errs
 }
 
+// DefaultModuleName is the name of a module whose entry names none: its file's base name without
+// the extension, or NAME of builtin:NAME. Names label metrics, audit annotations and errors.
+func DefaultModuleName(ref string) string {
+	base := path.Base(strings.TrimPrefix(ref, BuiltinPrefix))
+	return strings.TrimSuffix(base, path.Ext(base))
+}
+
 func validateModule(m *Module, fld *field.Path, names sets.Set[string], kubewarden bool) field.ErrorList {
 	var errs field.ErrorList
 	if m.Module == "" {
@@ -229,9 +236,8 @@ func validateModule(m *Module, fld *field.Path, names sets.Set[string], kubeward
 		errs = append(errs, field.Invalid(fld.Child("module"), m.Module, "builtin: needs a module name, e.g. builtin:magic-authn"))
 	}
 	if m.Name == "" && m.Module != "" {
-		base := path.Base(strings.TrimPrefix(m.Module, BuiltinPrefix))
-		if m.Name = strings.TrimSuffix(base, path.Ext(base)); m.Name == "" {
-			errs = append(errs, field.Required(fld.Child("name"), "the module's file name ("+base+") gives no name to default to; set one"))
+		if m.Name = DefaultModuleName(m.Module); m.Name == "" {
+			errs = append(errs, field.Required(fld.Child("name"), "the module's file name ("+path.Base(m.Module)+") gives no name to default to; set one"))
 		}
 	}
 	if m.Name != "" {

@@ -32,8 +32,8 @@ const (
 	HookAuthz    = "authz"
 )
 
-// Hooks lists the hooks, for flags and errors.
-var Hooks = []string{HookValidate, HookMutate, HookAuthn, HookAuthz}
+// hooks lists the hooks, for errors.
+var hooks = []string{HookValidate, HookMutate, HookAuthn, HookAuthz}
 
 // Options describe the module to make.
 type Options struct {
@@ -123,12 +123,12 @@ func Plan(o Options) ([]File, error) {
 		return nil, err
 	}
 	known := false
-	for _, h := range Hooks {
+	for _, h := range hooks {
 		known = known || h == o.Hook
 	}
 	switch {
 	case !known:
-		return nil, fmt.Errorf("hook %q: use one of %s", o.Hook, strings.Join(Hooks, ", "))
+		return nil, fmt.Errorf("hook %q: use one of %s", o.Hook, strings.Join(hooks, ", "))
 	case o.Kubewarden && o.Hook != HookValidate:
 		return nil, fmt.Errorf("a Kubewarden policy validates admission requests: use --hook validate with --kubewarden (hook %q)", o.Hook)
 	}

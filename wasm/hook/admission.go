@@ -443,17 +443,16 @@ func applyPatch(va *admission.VersionedAttributes, patch *Patch, o admission.Obj
 		return fmt.Errorf("the module patched the object, but %s requests have none", va.GetOperation())
 	}
 	serializer := json.NewSerializerWithOptions(json.DefaultMetaFactory, o.GetObjectCreater(), o.GetObjectTyper(), json.SerializerOptions{})
-	var patched []byte
-	if patch.Type == envelope.PatchTypeFull {
-		patched = patch.JSON
-	} else {
-		current, err := runtime.Encode(serializer, obj)
-		if err != nil {
+	var current []byte // a Full patch replaces the object: no need to encode it
+	if patch.Type != envelope.PatchTypeFull {
+		var err error
+		if current, err = runtime.Encode(serializer, obj); err != nil {
 			return fmt.Errorf("encode object: %w", err)
 		}
-		if patched, err = applyJSONPatch(patch.Ops, current); err != nil {
-			return fmt.Errorf("apply JSON patch: %w", err)
-		}
+	}
+	patched, err := patch.Apply(current)
+	if err != nil {
+		return err
 	}
 	var fresh runtime.Object
 	if _, ok := obj.(*unstructured.Unstructured); ok {
