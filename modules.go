@@ -2,6 +2,9 @@ package wasmkube
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -40,32 +43,197 @@ const DefaultAuthzCacheTTL = 10 * time.Second
 // ModuleCacheDir is where compiled modules are kept across restarts.
 func ModuleCacheDir() string { return filepath.Join(xdg.CacheHome, "wasmkube", "modules") }
 
-// clusterModules are the modules of one cluster and the runtime that hosts them.
+// clusterModules are the modules of one cluster: the runtime that hosts them (made when the
+// first module is loaded), the current generation the server's extensions ask (swapped by a
+// reload), and the host of the Kubernetes policies.
 type clusterModules struct {
-	rt *wasm.Runtime
 	// builtin holds the built-in modules (builtin:NAME), NAME/NAME.wasm.
-	builtin fs.FS
-	// closers close the loaded modules and policies (under mu: modules load in parallel).
-	mu      sync.Mutex
-	closers []func() error
+	builtin  fs.FS
+	cacheDir string
+	logger   *slog.Logger
+	live     *hook.Live
+	kube     *hook.KubernetesHost
+	// chain is the authorizer chain the server was started with.
+	chain []string
+
+	mu     sync.Mutex // serializes loads (and the runtime's creation)
+	rt     *wasm.Runtime
+	shared sharedModules
 }
 
-// track remembers how to close a loaded module.
-func (cm *clusterModules) track(close func() error) {
+// newClusterModules returns a cluster's modules with an empty generation.
+func newClusterModules(builtin fs.FS, cacheDir string, chain []string, logger *slog.Logger) *clusterModules {
+	return &clusterModules{builtin: builtin, cacheDir: cacheDir, logger: logger, chain: chain,
+		live: hook.NewLive(hook.Generation{}, logger), kube: hook.NewKubernetesHost()}
+}
+
+// runtime returns the modules' runtime, made on first use (under mu).
+func (cm *clusterModules) runtime(ctx context.Context) (*wasm.Runtime, error) {
+	if cm.rt != nil {
+		return cm.rt, nil
+	}
+	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: cm.cacheDir, Observer: metrics.Registered(), Logger: cm.logger})
+	if err != nil {
+		return nil, err
+	}
+	// The runtime serves both ABIs: every module may import the waPC host (as before the split
+	// by ABI), whichever is loaded first.
+	if err := kubewarden.DefineHosts(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, err
+	}
+	cm.rt = rt
+	return rt, nil
+}
+
+// close closes the modules and the runtime, after the API server has stopped.
+func (cm *clusterModules) close() error {
+	err := cm.live.Close()
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
-	cm.closers = append(cm.closers, close)
-}
-
-func (cm *clusterModules) close() error {
-	for _, c := range cm.closers {
-		_ = c()
+	if cm.rt != nil {
+		err = errors.Join(err, cm.rt.Close(context.Background()))
 	}
-	return cm.rt.Close(context.Background())
+	return err
 }
 
-// count is how many modules were loaded.
-func (cm *clusterModules) count() int { return len(cm.closers) }
+// extensions returns what the API server gets, installed once whatever the modules: a token
+// authenticator, an authorizer (when the chain has WASM's place) and the admission plugin, all
+// asking the current generation.
+func (cm *clusterModules) extensions() (apiserver.Extensions, *hook.Admission, error) {
+	ext := apiserver.Extensions{Token: cm.live.Token()}
+	if slices.Contains(cm.chain, profiles.WASM) {
+		a := cm.live.Authorizer()
+		ext.Authorizer, ext.RuleResolver = a, a
+	}
+	adm, err := hook.NewLiveAdmission(cm.live, cm.logger, cm.kube)
+	return ext, adm, err
+}
+
+// load loads the modules of profile p and plan w and makes them the current generation; the one
+// it replaces serves until then and closes after its last call. It returns how many modules the
+// new generation has. On an error nothing changes. Errors name the profile entry or config file.
+func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, w profiles.ModulePlan) (int, error) {
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	c, err := collectModules(p, w)
+	if err != nil {
+		return 0, err
+	}
+	if !slices.Equal(w.AuthorizationChain, cm.chain) && len(c.authz) > 0 {
+		return 0, fmt.Errorf("the authorizer chain changed (%s, running with %s): restart to change it",
+			strings.Join(w.AuthorizationChain, ","), strings.Join(cm.chain, ","))
+	}
+	gen := hook.Generation{}
+	n := 0
+	if !c.empty() {
+		rt, err := cm.runtime(ctx)
+		if err != nil {
+			return 0, err
+		}
+		var l *loadedModules
+		if l, err = loadEntries(ctx, rt, &cm.shared, cm.builtin, cm.kube, p, c, cm.logger); err != nil {
+			return 0, err
+		}
+		gen, n = l.generation(p, cm.logger), l.count()
+	}
+	return n, cm.live.Swap(gen)
+}
+
+// sharedModules are the loaded modules of the current generations, by what they were loaded
+// from (sharedKey), so that a reload reuses the modules it does not change: it then costs what
+// changed, not the whole profile (a Go module takes ~100 ms to decode and pre-warm even when its
+// compiled code is cached). Each generation holds a reference; the last one closes the module.
+type sharedModules struct {
+	mu      sync.Mutex
+	entries map[string]*sharedModule
+}
+
+type sharedModule struct {
+	value any // hook.Module's *wasm.Module, or a loadedAdmission
+	refs  int
+	close func() error
+}
+
+// sharedKey identifies a load: the export (for modules of the envelope ABI), the module's
+// bytes and its configuration; for a Kubewarden policy also its mode, settings and grants.
+func sharedKey(bin []byte, cfg wasm.ModuleConfig, extra ...any) string {
+	sum := sha256.Sum256(bin)
+	desc, err := json.Marshal(append([]any{cfg}, extra...))
+	if err != nil {
+		return "" // not shared
+	}
+	return hex.EncodeToString(sum[:]) + string(desc)
+}
+
+// get returns the module loaded for key, or loads it; release drops the reference taken.
+func (s *sharedModules) get(key string, load func() (any, func() error, error)) (_ any, release func() error, _ error) {
+	if key != "" {
+		s.mu.Lock()
+		if e, ok := s.entries[key]; ok {
+			e.refs++
+			s.mu.Unlock()
+			return e.value, s.releaser(key, e), nil
+		}
+		s.mu.Unlock()
+	}
+	v, closeFn, err := load()
+	if err != nil || key == "" {
+		return v, closeFn, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.entries == nil {
+		s.entries = map[string]*sharedModule{}
+	}
+	if e, ok := s.entries[key]; ok { // loaded meanwhile by another entry: use that one
+		_ = closeFn()
+		e.refs++
+		return e.value, s.releaser(key, e), nil
+	}
+	e := &sharedModule{value: v, refs: 1, close: closeFn}
+	s.entries[key] = e
+	return v, s.releaser(key, e), nil
+}
+
+func (s *sharedModules) releaser(key string, e *sharedModule) func() error {
+	var once sync.Once
+	return func() (err error) {
+		once.Do(func() {
+			s.mu.Lock()
+			e.refs--
+			last := e.refs == 0
+			if last {
+				delete(s.entries, key)
+			}
+			s.mu.Unlock()
+			if last {
+				err = e.close()
+			}
+		})
+		return err
+	}
+}
+
+// closers close the modules of one generation (under mu: modules load in parallel).
+type closers struct {
+	mu  sync.Mutex
+	fns []func() error
+}
+
+func (c *closers) track(close func() error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, close)
+}
+
+func (c *closers) close() error {
+	var errs []error
+	for _, fn := range c.fns {
+		errs = append(errs, fn())
+	}
+	return errors.Join(errs...)
+}
 
 // loadedAdmission is an admission module ready for the plugin.
 type loadedAdmission struct {
@@ -75,7 +243,7 @@ type loadedAdmission struct {
 
 // loadAdmission loads one admission entry: a module of the original ABI, or a Kubewarden policy
 // whose metadata gives rules and mutating when the entry does not.
-func loadAdmission(ctx context.Context, rt *wasm.Runtime, builtin fs.FS, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
+func loadAdmission(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, builtin fs.FS, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
 	m := e.m
 	bin, err := moduleBytes(builtin, p.ResolvePath, m.Module.Module)
 	if err != nil {
@@ -88,24 +256,44 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, builtin fs.FS, p *prof
 		MatchConditions: m.MatchConditions, Monitor: m.Mode == "monitor", Message: m.Message,
 	}
 	if m.Type != profiles.TypeKubewarden {
-		loaded, err := rt.Load(ctx, bin, moduleConfig(p, m.Module, envelope.ExportValidate))
+		cfg := moduleConfig(p, m.Module, envelope.ExportValidate)
+		v, release, err := shared.get(sharedKey(bin, cfg), func() (any, func() error, error) {
+			loaded, err := rt.Load(ctx, bin, cfg)
+			if err != nil {
+				return nil, nil, err
+			}
+			return loaded, func() error { return loaded.Close(context.Background()) }, nil
+		})
 		if err != nil {
 			return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 		}
-		am.Admitter = hook.Envelope(hook.Module{Module: loaded, Settings: m.Settings})
-		return loadedAdmission{am, func() error { return loaded.Close(context.Background()) }}, nil
+		am.Admitter = hook.Envelope(hook.Module{Module: v.(*wasm.Module), Settings: m.Settings})
+		return loadedAdmission{am, release}, nil
 	}
 	grants := policyGrants(m.Grants)
 	if err := checkPolicyGrants(e.where, bin, grants); err != nil {
 		return loadedAdmission{}, err
 	}
-	policy, err := kubewarden.Load(ctx, rt, bin, kubewarden.PolicyConfig{
-		Module: moduleConfig(p, m.Module, ""), Mode: kubewarden.ExecutionMode(m.ExecutionMode),
-		Settings: m.Settings, Kubernetes: kube.ForPolicy(m.Name, grants), Grants: grants, Logger: logger,
+	cfg := moduleConfig(p, m.Module, "")
+	mode := kubewarden.ExecutionMode(m.ExecutionMode)
+	v, release, err := shared.get(sharedKey(bin, cfg, mode, string(m.Settings), grants), func() (any, func() error, error) {
+		host := kube.ForPolicy(m.Name, grants)
+		policy, err := kubewarden.Load(ctx, rt, bin, kubewarden.PolicyConfig{
+			Module: cfg, Mode: mode, Settings: m.Settings, Kubernetes: host, Grants: grants, Logger: logger,
+		})
+		if err != nil {
+			host.Close()
+			return nil, nil, err
+		}
+		return policy, func() error {
+			host.Close()
+			return policy.Close(context.Background())
+		}, nil
 	})
 	if err != nil {
 		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 	}
+	policy := v.(*kubewarden.Policy)
 	md := policy.Metadata()
 	if m.Mutating == nil {
 		am.Mutating = md.Mutating
@@ -114,11 +302,11 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, builtin fs.FS, p *prof
 		am.Rules = md.Rules
 	}
 	if len(am.Rules) == 0 {
-		_ = policy.Close(context.Background())
+		_ = release()
 		return loadedAdmission{}, fmt.Errorf("%s: the policy has no rules in its metadata and the entry names none: add rules (or annotate the policy)", e.where)
 	}
 	am.Admitter = policy
-	return loadedAdmission{am, func() error { return policy.Close(context.Background()) }}, nil
+	return loadedAdmission{am, release}, nil
 }
 
 // policyGrants are what a Kubewarden policy's entry grants it.
@@ -332,55 +520,28 @@ func uniqueNames(entries []namedEntry) error {
 	return nil
 }
 
-// loadModules compiles and pre-warms the configured modules and returns the API server
-// extensions that run them: collect the entries, load them, build the extensions. Nothing is
-// loaded when no module is configured. Errors name the profile entry or config file.
-func loadModules(ctx context.Context, builtin fs.FS, p *profiles.Loaded, w profiles.ModulePlan, cacheDir string, logger *slog.Logger) (_ *clusterModules, _ apiserver.Extensions, _ *hook.Admission, err error) {
-	var ext apiserver.Extensions
-	c, err := collectModules(p, w)
-	if err != nil || c.empty() {
-		return nil, ext, nil, err
-	}
-	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeConfig{CacheDir: cacheDir, Observer: metrics.Registered(), Logger: logger})
-	if err != nil {
-		return nil, ext, nil, err
-	}
-	cm := &clusterModules{rt: rt, builtin: builtin}
-	defer func() {
-		if err != nil {
-			_ = cm.close()
-		}
-	}()
-	// The runtime serves both ABIs: every module may import the waPC host (as before the split
-	// by ABI), whichever is loaded first.
-	if err := kubewarden.DefineHosts(ctx, rt); err != nil {
-		return nil, ext, nil, err
-	}
-	l, err := cm.load(ctx, p, c, logger)
-	if err != nil {
-		return nil, ext, nil, err
-	}
-	ext, adm, err := l.build(p, logger)
-	if err != nil {
-		return nil, ext, nil, err
-	}
-	return cm, ext, adm, nil
-}
-
-// loadedModules are the loaded modules of each hook, in the order of their entries.
+// loadedModules are the loaded modules of each hook, in the order of their entries, and how to
+// close them.
 type loadedModules struct {
 	authn     []hook.Module
 	authz     []hook.AuthzModule
 	admission []hook.AdmissionModule
-	kube      *hook.KubernetesHost
+	closers   closers
 }
 
-// load loads the entries of c into cm's runtime. Modules compile in parallel (a cold compile
-// takes ~0.5 s per Go module); each result keeps its entry's place, so the order of the
-// profile holds.
-func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, c *configuredModules, logger *slog.Logger) (*loadedModules, error) {
+func (l *loadedModules) count() int { return len(l.closers.fns) }
+
+// loadEntries compiles and pre-warms the entries of c in rt. Modules compile in parallel (a
+// cold compile takes ~0.5 s per Go module); each result keeps its entry's place, so the order
+// of the profile holds. On an error the modules already loaded are closed.
+func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, builtin fs.FS, kube *hook.KubernetesHost, p *profiles.Loaded, c *configuredModules, logger *slog.Logger) (_ *loadedModules, err error) {
 	l := &loadedModules{authn: make([]hook.Module, len(c.authn)), authz: make([]hook.AuthzModule, len(c.authz)),
-		admission: make([]hook.AdmissionModule, len(c.admission)), kube: hook.NewKubernetesHost()}
+		admission: make([]hook.AdmissionModule, len(c.admission))}
+	defer func() {
+		if err != nil {
+			_ = l.closers.close()
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.NumCPU())
 	start := func(job func() error) {
@@ -391,26 +552,45 @@ func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, c *confi
 			return job()
 		})
 	}
+	load := func(where string, m profiles.Module, export string) (hook.Module, error) {
+		bin, err := moduleBytes(builtin, p.ResolvePath, m.Module)
+		if err != nil {
+			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
+		}
+		cfg := moduleConfig(p, m, export)
+		v, release, err := shared.get(sharedKey(bin, cfg), func() (any, func() error, error) {
+			loaded, err := rt.Load(ctx, bin, cfg)
+			if err != nil {
+				return nil, nil, err
+			}
+			return loaded, func() error { return loaded.Close(context.Background()) }, nil
+		})
+		if err != nil {
+			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
+		}
+		l.closers.track(release)
+		return hook.Module{Module: v.(*wasm.Module), Settings: m.Settings}, nil
+	}
 	for i, e := range c.authn {
 		start(func() (err error) {
-			l.authn[i], err = cm.loadModule(ctx, p, e.where, e.m, envelope.ExportAuthn)
+			l.authn[i], err = load(e.where, e.m, envelope.ExportAuthn)
 			return err
 		})
 	}
 	for i, e := range c.authz {
 		start(func() error {
-			hm, err := cm.loadModule(ctx, p, e.where, e.m.Module, envelope.ExportAuthz)
+			hm, err := load(e.where, e.m.Module, envelope.ExportAuthz)
 			l.authz[i] = hook.AuthzModule{Module: hm, FailurePolicy: hook.FailurePolicy(e.m.FailurePolicy)}
 			return err
 		})
 	}
 	for i, e := range c.admission {
 		start(func() error {
-			m, err := loadAdmission(ctx, cm.rt, cm.builtin, p, e, l.kube, logger)
+			m, err := loadAdmission(ctx, rt, shared, builtin, p, e, kube, logger)
 			if err != nil {
 				return err
 			}
-			cm.track(m.close)
+			l.closers.track(m.close)
 			l.admission[i] = m.AdmissionModule
 			return nil
 		})
@@ -418,31 +598,18 @@ func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, c *confi
 	return l, g.Wait()
 }
 
-// loadModule loads one module of the envelope ABI for export.
-func (cm *clusterModules) loadModule(ctx context.Context, p *profiles.Loaded, where string, m profiles.Module, export string) (hook.Module, error) {
-	bin, err := moduleBytes(cm.builtin, p.ResolvePath, m.Module)
-	if err != nil {
-		return hook.Module{}, fmt.Errorf("%s: %w", where, err)
-	}
-	loaded, err := cm.rt.Load(ctx, bin, moduleConfig(p, m, export))
-	if err != nil {
-		return hook.Module{}, fmt.Errorf("%s: %w", where, err)
-	}
-	cm.track(func() error { return loaded.Close(context.Background()) })
-	return hook.Module{Module: loaded, Settings: m.Settings}, nil
-}
-
-// build makes the API server extensions and the admission plugin of the loaded modules.
-func (l *loadedModules) build(p *profiles.Loaded, logger *slog.Logger) (ext apiserver.Extensions, adm *hook.Admission, err error) {
+// generation makes the loaded modules a generation for the server's extensions.
+func (l *loadedModules) generation(p *profiles.Loaded, logger *slog.Logger) hook.Generation {
+	gen := hook.Generation{Admission: l.admission, Close: l.closers.close}
 	if len(l.authn) > 0 {
 		a := &hook.TokenAuthenticator{Logger: logger, Modules: l.authn}
 		ttl := DefaultAuthnCacheTTL
 		if p.Authentication != nil && p.Authentication.CacheTTL != nil {
 			ttl = p.Authentication.CacheTTL.Duration
 		}
-		ext.Token = a
+		gen.Token = a
 		if ttl > 0 {
-			ext.Token = cache.New(a, false, ttl, 0)
+			gen.Token = cache.New(a, false, ttl, 0)
 		}
 	}
 	if len(l.authz) > 0 {
@@ -450,14 +617,9 @@ func (l *loadedModules) build(p *profiles.Loaded, logger *slog.Logger) (ext apis
 		if p.Authorization != nil && p.Authorization.CacheTTL != nil {
 			a.CacheTTL = p.Authorization.CacheTTL.Duration
 		}
-		ext.Authorizer, ext.RuleResolver = a, a
+		gen.Authorizer = a
 	}
-	if len(l.admission) > 0 {
-		if adm, err = hook.NewAdmission(l.admission, logger, l.kube); err != nil {
-			return ext, nil, err
-		}
-	}
-	return ext, adm, nil
+	return gen
 }
 
 // moduleBytes reads a module: builtin:NAME from builtin (NAME/NAME.wasm, see

@@ -95,6 +95,7 @@ type Cluster struct {
 
 	life    *lifecycle.Stopper
 	etcdErr <-chan error
+	reload  *reloadState
 }
 
 // Up starts the cluster a profile describes and returns when it is ready: /readyz answers ok,
@@ -133,6 +134,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (*Cluster, error)
 	}
 	c := s.c
 	c.Server, c.KubeconfigPath, c.Kubeconfig, c.RESTConfig, c.Plan = s.plan.Server(), s.plan.Layout.Kubeconfig(), s.own, s.restConfig, s.plan
+	c.reload = &reloadState{mods: s.mods, opts: opts, plan: plan}
 	go c.watch(s.api, s.cm)
 	return c, nil
 }
@@ -280,27 +282,28 @@ func (s *starting) adminClient(context.Context) (bool, string, error) {
 	return false, "", nil
 }
 
-// loadModules compiles the configured modules; reported only when there are some.
+// loadModules compiles the configured modules; reported only when there are some. The
+// extensions that run them are made whatever the modules, so that a reload can add some.
 func (s *starting) loadModules(ctx context.Context) (bool, string, error) {
 	cacheDir := s.opts.ModuleCacheDir
 	if cacheDir == "" {
 		cacheDir = ModuleCacheDir()
 	}
-	var err error
-	s.mods, s.ext, s.adm, err = loadModules(ctx, s.opts.BuiltinModules, s.p, s.plan.Modules, cacheDir, slog.New(logr.ToSlogHandler(klog.Background())))
-	if err != nil || s.mods == nil {
+	s.mods = newClusterModules(s.opts.BuiltinModules, cacheDir, s.plan.Modules.AuthorizationChain, slog.New(logr.ToSlogHandler(klog.Background())))
+	n, err := s.mods.load(ctx, s.p, s.plan.Modules)
+	if err != nil {
+		_ = s.mods.close()
 		return false, "", err
 	}
-	return true, fmt.Sprintf("%d loaded", s.mods.count()), nil
+	if s.ext, s.adm, err = s.mods.extensions(); err != nil {
+		_ = s.mods.close()
+		return false, "", err
+	}
+	return n > 0, fmt.Sprintf("%d loaded", n), nil
 }
 
 // closeModules closes the modules, after the apiserver has stopped.
-func (s *starting) closeModules() error {
-	if s.mods == nil {
-		return nil
-	}
-	return s.mods.close()
-}
+func (s *starting) closeModules() error { return s.mods.close() }
 
 // startAPIServer starts the kube-apiserver with the modules and waits until it is ready.
 func (s *starting) startAPIServer(ctx context.Context) (bool, string, error) {
@@ -308,7 +311,7 @@ func (s *starting) startAPIServer(ctx context.Context) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
-	hooks := withModules(s.opts.Hooks, s.ext, s.adm, s.plan.Modules.AuthorizationChain)
+	hooks := withModules(s.opts.Hooks, s.ext, s.adm, s.plan.Modules)
 	// ctx bounds the start-up only; the components run until Stop.
 	api, err := apiserver.Start(context.WithoutCancel(ctx), apiserver.StartInput{Plan: s.plan.Plan, Listener: s.ln, Hooks: hooks, LogOutput: logOut, Mark: s.opts.Trace.Mark})
 	if err != nil {
@@ -438,11 +441,11 @@ func startEtcd(ctx context.Context, plan *apiserver.Plan, trace *Trace) (*etcd.S
 }
 
 // withModules adds the modules' extensions to the caller's hooks: the admission plugin is
-// registered with the options, the authenticator and the authorizer, at WASM's place in the
-// authorizer chain, are added to the config.
-func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admission, chain []string) apiserver.Hooks {
-	ext.AuthorizerName, ext.AuthorizerAt = profiles.WASM, profiles.AuthorizerPlace(chain)
-	if adm != nil {
+// registered with the options (when the plan enables it), the authenticator and the
+// authorizer, at WASM's place in the authorizer chain, are added to the config.
+func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admission, w profiles.ModulePlan) apiserver.Hooks {
+	ext.AuthorizerName, ext.AuthorizerAt = profiles.WASM, profiles.AuthorizerPlace(w.AuthorizationChain)
+	if adm != nil && w.AdmissionEnabled {
 		userOptions := hooks.Options
 		hooks.Options = func(s *options.ServerRunOptions) error {
 			apiserver.RegisterAdmissionPlugin(s, profiles.WASM, adm.Factory())

@@ -57,12 +57,11 @@ type APIServerFlags struct {
 	// AuthorizationModes is the default --authorization-mode: BuiltinModes of the profile's chain.
 	AuthorizationModes []string
 	// AdmissionPlugins are to be enabled next to kube-apiserver's defaults when no extra flag sets
-	// --enable-admission-plugins: WASM when the profile lists admission modules.
+	// --enable-admission-plugins: WASM, unless an extra --enable-admission-plugins names it.
 	AdmissionPlugins []string
 	// ExtraArgs are the layers of extra flags as given ("name=value"), each overriding the ones
 	// before: the original's config-file flags removed, WASM taken out of --authorization-mode,
-	// and WASM added to the --enable-admission-plugins that wins when the profile lists admission
-	// modules.
+	// and WASM added to the --enable-admission-plugins that wins.
 	ExtraArgs [][]string
 	Modules   ModulePlan
 }
@@ -70,8 +69,7 @@ type APIServerFlags struct {
 // TakeWASMFlags interprets the original proof of concept's flags among the profile's
 // apiserver.extraArgs and then extra (e.g. `up --apiserver-arg`), a later flag overriding an
 // earlier one: the config-file flags are taken out, WASM is taken out of --authorization-mode
-// (the chain is recorded), and the WASM admission plugin is enabled when the profile lists
-// admission modules.
+// (the chain is recorded), and the WASM admission plugin is enabled.
 func TakeWASMFlags(p *Profile, extra []string) APIServerFlags {
 	chain := DefaultAuthorizationChain()
 	if p.Authorization != nil && len(p.Authorization.Chain) > 0 {
@@ -108,7 +106,9 @@ func TakeWASMFlags(p *Profile, extra []string) APIServerFlags {
 		_, value, _ := SplitArg(*enabled)
 		f.Modules.AdmissionEnabled = slices.Contains(strings.Split(value, ","), WASM)
 	}
-	if p.Admission != nil && len(p.Admission.Modules) > 0 && !f.Modules.AdmissionEnabled {
+	// Always on, modules or not (with none it calls nothing): a reload may add admission modules,
+	// and the plugins of a running kube-apiserver cannot change.
+	if !f.Modules.AdmissionEnabled {
 		if enabled != nil {
 			*enabled += "," + WASM
 		} else {

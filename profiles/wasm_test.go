@@ -7,7 +7,7 @@ import (
 
 // TestTakeWASMFlags: the original's flags are taken out of both layers, a later layer's flag
 // wins, WASM leaves --authorization-mode, and the WASM admission plugin is enabled where the
-// winning --enable-admission-plugins is (or by default) when the profile lists admission modules.
+// winning --enable-admission-plugins is (or by default), modules or not (a reload may add some).
 func TestTakeWASMFlags(t *testing.T) {
 	admission := &Admission{Modules: []AdmissionModule{{Module: Module{Name: "m", Module: "m.wasm"}}}}
 	cases := []struct {
@@ -18,7 +18,7 @@ func TestTakeWASMFlags(t *testing.T) {
 		wantPlace int
 	}{
 		{"defaults", Profile{}, nil,
-			"{[Node RBAC] [] [[] []] {  [Node RBAC WASM] false }}", 2},
+			"{[Node RBAC] [WASM] [[] []] {  [Node RBAC WASM] true }}", 2},
 		{"profile chain and admission modules", Profile{Authorization: &Authorization{Chain: []string{"WASM", "Node"}}, Admission: admission}, nil,
 			"{[Node] [WASM] [[] []] {  [WASM Node] true }}", 0},
 		{"the later layer wins", Profile{APIServer: APIServer{ExtraArgs: []string{"authorization-mode=RBAC,WASM", "authentication-wasm-config-file=/a", "enable-admission-plugins=X"}}, Admission: admission},
@@ -27,7 +27,9 @@ func TestTakeWASMFlags(t *testing.T) {
 		{"enabled by a flag", Profile{}, []string{"enable-admission-plugins=WASM", "admission-control-config-file=/c"},
 			"{[Node RBAC] [] [[] [enable-admission-plugins=WASM admission-control-config-file=/c]] {  [Node RBAC WASM] true /c}}", 2},
 		{"only WASM", Profile{}, []string{"authorization-mode=WASM"},
-			"{[Node RBAC] [] [[] [authorization-mode=AlwaysDeny]] {  [WASM] false }}", 0},
+			"{[Node RBAC] [WASM] [[] [authorization-mode=AlwaysDeny]] {  [WASM] true }}", 0},
+		{"a user's list without WASM gets it", Profile{}, []string{"enable-admission-plugins=NamespaceLifecycle"},
+			"{[Node RBAC] [] [[] [enable-admission-plugins=NamespaceLifecycle,WASM]] {  [Node RBAC WASM] true }}", 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

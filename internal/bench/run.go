@@ -30,7 +30,7 @@ type Config struct {
 	// Base is a git revision whose wasmkube the start and admission comparisons also run,
 	// interleaved with this tree's (before/after in one run); none when empty.
 	Base string
-	// Steps to run (build, start, admission, access, calls, binary); all when empty. build is
+	// Steps to run (build, start, admission, reload, access, calls, binary); all when empty. build is
 	// always run when another step needs its binaries.
 	Steps []string
 	Log   *slog.Logger
@@ -52,6 +52,7 @@ type Report struct {
 	Separate separateBinaries
 	Start    []StartRow
 	Admit    *AdmissionResult
+	Reload   *ReloadResult
 	Access   *AccessResult
 	Calls    []CallBench
 	Binary   *BinaryResult
@@ -71,6 +72,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"build", buildAll},
 		{"start", runStart},
 		{"admission", runAdmission},
+		{"reload", runReload},
 		{"access", runAccess},
 		{"calls", runCalls},
 		{"binary", runBinary},

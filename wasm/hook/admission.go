@@ -98,15 +98,15 @@ type AdmissionModule struct {
 type Admission struct {
 	*admission.Handler
 	mutating, validating *phase
+	live                 *Live
 	logger               *slog.Logger
 	kube                 *KubernetesHost
 }
 
-// phase is the webhook machinery of one admission phase and its modules.
+// phase is the webhook machinery of one admission phase.
 type phase struct {
 	*generic.Webhook
 	mutating bool
-	modules  map[string]AdmissionModule // by webhook UID
 }
 
 var (
@@ -114,10 +114,18 @@ var (
 	_ admission.ValidationInterface = (*Admission)(nil)
 )
 
-// NewAdmission builds the plugin for modules. The API server's plugin initializers complete
-// it (namespace lister, clients, authorizer, drained notification) before its first use, and
-// connect kube, when given, the host of the Kubernetes policies among the modules.
+// NewAdmission builds the plugin for a fixed list of modules (NewLiveAdmission with a Live
+// holding them).
 func NewAdmission(modules []AdmissionModule, logger *slog.Logger, kube *KubernetesHost) (*Admission, error) {
+	return NewLiveAdmission(NewLive(Generation{Admission: modules}, logger), logger, kube)
+}
+
+// NewLiveAdmission builds the plugin that runs the admission modules of live's current
+// generation: a request is decided by the generation current when its phase begins. The API
+// server's plugin initializers complete it (namespace lister, clients, authorizer, drained
+// notification) before its first use, and connect kube, when given, the host of the Kubernetes
+// policies among the modules.
+func NewLiveAdmission(live *Live, logger *slog.Logger, kube *KubernetesHost) (*Admission, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -126,36 +134,24 @@ func NewAdmission(modules []AdmissionModule, logger *slog.Logger, kube *Kubernet
 	}
 	a := &Admission{
 		Handler: admission.NewHandler(admission.Create, admission.Update, admission.Delete, admission.Connect),
-		logger:  logger, kube: kube,
-	}
-	var mutating, validating []AdmissionModule
-	for _, m := range modules {
-		if m.Mutating {
-			mutating = append(mutating, m)
-		} else {
-			validating = append(validating, m)
-		}
+		live:    live, logger: logger, kube: kube,
 	}
 	var err error
-	if a.mutating, err = a.newPhase(true, mutating); err != nil {
+	if a.mutating, err = a.newPhase(true); err != nil {
 		return nil, err
 	}
-	if a.validating, err = a.newPhase(false, validating); err != nil {
+	if a.validating, err = a.newPhase(false); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// newPhase builds the webhook machinery that calls modules, all of one phase, in order.
-func (a *Admission) newPhase(mutating bool, modules []AdmissionModule) (*phase, error) {
-	p := &phase{mutating: mutating, modules: map[string]AdmissionModule{}}
-	var hooks staticSource
-	for _, m := range modules {
-		uid := "wasm/" + m.Name()
-		p.modules[uid] = m
-		hooks = append(hooks, accessorFor(uid, m))
+// newPhase builds the webhook machinery that calls the modules of one phase, in order.
+func (a *Admission) newPhase(mutating bool) (*phase, error) {
+	p := &phase{mutating: mutating}
+	source := func(informers.SharedInformerFactory, sets.Set[schema.GroupResource]) generic.Source {
+		return liveSource{a.live, mutating}
 	}
-	source := func(informers.SharedInformerFactory, sets.Set[schema.GroupResource]) generic.Source { return hooks }
 	dispatcher := func(*webhookutil.ClientManager) generic.Dispatcher { return &dispatcher{a: a, p: p} }
 	var err error
 	handler := admission.NewHandler(admission.Create, admission.Update, admission.Delete, admission.Connect)
@@ -280,11 +276,14 @@ func accessorFor(uid string, m AdmissionModule) webhook.WebhookAccessor {
 	})
 }
 
-// staticSource is the fixed list of modules (hot reload will replace it).
-type staticSource []webhook.WebhookAccessor
+// liveSource is the current generation's modules of one phase, as webhooks.
+type liveSource struct {
+	live     *Live
+	mutating bool
+}
 
-func (s staticSource) Webhooks() []webhook.WebhookAccessor { return s }
-func (s staticSource) HasSynced() bool                     { return true }
+func (s liveSource) Webhooks() []webhook.WebhookAccessor { return s.live.phase(s.mutating) }
+func (s liveSource) HasSynced() bool                     { return true }
 
 // dispatcher calls the modules of one phase in order.
 type dispatcher struct {
@@ -292,9 +291,17 @@ type dispatcher struct {
 	p *phase
 }
 
-func (d *dispatcher) Dispatch(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces, hooks []webhook.WebhookAccessor) error {
+// Dispatch calls the modules of the generation current now, which it holds until it returns
+// (the hooks the webhook machinery passes may be of a generation already replaced).
+func (d *dispatcher) Dispatch(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces, _ []webhook.WebhookAccessor) error {
 	if d.p.mutating && attr.GetReinvocationContext().IsReinvoke() {
 		return nil // mutating modules are not re-invoked (reinvocationPolicy Never)
+	}
+	gen, release := d.a.live.acquire()
+	defer release()
+	hooks := gen.validating
+	if d.p.mutating {
+		hooks = gen.mutating
 	}
 	v := &versionedAttributes{attr: attr, o: o}
 	for _, h := range hooks {
@@ -313,7 +320,7 @@ func (d *dispatcher) Dispatch(ctx context.Context, attr admission.Attributes, o 
 		if err != nil {
 			return err
 		}
-		if err := d.a.call(ctx, d.p.modules[h.GetUID()], invocation, va, o, &v.encoded); err != nil {
+		if err := d.a.call(ctx, h.(moduleAccessor).module, invocation, va, o, &v.encoded); err != nil {
 			return err
 		}
 	}

@@ -62,6 +62,40 @@ type PolicyHost struct {
 	reader    *grantedReader
 	factory   dynamicinformer.DynamicSharedInformerFactory
 	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
+	// closed is closed by Close: the informers stop (they stop with the server too).
+	closed    chan struct{}
+	closeOnce sync.Once
+	// stop ends the informers: closed when the server stops or the host is closed.
+	stop chan struct{}
+}
+
+// stopWithServer returns a channel closed when the server stops or h is closed.
+func (h *PolicyHost) stopWithServer() chan struct{} {
+	h.k.mu.Lock()
+	server := h.k.stop
+	h.k.mu.Unlock()
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-server:
+		case <-h.closed:
+		}
+		close(stop)
+	}()
+	return stop
+}
+
+// Close stops the policy's informers and waits for them; a policy replaced by a reload no
+// longer keeps its caches. Reads after Close fail.
+func (h *PolicyHost) Close() {
+	h.closeOnce.Do(func() { close(h.closed) })
+	h.mu.Lock()
+	factory := h.factory
+	h.factory, h.informers = nil, nil
+	h.mu.Unlock()
+	if factory != nil {
+		factory.Shutdown()
+	}
 }
 
 var _ kubewarden.KubernetesHost = (*PolicyHost)(nil)
@@ -70,7 +104,7 @@ var _ kubewarden.KubernetesHost = (*PolicyHost)(nil)
 // granted contextAwareResources, can_i when a granted hostCapabilities pattern matches
 // kubernetes/can_i.
 func (k *KubernetesHost) ForPolicy(policy string, grants kubewarden.PolicyGrants) *PolicyHost {
-	h := &PolicyHost{k: k, policy: policy, informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
+	h := &PolicyHost{k: k, policy: policy, informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, closed: make(chan struct{})}
 	for _, r := range grants.ContextAwareResources {
 		if gv, err := schema.ParseGroupVersion(r.APIVersion); err == nil {
 			h.kinds = append(h.kinds, gv.WithKind(r.Kind))
@@ -286,17 +320,19 @@ func (k *KubernetesHost) forget(gvr schema.GroupVersionResource, obj any) {
 // and watches through reader, and only a granted resource gets one (checked when it is made).
 func (h *PolicyHost) informer(ctx context.Context, reader *grantedReader, gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
 	h.mu.Lock()
+	if h.informers == nil {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("policy %s was closed (replaced by a reload, or the server is stopping)", h.policy)
+	}
 	informer, ok := h.informers[gvr]
 	if !ok {
 		if err := reader.check(gvr); err != nil {
 			h.mu.Unlock()
 			return nil, err
 		}
-		h.k.mu.Lock()
-		stop := h.k.stop
-		h.k.mu.Unlock()
 		if h.factory == nil {
 			h.factory = dynamicinformer.NewDynamicSharedInformerFactory(reader, 0)
+			h.stop = h.stopWithServer()
 		}
 		informer = h.factory.ForResource(gvr).Informer()
 		forget := func(obj any) { h.k.forget(gvr, obj) }
@@ -305,7 +341,7 @@ func (h *PolicyHost) informer(ctx context.Context, reader *grantedReader, gvr sc
 			return nil, err
 		}
 		h.informers[gvr] = informer
-		h.factory.Start(stop)
+		h.factory.Start(h.stop)
 	}
 	h.mu.Unlock()
 	if informer.HasSynced() {

@@ -78,6 +78,13 @@ func newPluginWith(t testing.TB, init func(*Admission), namespaces []*corev1.Nam
 	if err != nil {
 		t.Fatal(err)
 	}
+	completePlugin(t, a, init, namespaces)
+	return a, log
+}
+
+// completePlugin runs the initializers on a, as the API server does.
+func completePlugin(t testing.TB, a *Admission, init func(*Admission), namespaces []*corev1.Namespace) {
+	t.Helper()
 	if err := a.ValidateInitialization(); err == nil {
 		t.Error("the plugin says it is initialized before the initializers ran")
 	}
@@ -105,7 +112,6 @@ func newPluginWith(t testing.TB, init func(*Admission), namespaces []*corev1.Nam
 			t.Fatalf("informer %v did not sync", informer)
 		}
 	}
-	return a, log
 }
 
 func testNamespace(name string, labels map[string]string) *corev1.Namespace {

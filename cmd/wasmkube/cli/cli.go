@@ -77,6 +77,7 @@ and writes a kubeconfig so kubectl works against it.
 		newVersionCommand(s),
 		newKubectlCommand(s),
 		newModuleCommand(s),
+		newReloadCommand(s),
 	)
 	return root
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -110,8 +112,61 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 		fmt.Fprintf(s.err, "warning: %v\n", err)
 	}
 	o.printReady(s, p, c, began)
+	stopWatching := o.watch(ctx, s, p, c, dataDir)
+	defer stopWatching()
 	fmt.Fprintln(s.out, "Press Ctrl-C to stop (data is kept).")
 	return runUntilStopped(ctx, s, c, dataDir)
+}
+
+// watch reloads the cluster's modules when its profile or module files change and on SIGHUP
+// (`wasmkube reload`), printing each outcome, until the returned function is called.
+func (o *upOptions) watch(ctx context.Context, s streams, p *profiles.Loaded, c *wasmkube.Cluster, dataDir string) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already asked for
+				}
+			}
+		}
+	}()
+	load := func() (*profiles.Loaded, error) {
+		if p.IsBuiltin() {
+			return wasmkube.ResolveProfile(o.profile)
+		}
+		return profiles.LoadFile(p.Source)
+	}
+	r := &reloadReporter{s: s, dataDir: dataDir}
+	done := make(chan struct{})
+	w, err := c.NewWatcher(load)
+	if err != nil {
+		fmt.Fprintf(s.err, "warning: %v: changes to the profile will not reload it\n", err)
+		close(done)
+	} else {
+		go func() {
+			defer close(done)
+			defer w.Close()
+			_ = w.Run(ctx, reload, r.report)
+		}()
+	}
+	if p.IsBuiltin() {
+		fmt.Fprintf(s.out, "  reload: wasmkube reload --profile %s\n", p.Name)
+	} else {
+		fmt.Fprintf(s.out, "  reload: on any change to %s or its module files (or: wasmkube reload --profile %s)\n", p.Source, p.Source)
+	}
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }
 
 // startTrace starts the CPU profile and the trace of `up --trace FILE` (a no-op without it);
