@@ -127,6 +127,7 @@ func TestCluster(t *testing.T) {
 	t.Run("HostileModulesWhileServing", testHostileModulesWhileServing)
 	t.Run("Load", func(t *testing.T) { testLoad(t, false) })
 	t.Run("FaultsUnderLoad", func(t *testing.T) { testLoad(t, true) })
+	t.Run("DecisionLog", testDecisionLog)
 	t.Run("HotReload", testHotReload)
 	t.Run("RestartKeepsData", testRestart)
 	t.Run("DenyAllAuthorizerFirstNeverLocksOutAdmin", testDenyAllFirst)

@@ -53,6 +53,8 @@ type clusterModules struct {
 	logger   *slog.Logger
 	live     *hook.Live
 	kube     *hook.KubernetesHost
+	// decisions records the modules' decisions (`wasmkube decisions`).
+	decisions *hook.DecisionLog
 	// chain is the authorizer chain the server was started with.
 	chain []string
 
@@ -63,8 +65,9 @@ type clusterModules struct {
 
 // newClusterModules returns a cluster's modules with an empty generation.
 func newClusterModules(builtin fs.FS, cacheDir string, chain []string, logger *slog.Logger) *clusterModules {
-	return &clusterModules{builtin: builtin, cacheDir: cacheDir, logger: logger, chain: chain,
-		live: hook.NewLive(hook.Generation{}, logger), kube: hook.NewKubernetesHost()}
+	decisions := hook.NewDecisionLog(hook.DefaultDecisionLogSize)
+	return &clusterModules{builtin: builtin, cacheDir: cacheDir, logger: logger, chain: chain, decisions: decisions,
+		live: hook.NewLive(hook.Generation{}, logger, decisions), kube: hook.NewKubernetesHost()}
 }
 
 // runtime returns the modules' runtime, made on first use (under mu).
@@ -135,7 +138,7 @@ func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, w profil
 		if l, err = loadEntries(ctx, rt, &cm.shared, cm.builtin, cm.kube, p, c, cm.logger); err != nil {
 			return 0, err
 		}
-		gen, n = l.generation(p, cm.logger), l.count()
+		gen, n = l.generation(p, cm.logger, cm.decisions), l.count()
 	}
 	return n, cm.live.Swap(gen)
 }
@@ -599,10 +602,10 @@ func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, b
 }
 
 // generation makes the loaded modules a generation for the server's extensions.
-func (l *loadedModules) generation(p *profiles.Loaded, logger *slog.Logger) hook.Generation {
+func (l *loadedModules) generation(p *profiles.Loaded, logger *slog.Logger, decisions *hook.DecisionLog) hook.Generation {
 	gen := hook.Generation{Admission: l.admission, Close: l.closers.close}
 	if len(l.authn) > 0 {
-		a := &hook.TokenAuthenticator{Logger: logger, Modules: l.authn}
+		a := &hook.TokenAuthenticator{Logger: logger, Modules: l.authn, Decisions: decisions}
 		ttl := DefaultAuthnCacheTTL
 		if p.Authentication != nil && p.Authentication.CacheTTL != nil {
 			ttl = p.Authentication.CacheTTL.Duration
@@ -613,7 +616,7 @@ func (l *loadedModules) generation(p *profiles.Loaded, logger *slog.Logger) hook
 		}
 	}
 	if len(l.authz) > 0 {
-		a := &hook.Authorizer{Logger: logger, Modules: l.authz, CacheTTL: DefaultAuthzCacheTTL}
+		a := &hook.Authorizer{Logger: logger, Modules: l.authz, CacheTTL: DefaultAuthzCacheTTL, Decisions: decisions}
 		if p.Authorization != nil && p.Authorization.CacheTTL != nil {
 			a.CacheTTL = p.Authorization.CacheTTL.Duration
 		}

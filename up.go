@@ -311,7 +311,7 @@ func (s *starting) startAPIServer(ctx context.Context) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
-	hooks := withModules(s.opts.Hooks, s.ext, s.adm, s.plan.Modules)
+	hooks := withModules(s.opts.Hooks, s.ext, s.adm, s.plan.Modules, s.mods.decisions)
 	// ctx bounds the start-up only; the components run until Stop.
 	api, err := apiserver.Start(context.WithoutCancel(ctx), apiserver.StartInput{Plan: s.plan.Plan, Listener: s.ln, Hooks: hooks, LogOutput: logOut, Mark: s.opts.Trace.Mark})
 	if err != nil {
@@ -442,8 +442,9 @@ func startEtcd(ctx context.Context, plan *apiserver.Plan, trace *Trace) (*etcd.S
 
 // withModules adds the modules' extensions to the caller's hooks: the admission plugin is
 // registered with the options (when the plan enables it), the authenticator and the
-// authorizer, at WASM's place in the authorizer chain, are added to the config.
-func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admission, w profiles.ModulePlan) apiserver.Hooks {
+// authorizer, at WASM's place in the authorizer chain, are added to the config, and the
+// decision log is served at hook.DecisionsPath.
+func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admission, w profiles.ModulePlan, decisions *hook.DecisionLog) apiserver.Hooks {
 	ext.AuthorizerName, ext.AuthorizerAt = profiles.WASM, profiles.AuthorizerPlace(w.AuthorizationChain)
 	if adm != nil && w.AdmissionEnabled {
 		userOptions := hooks.Options
@@ -455,11 +456,14 @@ func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admi
 			return nil
 		}
 	}
-	if ext.Token != nil || ext.Authorizer != nil {
+	if ext.Token != nil || ext.Authorizer != nil || decisions != nil {
 		userConfig := hooks.Config
 		hooks.Config = func(cfg *app.Config) error {
 			if err := apiserver.Extend(cfg, ext); err != nil {
 				return err
+			}
+			if decisions != nil {
+				apiserver.Serve(cfg, apiserver.Handler{Path: hook.DecisionsPath, Handler: decisions, LongRunning: hook.IsFollow})
 			}
 			if userConfig != nil {
 				return userConfig(cfg)

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"time"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -117,7 +120,7 @@ var (
 // NewAdmission builds the plugin for a fixed list of modules (NewLiveAdmission with a Live
 // holding them).
 func NewAdmission(modules []AdmissionModule, logger *slog.Logger, kube *KubernetesHost) (*Admission, error) {
-	return NewLiveAdmission(NewLive(Generation{Admission: modules}, logger), logger, kube)
+	return NewLiveAdmission(NewLive(Generation{Admission: modules}, logger, nil), logger, kube)
 }
 
 // NewLiveAdmission builds the plugin that runs the admission modules of live's current
@@ -398,9 +401,11 @@ func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *gen
 	review := webhookrequest.CreateV1AdmissionReview(uuid.NewUUID(), va, invocation)
 	var res *admissionv1.AdmissionResponse
 	err := encoded.fill(review.Request)
+	began := time.Now()
 	if err == nil {
 		res, err = m.Admit(ctx, review, m.Mutating)
 	}
+	took := time.Since(began)
 	d := DecideAdmission(m, res, err)
 	if d.Patch != nil {
 		if err := applyPatch(va, d.Patch, o); err != nil {
@@ -408,6 +413,9 @@ func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *gen
 		}
 	}
 	a.log(d, va)
+	if a.live.decisions != nil {
+		a.live.decisions.Record(admissionDecision(d, m.Mutating, va, took))
+	}
 	for k, v := range d.AuditAnnotations {
 		if err := va.Attributes.AddAnnotation(k, v); err != nil {
 			a.logger.Warn("admission module sent an audit annotation that cannot be recorded", "module", m.Name(), "key", k, "err", err)
@@ -423,6 +431,68 @@ func (a *Admission) call(ctx context.Context, m AdmissionModule, invocation *gen
 		return d.Denied
 	}
 	return nil
+}
+
+// admissionDecision describes d for the decision log. A message about a Secret has the Secret's
+// values redacted.
+func admissionDecision(d *AdmissionDecision, mutating bool, va *admission.VersionedAttributes, took time.Duration) Decision {
+	hook := "admission (validating)"
+	if mutating {
+		hook = "admission (mutating)"
+	}
+	gvr := va.GetResource()
+	resource := gvr.Version + "/" + gvr.Resource
+	if gvr.Group != "" {
+		resource = gvr.Group + "/" + resource
+	}
+	if sub := va.GetSubresource(); sub != "" {
+		resource += "/" + sub
+	}
+	rec := Decision{Time: time.Now(), Module: d.Module, Hook: hook, Operation: string(va.GetOperation()), Resource: resource,
+		Namespace: va.GetNamespace(), Name: va.GetName(), LatencyMicros: took.Microseconds(), Result: ResultAllowed}
+	if u := va.GetUserInfo(); u != nil {
+		rec.User = u.GetName()
+	}
+	switch {
+	case d.Denied != nil && d.Failure != nil:
+		rec.Result, rec.Message = ResultFailed, "rejected (failurePolicy Fail): "+d.Denied.ErrStatus.Message
+	case d.Denied != nil:
+		rec.Result, rec.Message = ResultDenied, d.Denied.ErrStatus.Message
+	case d.FailedOpen:
+		rec.Result, rec.Message = ResultFailed, "ignored (failurePolicy Ignore): "+firstLine(d.Failure.Error())
+	case d.Verdict != "":
+		rec.Message = "monitor mode: " + d.Verdict
+	case d.Patch != nil:
+		rec.Result, rec.Message = ResultMutated, string(d.Patch.JSON)
+	}
+	if len(rec.Message) > maxDecisionMessage {
+		rec.Message = rec.Message[:maxDecisionMessage] + "…"
+	}
+	if gvr.Resource == "secrets" && gvr.Group == "" {
+		rec.Message = redactSecret(rec.Message, va)
+	}
+	return rec
+}
+
+// maxDecisionMessage bounds a message in the decision log (a whole patched object can be long).
+const maxDecisionMessage = 500
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// redactSecret redacts the values of the request's Secrets (object and old object) from msg.
+func redactSecret(msg string, va *admission.VersionedAttributes) string {
+	for _, obj := range []runtime.Object{va.VersionedObject.Object(), va.VersionedOldObject.Object()} {
+		if s, ok := obj.(*corev1.Secret); ok && s != nil {
+			var withheld bool
+			if msg, withheld = redactValues(msg, s.Data, s.StringData); withheld {
+				return "(withheld: the Secret has values too short to redact from it)"
+			}
+		}
+	}
+	return msg
 }
 
 // log writes what the server log gets of a decision: monitor verdicts and failures, with the

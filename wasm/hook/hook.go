@@ -40,6 +40,8 @@ type TokenAuthenticator struct {
 	// APIAudiences are sent when the request context names none.
 	APIAudiences []string
 	Logger       *slog.Logger
+	// Decisions, when set, records each module's answer (the user, never the token).
+	Decisions *DecisionLog
 }
 
 var _ authenticator.Token = (*TokenAuthenticator)(nil)
@@ -51,7 +53,9 @@ func (a *TokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 		audiences = a.APIAudiences
 	}
 	for _, m := range a.Modules {
+		began := time.Now()
 		resp, ok, err := Authenticate(ctx, m, token, audiences)
+		a.record(m, resp, ok, envelope.RedactError(err, token), time.Since(began))
 		if err != nil {
 			a.logger().Warn("authentication module failed; trying the next authenticator", "module", m.Name(), "err", err)
 			continue
@@ -61,6 +65,22 @@ func (a *TokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 		}
 	}
 	return nil, false, nil
+}
+
+// record adds a module's answer to the decision log.
+func (a *TokenAuthenticator) record(m Module, resp *authenticator.Response, ok bool, err error, took time.Duration) {
+	if a.Decisions == nil {
+		return
+	}
+	d := Decision{Time: time.Now(), Module: m.Name(), Hook: "authentication", Operation: "authenticate",
+		Result: ResultUnauthenticated, LatencyMicros: took.Microseconds()}
+	switch {
+	case err != nil:
+		d.Result, d.Message = ResultFailed, "not authenticated (the next authenticator is asked): "+firstLine(err.Error())
+	case ok && resp != nil && resp.User != nil:
+		d.Result, d.User = ResultAuthenticated, resp.User.GetName()
+	}
+	a.Decisions.Record(d)
 }
 
 func (a *TokenAuthenticator) logger() *slog.Logger {
@@ -104,7 +124,10 @@ type Authorizer struct {
 	// a remote one's: Allow, Deny and NoOpinion alike, and only when every module asked
 	// answered; a decision reached after a module failed is never cached.
 	CacheTTL time.Duration
-	cache    decisionCache
+	// Decisions, when set, records each module's answer (cached decisions are not: no module
+	// was asked).
+	Decisions *DecisionLog
+	cache     decisionCache
 }
 
 // decisionCache holds an Authorizer's cached decisions, made on first use.
@@ -163,9 +186,11 @@ func (c *decisionCache) get() *utilcache.LRUExpireCache {
 func (a *Authorizer) decide(ctx context.Context, review *authorizationv1.SubjectAccessReview) (authorizer.Decision, string, bool, error) {
 	answered := true
 	for _, m := range a.Modules {
+		began := time.Now()
 		out, err := envelope.ReviewAccess(ctx, m.Module.Module, m.Settings, review)
 		callFailed := err != nil
 		d, reason, err := DecideAuthz(m, out, err)
+		a.record(m, review, d, reason, err, time.Since(began))
 		answered = answered && err == nil
 		if d == authorizer.DecisionNoOpinion {
 			if err != nil {
@@ -181,6 +206,44 @@ func (a *Authorizer) decide(ctx context.Context, review *authorizationv1.Subject
 		return d, reason, answered, err
 	}
 	return authorizer.DecisionNoOpinion, "", answered, nil
+}
+
+// record adds a module's answer to the decision log.
+func (a *Authorizer) record(m AuthzModule, review *authorizationv1.SubjectAccessReview, d authorizer.Decision, reason string, err error, took time.Duration) {
+	if a.Decisions == nil {
+		return
+	}
+	rec := Decision{Time: time.Now(), Module: m.Name(), Hook: "authorization", User: review.Spec.User,
+		Message: reason, LatencyMicros: took.Microseconds()}
+	if ra := review.Spec.ResourceAttributes; ra != nil {
+		rec.Operation, rec.Namespace, rec.Name = ra.Verb, ra.Namespace, ra.Name
+		rec.Resource = ra.Version + "/" + ra.Resource
+		if ra.Group != "" {
+			rec.Resource = ra.Group + "/" + rec.Resource
+		}
+		if ra.Subresource != "" {
+			rec.Resource += "/" + ra.Subresource
+		}
+	} else if nr := review.Spec.NonResourceAttributes; nr != nil {
+		rec.Operation, rec.Resource = nr.Verb, nr.Path
+	}
+	switch d {
+	case authorizer.DecisionAllow:
+		rec.Result = ResultAllowed
+	case authorizer.DecisionDeny:
+		rec.Result = ResultDenied
+	default:
+		rec.Result = ResultNoOpinion
+	}
+	if err != nil {
+		rec.Result = ResultFailed
+		outcome := "no opinion"
+		if d == authorizer.DecisionDeny {
+			outcome = "denied"
+		}
+		rec.Message = outcome + " (the module failed): " + firstLine(err.Error())
+	}
+	a.Decisions.Record(rec)
 }
 
 // ConditionsAwareAuthorize implements authorizer.Authorizer for a non-conditional authorizer.

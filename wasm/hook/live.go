@@ -37,7 +37,8 @@ type Generation struct {
 //     opinion", "not authenticated" and calls no admission module).
 //   - Close closes the current generation and waits for the replaced ones to close.
 type Live struct {
-	logger *slog.Logger
+	logger    *slog.Logger
+	decisions *DecisionLog
 
 	mu      sync.RWMutex
 	current *generation
@@ -73,12 +74,13 @@ func newGeneration(g Generation) *generation {
 	return gen
 }
 
-// NewLive returns a Live whose current generation is g.
-func NewLive(g Generation, logger *slog.Logger) *Live {
+// NewLive returns a Live whose current generation is g; the admission plugin records its
+// modules' decisions in decisions (nil: nowhere).
+func NewLive(g Generation, logger *slog.Logger, decisions *DecisionLog) *Live {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Live{logger: logger, current: newGeneration(g)}
+	return &Live{logger: logger, decisions: decisions, current: newGeneration(g)}
 }
 
 // Swap makes g the current generation and returns at once; the one it replaces is closed in

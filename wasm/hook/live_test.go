@@ -36,7 +36,7 @@ func TestLiveSwapWaitsForCallsInFlight(t *testing.T) {
 		}),
 		Close: func() error { oldClosed.Store(true); return nil },
 	}
-	live := NewLive(old, nil)
+	live := NewLive(old, nil, nil)
 	token := live.Token()
 	answered := make(chan string)
 	go func() {
@@ -83,7 +83,7 @@ func TestLiveSwapWaitsForCallsInFlight(t *testing.T) {
 // TestLiveEmptyGeneration: with no modules, nobody is authenticated, the authorizer has no
 // opinion and lists no rules, and admission calls nothing.
 func TestLiveEmptyGeneration(t *testing.T) {
-	live := NewLive(Generation{}, nil)
+	live := NewLive(Generation{}, nil, nil)
 	if resp, ok, err := live.Token().AuthenticateToken(context.Background(), "t"); resp != nil || ok || err != nil {
 		t.Errorf("authenticate: %v %v %v", resp, ok, err)
 	}
@@ -105,7 +105,7 @@ func TestLiveAdmission(t *testing.T) {
 		<-unblock
 		return &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}, nil
 	}}
-	live := NewLive(Generation{Admission: []AdmissionModule{{Admitter: slow, Rules: allOps}}}, nil)
+	live := NewLive(Generation{Admission: []AdmissionModule{{Admitter: slow, Rules: allOps}}}, nil, nil)
 	a, err := NewLiveAdmission(live, nil, nil)
 	if err != nil {
 		t.Fatal(err)

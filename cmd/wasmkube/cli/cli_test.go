@@ -250,6 +250,7 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	for which, kubectl := range kubectls {
 		magicWalkthrough(t, which, kubectl)
 	}
+	t.Run("DecisionsFollow", func(t *testing.T) { testDecisionsFollow(t, e) })
 	code, _, stderr = e.run("kubectl", "get", "nosuchkind")
 	if code == 0 || !strings.Contains(stderr, "nosuchkind") {
 		t.Errorf("kubectl error: exit %d, stderr %q; want non-zero and the message", code, stderr)
