@@ -259,44 +259,24 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, shared *sharedModules,
 		MatchConditions: m.MatchConditions, Monitor: m.Mode == "monitor", Message: m.Message,
 	}
 	if m.Type != profiles.TypeKubewarden {
-		cfg := moduleConfig(p, m.Module, envelope.ExportValidate)
-		v, release, err := shared.get(sharedKey(bin, cfg), func() (any, func() error, error) {
-			loaded, err := rt.Load(ctx, bin, cfg)
-			if err != nil {
-				return nil, nil, err
-			}
-			return loaded, func() error { return loaded.Close(context.Background()) }, nil
-		})
+		loaded, release, err := loadShared(ctx, rt, shared, bin, moduleConfig(p, m.Module, envelope.ExportValidate))
 		if err != nil {
 			return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 		}
-		am.Admitter = hook.Envelope(hook.Module{Module: v.(*wasm.Module), Settings: m.Settings})
+		am.Admitter = hook.Envelope(hook.Module{Module: loaded, Settings: m.Settings})
 		return loadedAdmission{am, release}, nil
 	}
 	grants := policyGrants(m.Grants)
 	if err := checkPolicyGrants(e.where, bin, grants); err != nil {
 		return loadedAdmission{}, err
 	}
-	cfg := moduleConfig(p, m.Module, "")
-	mode := kubewarden.ExecutionMode(m.ExecutionMode)
-	v, release, err := shared.get(sharedKey(bin, cfg, mode, string(m.Settings), grants), func() (any, func() error, error) {
-		host := kube.ForPolicy(m.Name, grants)
-		policy, err := kubewarden.Load(ctx, rt, bin, kubewarden.PolicyConfig{
-			Module: cfg, Mode: mode, Settings: m.Settings, Kubernetes: host, Grants: grants, Logger: logger,
-		})
-		if err != nil {
-			host.Close()
-			return nil, nil, err
-		}
-		return policy, func() error {
-			host.Close()
-			return policy.Close(context.Background())
-		}, nil
+	policy, release, err := loadPolicy(ctx, rt, shared, bin, kubewarden.PolicyConfig{
+		Module: moduleConfig(p, m.Module, ""), Mode: kubewarden.ExecutionMode(m.ExecutionMode),
+		Settings: m.Settings, Kubernetes: kube.ForPolicy(m.Name, grants), Grants: grants, Logger: logger,
 	})
 	if err != nil {
 		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 	}
-	policy := v.(*kubewarden.Policy)
 	md := policy.Metadata()
 	if m.Mutating == nil {
 		am.Mutating = md.Mutating
@@ -310,6 +290,49 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, shared *sharedModules,
 	}
 	am.Admitter = policy
 	return loadedAdmission{am, release}, nil
+}
+
+// loadShared loads a module of the envelope ABI into rt, or shares the one already loaded from
+// the same bytes and configuration; release drops this use of it.
+func loadShared(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, bin []byte, cfg wasm.ModuleConfig) (_ *wasm.Module, release func() error, _ error) {
+	v, release, err := shared.get(sharedKey(bin, cfg), func() (any, func() error, error) {
+		loaded, err := rt.Load(ctx, bin, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return loaded, func() error { return loaded.Close(context.Background()) }, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return v.(*wasm.Module), release, nil
+}
+
+// loadPolicy loads a Kubewarden policy into rt, or shares the one already loaded from the same
+// bytes, configuration, mode, settings and grants; its Kubernetes host is closed with it (a
+// shared policy keeps the host it was loaded with).
+func loadPolicy(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, bin []byte, cfg kubewarden.PolicyConfig) (_ *kubewarden.Policy, release func() error, _ error) {
+	host := cfg.Kubernetes.(*hook.PolicyHost)
+	key := sharedKey(bin, cfg.Module, cfg.Mode, string(cfg.Settings), cfg.Grants)
+	hostUsed := false
+	v, release, err := shared.get(key, func() (any, func() error, error) {
+		policy, err := kubewarden.Load(ctx, rt, bin, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		hostUsed = true
+		return policy, func() error {
+			host.Close()
+			return policy.Close(context.Background())
+		}, nil
+	})
+	if !hostUsed { // a shared policy has its own host
+		host.Close()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return v.(*kubewarden.Policy), release, nil
 }
 
 // policyGrants are what a Kubewarden policy's entry grants it.
@@ -560,19 +583,12 @@ func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, b
 		if err != nil {
 			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 		}
-		cfg := moduleConfig(p, m, export)
-		v, release, err := shared.get(sharedKey(bin, cfg), func() (any, func() error, error) {
-			loaded, err := rt.Load(ctx, bin, cfg)
-			if err != nil {
-				return nil, nil, err
-			}
-			return loaded, func() error { return loaded.Close(context.Background()) }, nil
-		})
+		loaded, release, err := loadShared(ctx, rt, shared, bin, moduleConfig(p, m, export))
 		if err != nil {
 			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 		}
 		l.closers.track(release)
-		return hook.Module{Module: v.(*wasm.Module), Settings: m.Settings}, nil
+		return hook.Module{Module: loaded, Settings: m.Settings}, nil
 	}
 	for i, e := range c.authn {
 		start(func() (err error) {

@@ -373,7 +373,6 @@ func TestUpErrors(t *testing.T) {
 		{"module without the export", []string{"up", "--profile", "testdata/bad-module.yaml"}, []string{"profile bad-module: authentication.modules[0] (magic-validate)", "missing function 'authn'"}},
 		{"module file missing", []string{"up", "--profile", "testdata/missing-module.yaml"}, []string{"profile missing-module: admission.modules[0] (nosuch)", "nosuch.wasm"}},
 		{"original config file missing", []string{"up", "--profile", "minimal", "--apiserver-arg", "authentication-wasm-config-file=testdata/nosuch.yaml"}, []string{"--authentication-wasm-config-file", "nosuch.yaml"}},
-		{"WASM configured, not enabled", []string{"up", "--profile", "minimal", "--apiserver-arg", "admission-control-config-file=testdata/wasm-admission-config.yaml"}, []string{"wasm-admission-config.yaml", "--enable-admission-plugins", "add WASM"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

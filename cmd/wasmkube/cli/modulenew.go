@@ -51,7 +51,7 @@ standard Go and its suite passes as written; then edit main.go. docs/authoring.m
 			if err := scaffold.Write(dir, files); err != nil {
 				return err
 			}
-			fmt.Fprintf(s.out, "wrote %s (%d files)\n\nNext:\n  cd %s\n  make test      # build %s.wasm with standard Go, run suite.yaml\n  make run       # send request.yaml: the module's answer and the API server's decision\n  make up        # the demo cluster with %s added (another terminal: wasmkube kubectl ...; see README.md)\nThen edit main.go, add cases to suite.yaml and make test again.\n",
+			fmt.Fprintf(s.out, "wrote %s (%d files)\n\nNext:\n  cd %s\n  make test      # build %s.wasm with standard Go, run suite.yaml\n  make run       # send request.yaml: the module's answer and the API server's decision\n  make up        # the demo cluster with %s added (another terminal: wasmkube kubectl ...; see README.md)\nThen edit main.go, add cases to suite.yaml and make test again; with make up running, make reloads\nthe module in the cluster (wasmkube decisions -f shows what it decides).\n",
 				dir, len(files), dir, o.Name, o.Name)
 			return nil
 		},
