@@ -572,8 +572,8 @@ func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, b
 	g.SetLimit(runtime.NumCPU())
 	start := func(job func() error) {
 		g.Go(func() error {
-			if gctx.Err() != nil { // another module failed: stop early
-				return nil
+			if err := gctx.Err(); err != nil { // another module failed, or ctx ended: stop early
+				return err
 			}
 			return job()
 		})
@@ -614,7 +614,11 @@ func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, b
 			return nil
 		})
 	}
-	return l, g.Wait()
+	if err := g.Wait(); err != nil {
+		return l, err
+	}
+	// Every job ran: a job skipped because ctx ended would have left an empty entry.
+	return l, ctx.Err()
 }
 
 // generation makes the loaded modules a generation for the server's extensions.
@@ -626,9 +630,14 @@ func (l *loadedModules) generation(p *profiles.Loaded, logger *slog.Logger, deci
 		if p.Authentication != nil && p.Authentication.CacheTTL != nil {
 			ttl = p.Authentication.CacheTTL.Duration
 		}
-		gen.Token = a
+		guard := hook.NewTokenGuard(a)
+		gen.Token = guard
 		if ttl > 0 {
-			gen.Token = cache.New(a, false, ttl, 0)
+			gen.Token = cache.New(guard, false, ttl, 0)
+		}
+		gen.Close = func() error {
+			guard.Close() // the cache's lookups may outlive their requests' hold on the generation
+			return l.closers.close()
 		}
 	}
 	if len(l.authz) > 0 {

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -32,7 +33,7 @@ func Serve(config *app.Config, handlers ...Handler) {
 		build = genericapiserver.DefaultBuildHandlerChain
 	}
 	gc.BuildHandlerChainFunc = func(api http.Handler, c *genericapiserver.Config) http.Handler {
-		return build(withHandlers(api, handlers), c)
+		return build(withHandlers(api, handlers, c.ShutdownInitiatedNotify()), c)
 	}
 	longRunning := gc.LongRunningFunc
 	gc.LongRunningFunc = func(r *http.Request, info *apirequest.RequestInfo) bool {
@@ -45,15 +46,30 @@ func Serve(config *app.Config, handlers ...Handler) {
 	}
 }
 
-// withHandlers sends the requests for the handlers' paths to them, the others to api.
-func withHandlers(api http.Handler, handlers []Handler) http.Handler {
+// withHandlers sends the requests for the handlers' paths to them, the others to api. A
+// long-running request ends when the server begins to shut down (so that it does not hold the
+// shutdown up).
+func withHandlers(api http.Handler, handlers []Handler, shutdown <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		path := strings.TrimSuffix(r.URL.Path, "/")
 		for _, h := range handlers {
-			if path == h.Path {
-				h.ServeHTTP(w, r)
-				return
+			if path != h.Path {
+				continue
 			}
+			if h.LongRunning != nil && h.LongRunning(r) {
+				ctx, cancel := context.WithCancel(r.Context())
+				defer cancel()
+				go func() {
+					select {
+					case <-shutdown:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
+				r = r.WithContext(ctx)
+			}
+			h.ServeHTTP(w, r)
+			return
 		}
 		api.ServeHTTP(w, r)
 	})

@@ -20,10 +20,12 @@
 //     data. Kubernetes keeps process-global state, so one cluster per process is also all that
 //     works; it is held in this package, the one piece of package-level state in wasmkube.
 //   - Each Start gets a namespace of its own, with its default ServiceAccount (Pods need it; a
-//     profile without controllers would not make it), deleted when the test ends.
+//     profile without controllers would not make it), deleted when the test ends (without
+//     controllers it stays Terminating, its objects kept, until the cluster stops).
 //   - Modules are set per test through the cluster's hot reload (wasmkube.Cluster.Reload): a
 //     test that asks for modules holds them, and tests asking for others wait, until it ends;
-//     then the cluster's own modules come back. Tests that ask for none run alongside any.
+//     then the cluster's own modules come back. Tests that ask for none do not wait: run in
+//     parallel (t.Parallel) with one that set modules, they see its modules.
 //   - The first Start's profile decides what only a restart changes (flags, controllers);
 //     later Starts that name another profile get its modules only (logged).
 //   - Relative module paths are relative to the profile file's directory, and for a built-in
@@ -138,12 +140,14 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if err != nil {
 		t.Fatalf("wasmkubetest: %v", err)
 	}
+	env := &Env{Config: rest.CopyConfig(c.RESTConfig), KubeconfigPath: c.KubeconfigPath, Cluster: c}
+	env.Client = kubernetes.NewForConfigOrDie(env.Config)
+	// The namespace first: the test's modules must not judge the harness's own requests (and
+	// cleanups run last-registered first, so the modules are restored before it is deleted).
+	env.Namespace = createNamespace(t, env.Client)
 	if len(o.edits) > 0 || p.Source != shared.base.Source {
 		setModules(t, c, p, o.edits)
 	}
-	env := &Env{Config: rest.CopyConfig(c.RESTConfig), KubeconfigPath: c.KubeconfigPath, Cluster: c}
-	env.Client = kubernetes.NewForConfigOrDie(env.Config)
-	env.Namespace = createNamespace(t, env.Client)
 	return env
 }
 
@@ -186,6 +190,10 @@ func setModules(t testing.TB, c *wasmkube.Cluster, p *profiles.Loaded, edits []f
 	edited := *p.Profile
 	for _, edit := range edits {
 		edit(&edited)
+	}
+	if errs := profiles.Validate(&edited); len(errs) > 0 {
+		release()
+		t.Fatalf("wasmkubetest: the test's profile (%s, edited) is invalid: %v", p.Source, errs.ToAggregate())
 	}
 	ctx := context.Background()
 	res, err := c.Reload(ctx, &profiles.Loaded{Profile: &edited, Source: p.Source, Raw: p.Raw})

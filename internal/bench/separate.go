@@ -58,10 +58,31 @@ func (h home) apiServerArgs(ctx context.Context, profile string, port int, etcdU
 			a = "--secure-port=" + strconv.Itoa(port)
 		case strings.HasPrefix(a, "--etcd-servers="):
 			a = "--etcd-servers=" + etcdURL
+		case strings.HasPrefix(a, "--enable-admission-plugins="):
+			// A stock kube-apiserver has no WASM plugin (`up` always enables it).
+			if a = withoutPlugin(a, "WASM"); a == "" {
+				continue
+			}
 		}
 		args = append(args, a)
 	}
 	return args, plan.DataDir, nil
+}
+
+// withoutPlugin returns the --enable-admission-plugins flag a without plugin, "" when none is
+// left.
+func withoutPlugin(a, plugin string) string {
+	name, value, _ := strings.Cut(a, "=")
+	var kept []string
+	for _, p := range strings.Split(value, ",") {
+		if p != plugin && p != "" {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		return ""
+	}
+	return name + "=" + strings.Join(kept, ",")
 }
 
 // separate is an etcd process and a kube-apiserver process, as envtest and kwokctl run them.

@@ -462,14 +462,19 @@ func admissionDecision(d *AdmissionDecision, mutating bool, va *admission.Versio
 		rec.Result, rec.Message = ResultFailed, "ignored (failurePolicy Ignore): "+firstLine(d.Failure.Error())
 	case d.Verdict != "":
 		rec.Message = "monitor mode: " + d.Verdict
+	case d.Patch != nil && d.Patch.Type == envelope.PatchTypeFull:
+		rec.Result, rec.Message = ResultMutated, "replaced the object (a Full patch)"
 	case d.Patch != nil:
 		rec.Result, rec.Message = ResultMutated, string(d.Patch.JSON)
 	}
-	if len(rec.Message) > maxDecisionMessage {
-		rec.Message = rec.Message[:maxDecisionMessage] + "…"
-	}
 	if gvr.Resource == "secrets" && gvr.Group == "" {
+		if rec.Result == ResultMutated {
+			rec.Message = "(the patch of a Secret is not shown)"
+		}
 		rec.Message = redactSecret(rec.Message, va)
+	}
+	if len(rec.Message) > maxDecisionMessage { // after redaction: a cut must not split a value
+		rec.Message = rec.Message[:maxDecisionMessage] + "…"
 	}
 	return rec
 }

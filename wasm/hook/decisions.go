@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -202,13 +203,20 @@ func redactValues(msg string, data map[string][]byte, stringData map[string]stri
 			msg = strings.ReplaceAll(msg, v, "[redacted]")
 		}
 	}
-	for _, v := range data {
-		redact(string(v))
-		redact(base64.StdEncoding.EncodeToString(v))
-	}
-	for _, v := range stringData {
+	forms := func(v string) {
 		redact(v)
 		redact(base64.StdEncoding.EncodeToString([]byte(v)))
+		if q, err := json.Marshal(v); err == nil { // as a JSON string quotes it (in a patch, say)
+			redact(string(q[1 : len(q)-1]))
+		}
+		q := strconv.Quote(v) // as Go's %q quotes it
+		redact(q[1 : len(q)-1])
+	}
+	for _, v := range data {
+		forms(string(v))
+	}
+	for _, v := range stringData {
+		forms(v)
 	}
 	return msg, withheld
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -152,5 +153,16 @@ func TestAdmissionDecisionsRedactSecrets(t *testing.T) {
 	}
 	if strings.Contains(got[1].Message, "x ") || !strings.Contains(got[1].Message, "withheld") {
 		t.Errorf("a one-character value: %q, want the message withheld", got[1].Message)
+	}
+}
+
+// TestRedactValues: a value is redacted as it is, base64-encoded, JSON-escaped and Go-quoted.
+func TestRedactValues(t *testing.T) {
+	key := "-----BEGIN KEY-----\nabc<def>\"x\"\n-----END KEY-----"
+	q, _ := json.Marshal(key)
+	msg := "raw " + key + " b64 " + base64.StdEncoding.EncodeToString([]byte(key)) + " json " + string(q) + " go " + fmt.Sprintf("%q", key)
+	got, withheld := redactValues(msg, map[string][]byte{"tls.key": []byte(key)}, nil)
+	if withheld || strings.Contains(got, "abc") || strings.Contains(got, "BEGIN") || strings.Count(got, "[redacted]") != 4 {
+		t.Errorf("redacted: %q (withheld %v)", got, withheld)
 	}
 }

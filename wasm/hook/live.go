@@ -107,7 +107,8 @@ func (l *Live) Swap(g Generation) error {
 }
 
 // Close closes the current generation (once no call uses it) and waits for the replaced ones.
-// Calls after Close run on the closed modules and fail as their failure policies say.
+// Calls after Close run on the closed modules and fail as their failure policies say (the
+// server has stopped by then).
 func (l *Live) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -116,6 +117,9 @@ func (l *Live) Close() error {
 	}
 	l.closed = true
 	cur := l.current
+	// Later calls meet the same, closed, modules, but never join cur's count while it is waited
+	// for (a WaitGroup must not grow from zero during a Wait).
+	l.current = &generation{Generation: cur.Generation, mutating: cur.mutating, validating: cur.validating}
 	l.mu.Unlock()
 	cur.inFlight.Wait()
 	err := closeGeneration(cur, l.logger)
@@ -209,4 +213,53 @@ func (a LiveAuthorizer) RulesFor(ctx context.Context, u user.Info, namespace str
 		return nil, nil, false, nil
 	}
 	return g.Authorizer.RulesFor(ctx, u, namespace)
+}
+
+// TokenGuard counts the calls into a generation's token authenticator. The authentication cache
+// (k8s.io/apiserver's) makes a lookup in a goroutine of its own that may outlive the request
+// that started it, and so the request's hold on its generation: Close waits for such calls
+// before the generation's modules close, and refuses later ones (not authenticated).
+type TokenGuard struct {
+	inner  authenticator.Token
+	mu     sync.Mutex
+	idle   *sync.Cond
+	calls  int
+	closed bool
+}
+
+// NewTokenGuard guards inner.
+func NewTokenGuard(inner authenticator.Token) *TokenGuard {
+	g := &TokenGuard{inner: inner}
+	g.idle = sync.NewCond(&g.mu)
+	return g
+}
+
+// AuthenticateToken implements authenticator.Token.
+func (g *TokenGuard) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil, false, nil
+	}
+	g.calls++
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.calls--
+		if g.calls == 0 {
+			g.idle.Broadcast()
+		}
+		g.mu.Unlock()
+	}()
+	return g.inner.AuthenticateToken(ctx, token)
+}
+
+// Close refuses new calls and waits for those running.
+func (g *TokenGuard) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	for g.calls > 0 {
+		g.idle.Wait()
+	}
 }

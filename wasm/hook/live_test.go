@@ -138,3 +138,28 @@ func TestLiveAdmission(t *testing.T) {
 		t.Errorf("no modules: %v, deny called %d times", err, deny.calls())
 	}
 }
+
+// TestTokenGuard: Close waits for a call running (as the authentication cache's lookup that
+// outlived its request) and later calls authenticate no one.
+func TestTokenGuard(t *testing.T) {
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	g := NewTokenGuard(tokenFunc(func(context.Context, string) (*authenticator.Response, bool, error) {
+		close(entered)
+		<-unblock
+		return &authenticator.Response{User: &user.DefaultInfo{Name: "u"}}, true, nil
+	}))
+	go func() { _, _, _ = g.AuthenticateToken(context.Background(), "t") }()
+	<-entered
+	closed := make(chan struct{})
+	go func() { g.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a call ran")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(unblock)
+	<-closed
+	if resp, ok, err := g.AuthenticateToken(context.Background(), "t"); resp != nil || ok || err != nil {
+		t.Errorf("after Close: %v %v %v, want not authenticated", resp, ok, err)
+	}
+}

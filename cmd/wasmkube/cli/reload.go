@@ -14,6 +14,7 @@ import (
 
 	"github.com/gofrs/flock"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/apiserver"
@@ -53,14 +54,26 @@ type reloadReporter struct {
 	seq     int
 }
 
+// ready records that this process takes reloads (seq 0): `wasmkube reload` signals no other.
+func (r *reloadReporter) ready() {
+	r.write(reloadStatus{PID: os.Getpid(), Time: time.Now(), Cause: "ready", OK: true})
+}
+
 func (r *reloadReporter) report(rep wasmkube.ReloadReport) {
 	r.seq++
 	st := reloadStatus{Seq: r.seq, PID: os.Getpid(), Time: time.Now(), Cause: rep.Cause, OK: rep.Err == nil,
 		Modules: rep.Result.Modules, Seconds: time.Since(rep.Detected).Seconds(), NeedsRestart: rep.Result.NeedsRestart}
 	if rep.Err != nil {
 		st.Error = rep.Err.Error()
+		klog.ErrorS(rep.Err, "Reload failed; the modules loaded before keep serving", "cause", rep.Cause)
+	} else {
+		klog.InfoS("Reloaded the modules", "cause", rep.Cause, "modules", st.Modules, "seconds", st.Seconds, "needsRestart", st.NeedsRestart)
 	}
 	fmt.Fprint(r.s.out, describeReload(st))
+	r.write(st)
+}
+
+func (r *reloadReporter) write(st reloadStatus) {
 	if b, err := json.Marshal(st); err == nil {
 		if err := pki.WriteFileAtomic(filepath.Join(r.dataDir, reloadStatusFile), b); err != nil {
 			fmt.Fprintf(r.s.err, "warning: record the reload: %v\n", err)
@@ -116,6 +129,10 @@ func (o *reloadOptions) run(ctx context.Context, s streams) error {
 		return err
 	}
 	before := readReloadStatus(dataDir)
+	if before.PID != pid {
+		return fmt.Errorf("the process that runs profile %s (%d) does not take reloads (yet): it is still starting, "+
+			"or it is a program that started the cluster with the library without watching it; try again once `up` says Ready", p.Name, pid)
+	}
 	proc, err := os.FindProcess(pid)
 	if err == nil {
 		err = proc.Signal(syscall.SIGHUP)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUpReload: `up` of a profile file reloads its modules when the file changes and on
@@ -68,7 +69,26 @@ func TestUpReload(t *testing.T) {
 	if code, out, stderr := e.run("kubectl", "--profile", path, "create", "configmap", "d", "--from-literal=not-allowed-value=x"); code != 0 {
 		t.Errorf("with magic-validate removed the create must pass: %d %s %s", code, out, stderr)
 	}
+	// A follower of the decisions does not hold the shutdown up: its stream ends.
+	lines := e.followDecisions(t, "--profile", path)
+	waitDecision(t, lines, "TIME", "MODULE")
 	if code := up.interrupt(t); code != 0 {
 		t.Errorf("up exited %d:\n%s", code, up.text())
 	}
+	select {
+	case <-drained(lines):
+	case <-time.After(10 * time.Second):
+		t.Error("decisions -f still runs 10 s after the cluster stopped")
+	}
+}
+
+// drained is closed once lines is.
+func drained(lines <-chan followedLine) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		for range lines {
+		}
+		close(done)
+	}()
+	return done
 }

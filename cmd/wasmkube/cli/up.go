@@ -99,6 +99,11 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP (`wasmkube reload`) is caught from now on: one that arrives while the cluster starts
+	// reloads it once it is ready, rather than ending the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	c, err := wasmkube.Up(ctx, p, opts)
 	if err != nil {
 		_ = endTrace()
@@ -112,7 +117,7 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 		fmt.Fprintf(s.err, "warning: %v\n", err)
 	}
 	o.printReady(s, p, c, began)
-	stopWatching := o.watch(ctx, s, p, c, dataDir)
+	stopWatching := o.watch(ctx, s, p, c, dataDir, hup)
 	defer stopWatching()
 	fmt.Fprintln(s.out, "Press Ctrl-C to stop (data is kept).")
 	return runUntilStopped(ctx, s, c, dataDir)
@@ -120,9 +125,7 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 
 // watch reloads the cluster's modules when its profile or module files change and on SIGHUP
 // (`wasmkube reload`), printing each outcome, until the returned function is called.
-func (o *upOptions) watch(ctx context.Context, s streams, p *profiles.Loaded, c *wasmkube.Cluster, dataDir string) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+func (o *upOptions) watch(ctx context.Context, s streams, p *profiles.Loaded, c *wasmkube.Cluster, dataDir string, hup <-chan os.Signal) (stop func()) {
 	reload := make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -145,6 +148,7 @@ func (o *upOptions) watch(ctx context.Context, s streams, p *profiles.Loaded, c 
 		return profiles.LoadFile(p.Source)
 	}
 	r := &reloadReporter{s: s, dataDir: dataDir}
+	r.ready()
 	done := make(chan struct{})
 	w, err := c.NewWatcher(load)
 	if err != nil {
@@ -163,7 +167,6 @@ func (o *upOptions) watch(ctx context.Context, s streams, p *profiles.Loaded, c 
 		fmt.Fprintf(s.out, "  reload: on any change to %s or its module files (or: wasmkube reload --profile %s)\n", p.Source, p.Source)
 	}
 	return func() {
-		signal.Stop(hup)
 		cancel()
 		<-done
 	}
