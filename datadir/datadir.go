@@ -56,10 +56,14 @@ const (
 	Adopted
 )
 
-// layoutEntries are the names an older wasmkube (before the marker) writes in a data directory.
+// ReloadStatus is the file where `wasmkube up` records its latest reload in a data directory.
+const ReloadStatus = "reload.json"
+
+// layoutEntries are the names wasmkube writes in a data directory besides the marker (an older
+// wasmkube, before the marker, wrote all but ReloadStatus).
 func layoutEntries() []string {
 	return []string{"pki", "etcd", "etcd.sock", "kubeconfig", "controller-manager.kubeconfig", "logs",
-		"wasmkube.lock", "wasmkube.pid", "kubectl-cache", "flexvolume"}
+		"wasmkube.lock", "wasmkube.pid", "kubectl-cache", "flexvolume", ReloadStatus}
 }
 
 // isLayoutEntry reports whether name is something wasmkube writes in a data directory: a layout

@@ -19,11 +19,12 @@ import (
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/pki"
+	"github.com/wasmkube/wasmkube/datadir"
 )
 
 // reloadStatusFile is where `up` records the outcome of its latest reload, in the data dir;
 // `wasmkube reload` waits for it to change.
-const reloadStatusFile = "reload.json"
+const reloadStatusFile = datadir.ReloadStatus
 
 // reloadStatus is the content of reloadStatusFile.
 type reloadStatus struct {
