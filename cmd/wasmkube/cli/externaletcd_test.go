@@ -100,7 +100,7 @@ type etcdCluster struct {
 
 func startEtcdCluster(t *testing.T, dir string, tls etcdTLS) *etcdCluster {
 	t.Helper()
-	ports := freePorts(t, 6)
+	ports := freePorts(t, 9)
 	var initial []string
 	for i := range 3 {
 		initial = append(initial, fmt.Sprintf("m%d=http://127.0.0.1:%d", i, ports[3+i]))
@@ -112,6 +112,10 @@ func startEtcdCluster(t *testing.T, dir string, tls etcdTLS) *etcdCluster {
 		client := url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
 		peer := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[3+i])}
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+		// etcd's HTTP endpoints on a port of their own: the client port then serves gRPC alone,
+		// and a member that stops sends its clients a GOAWAY (they retry elsewhere) instead of
+		// answering a late request from its HTTP mux.
+		cfg.ListenClientHttpUrls = []url.URL{{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", ports[6+i])}}
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 		cfg.InitialCluster, cfg.InitialClusterToken = strings.Join(initial, ","), "wasmkube-test"
 		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: tls.serverCert, KeyFile: tls.serverKey, TrustedCAFile: tls.ca, ClientCertAuth: true}
