@@ -77,7 +77,7 @@ func lockDataDir(layout apiserver.Layout, name string) (unlock func() error, _ e
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", layout.Lock(), err)
 	}
-	pidFile := filepath.Join(layout.DataDir, "wasmkube.pid")
+	pidFile := layout.PIDFile()
 	if !ok {
 		holder := ""
 		if b, err := os.ReadFile(pidFile); err == nil {

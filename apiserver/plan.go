@@ -90,6 +90,9 @@ func (l Layout) Bootstrapped() string { return filepath.Join(l.Etcd(), "wasmkube
 // Lock is held while a cluster runs on this data directory.
 func (l Layout) Lock() string { return filepath.Join(l.DataDir, "wasmkube.lock") }
 
+// PIDFile holds the process ID of the cluster's process while the lock is held.
+func (l Layout) PIDFile() string { return filepath.Join(l.DataDir, "wasmkube.pid") }
+
 // KubectlCache is the discovery cache of the built-in kubectl.
 func (l Layout) KubectlCache() string { return filepath.Join(l.DataDir, "kubectl-cache") }
 

@@ -153,7 +153,7 @@ func NewLiveAdmission(live *Live, logger *slog.Logger, kube *KubernetesHost) (*A
 func (a *Admission) newPhase(mutating bool) (*phase, error) {
 	p := &phase{mutating: mutating}
 	source := func(informers.SharedInformerFactory, sets.Set[schema.GroupResource]) generic.Source {
-		return liveSource{a.live, mutating}
+		return generationSource{}
 	}
 	dispatcher := func(*webhookutil.ClientManager) generic.Dispatcher { return &dispatcher{a: a, p: p} }
 	var err error
@@ -279,14 +279,13 @@ func accessorFor(uid string, m AdmissionModule) webhook.WebhookAccessor {
 	})
 }
 
-// liveSource is the current generation's modules of one phase, as webhooks.
-type liveSource struct {
-	live     *Live
-	mutating bool
-}
+// generationSource is the webhook machinery's source of hooks, which hands it none: the
+// dispatcher takes the modules of the generation current when it runs (Live), so that the hooks
+// it calls and the generation it holds are the same.
+type generationSource struct{}
 
-func (s liveSource) Webhooks() []webhook.WebhookAccessor { return s.live.phase(s.mutating) }
-func (s liveSource) HasSynced() bool                     { return true }
+func (generationSource) Webhooks() []webhook.WebhookAccessor { return nil }
+func (generationSource) HasSynced() bool                     { return true }
 
 // dispatcher calls the modules of one phase in order.
 type dispatcher struct {
@@ -295,7 +294,7 @@ type dispatcher struct {
 }
 
 // Dispatch calls the modules of the generation current now, which it holds until it returns
-// (the hooks the webhook machinery passes may be of a generation already replaced).
+// (the machinery passes no hooks: generationSource).
 func (d *dispatcher) Dispatch(ctx context.Context, attr admission.Attributes, o admission.ObjectInterfaces, _ []webhook.WebhookAccessor) error {
 	if d.p.mutating && attr.GetReinvocationContext().IsReinvoke() {
 		return nil // mutating modules are not re-invoked (reinvocationPolicy Never)
@@ -441,14 +440,8 @@ func admissionDecision(d *AdmissionDecision, mutating bool, va *admission.Versio
 		hook = "admission (mutating)"
 	}
 	gvr := va.GetResource()
-	resource := gvr.Version + "/" + gvr.Resource
-	if gvr.Group != "" {
-		resource = gvr.Group + "/" + resource
-	}
-	if sub := va.GetSubresource(); sub != "" {
-		resource += "/" + sub
-	}
-	rec := Decision{Time: time.Now(), Module: d.Module, Hook: hook, Operation: string(va.GetOperation()), Resource: resource,
+	rec := Decision{Time: time.Now(), Module: d.Module, Hook: hook, Operation: string(va.GetOperation()),
+		Resource:  resourcePath(gvr.Group, gvr.Version, gvr.Resource, va.GetSubresource()),
 		Namespace: va.GetNamespace(), Name: va.GetName(), LatencyMicros: took.Microseconds(), Result: ResultAllowed}
 	if u := va.GetUserInfo(); u != nil {
 		rec.User = u.GetName()

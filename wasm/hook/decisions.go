@@ -183,6 +183,19 @@ func (l *DecisionLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// resourcePath is a resource as the decision log shows it: group/version/resource[/subresource],
+// version/resource… for the core group.
+func resourcePath(group, version, resource, subresource string) string {
+	p := version + "/" + resource
+	if group != "" {
+		p = group + "/" + p
+	}
+	if subresource != "" {
+		p += "/" + subresource
+	}
+	return p
+}
+
 // IsFollow reports whether r asks to follow the decision log: a long-running request, which the
 // API server's request timeout must not end.
 func IsFollow(r *http.Request) bool {

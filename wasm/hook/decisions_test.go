@@ -166,3 +166,21 @@ func TestRedactValues(t *testing.T) {
 		t.Errorf("redacted: %q (withheld %v)", got, withheld)
 	}
 }
+
+// TestAdmissionDecisionsBounded: a module's long message is recorded cut to maxDecisionMessage.
+func TestAdmissionDecisionsBounded(t *testing.T) {
+	long := &fakeAdmitter{name: "long", res: &admissionv1.AdmissionResponse{Result: &metav1.Status{Message: strings.Repeat("x", 10000)}}}
+	log := NewDecisionLog(10)
+	a, err := NewLiveAdmission(NewLive(Generation{Admission: []AdmissionModule{{Admitter: long, Rules: allOps}}}, nil, log), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	completePlugin(t, a, nil, nil)
+	if err := a.Validate(context.Background(), createCM("a", "x", nil, nil).attributes(), pluginObjects); err == nil {
+		t.Fatal("the module's denial")
+	}
+	got := log.Latest()
+	if len(got) != 1 || len(got[0].Message) > maxDecisionMessage+len("…") || got[0].Result != ResultDenied {
+		t.Errorf("recorded %d decisions, message of %d bytes", len(got), len(got[0].Message))
+	}
+}

@@ -55,7 +55,9 @@ func (a *TokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 	for _, m := range a.Modules {
 		began := time.Now()
 		resp, ok, err := Authenticate(ctx, m, token, audiences)
-		a.record(m, resp, ok, envelope.RedactError(err, token), time.Since(began))
+		if a.Decisions != nil {
+			a.record(m, resp, ok, envelope.RedactError(err, token), time.Since(began))
+		}
 		if err != nil {
 			a.logger().Warn("authentication module failed; trying the next authenticator", "module", m.Name(), "err", err)
 			continue
@@ -67,11 +69,8 @@ func (a *TokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 	return nil, false, nil
 }
 
-// record adds a module's answer to the decision log.
+// record adds a module's answer to the decision log (err without the token).
 func (a *TokenAuthenticator) record(m Module, resp *authenticator.Response, ok bool, err error, took time.Duration) {
-	if a.Decisions == nil {
-		return
-	}
 	d := Decision{Time: time.Now(), Module: m.Name(), Hook: "authentication", Operation: "authenticate",
 		Result: ResultUnauthenticated, LatencyMicros: took.Microseconds()}
 	switch {
@@ -217,13 +216,7 @@ func (a *Authorizer) record(m AuthzModule, review *authorizationv1.SubjectAccess
 		Message: reason, LatencyMicros: took.Microseconds()}
 	if ra := review.Spec.ResourceAttributes; ra != nil {
 		rec.Operation, rec.Namespace, rec.Name = ra.Verb, ra.Namespace, ra.Name
-		rec.Resource = ra.Version + "/" + ra.Resource
-		if ra.Group != "" {
-			rec.Resource = ra.Group + "/" + rec.Resource
-		}
-		if ra.Subresource != "" {
-			rec.Resource += "/" + ra.Subresource
-		}
+		rec.Resource = resourcePath(ra.Group, ra.Version, ra.Resource, ra.Subresource)
 	} else if nr := review.Spec.NonResourceAttributes; nr != nil {
 		rec.Operation, rec.Resource = nr.Verb, nr.Path
 	}

@@ -147,17 +147,6 @@ func (l *Live) acquire() (*generation, func()) {
 	return g, g.inFlight.Done
 }
 
-// phase returns the current generation's admission modules of one phase, described as
-// webhooks (the webhook machinery's Source).
-func (l *Live) phase(mutating bool) []webhook.WebhookAccessor {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if mutating {
-		return l.current.mutating
-	}
-	return l.current.validating
-}
-
 // Token returns the authenticator that asks the current generation's authentication modules.
 func (l *Live) Token() authenticator.Token { return liveToken{l} }
 

@@ -175,13 +175,13 @@ func runningPID(dataDir, name string) (int, error) {
 		_ = lk.Unlock()
 		return 0, fmt.Errorf("profile %s is not running (data dir %s): start it with `wasmkube up --profile %s`", name, dataDir, name)
 	}
-	b, err := os.ReadFile(filepath.Join(dataDir, "wasmkube.pid"))
+	b, err := os.ReadFile(layout.PIDFile())
 	if err != nil {
 		return 0, fmt.Errorf("profile %s runs, but its process is unknown: %w", name, err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", filepath.Join(dataDir, "wasmkube.pid"), err)
+		return 0, fmt.Errorf("%s: %w", layout.PIDFile(), err)
 	}
 	return pid, nil
 }
