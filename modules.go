@@ -257,6 +257,10 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, shared *sharedModules,
 		FailurePolicy:     admissionregistrationv1.FailurePolicyType(m.FailurePolicy),
 		NamespaceSelector: m.NamespaceSelector, ObjectSelector: m.ObjectSelector,
 		MatchConditions: m.MatchConditions, Monitor: m.Mode == "monitor", Message: m.Message,
+		Timeout: wasm.DefaultTimeout,
+	}
+	if m.Timeout != nil && m.Timeout.Duration > 0 {
+		am.Timeout = m.Timeout.Duration
 	}
 	if m.Type != profiles.TypeKubewarden {
 		loaded, release, err := loadShared(ctx, rt, shared, bin, moduleConfig(p, m.Module, envelope.ExportValidate))

@@ -122,7 +122,7 @@ const WatchDebounce = 100 * time.Millisecond
 //     watched from then on.
 //   - A profile that does not parse is a failed reload like any other: the old modules serve.
 type Watcher struct {
-	c       *Cluster
+	t       reloadTarget
 	load    func() (*profiles.Loaded, error)
 	fs      *fsnotify.Watcher
 	watched map[string]bool
@@ -135,11 +135,30 @@ func (c *Cluster) NewWatcher(load func() (*profiles.Loaded, error)) (*Watcher, e
 	if c.reload == nil {
 		return nil, errors.New("this cluster was not started by Up")
 	}
+	return newWatcher(c, load)
+}
+
+// reloadTarget is what a Watcher reloads: a Cluster or a Bridge.
+type reloadTarget interface {
+	Reload(ctx context.Context, p *profiles.Loaded) (ReloadResult, error)
+	// modulePlan is where p's modules go (for the files to watch).
+	modulePlan(p *profiles.Loaded) profiles.ModulePlan
+	Done() <-chan struct{}
+}
+
+func (c *Cluster) modulePlan(p *profiles.Loaded) profiles.ModulePlan {
+	if plan, err := PlanFor(p, c.reload.opts); err == nil {
+		return plan.Modules
+	}
+	return c.reload.plan.Modules
+}
+
+func newWatcher(t reloadTarget, load func() (*profiles.Loaded, error)) (*Watcher, error) {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch the profile: %w", err)
 	}
-	w := &Watcher{c: c, load: load, fs: fw}
+	w := &Watcher{t: t, load: load, fs: fw}
 	if p, err := load(); err == nil {
 		w.rewatch(p)
 	}
@@ -151,11 +170,7 @@ func (w *Watcher) Close() error { return w.fs.Close() }
 
 // rewatch watches the directories of p's files and no others.
 func (w *Watcher) rewatch(p *profiles.Loaded) {
-	mp := w.c.reload.plan.Modules
-	if plan, err := PlanFor(p, w.c.reload.opts); err == nil {
-		mp = plan.Modules
-	}
-	files := watchedFiles(p, mp)
+	files := watchedFiles(p, w.t.modulePlan(p))
 	dirs := map[string]bool{}
 	for f := range files {
 		dirs[filepath.Dir(f)] = true
@@ -183,7 +198,7 @@ func (w *Watcher) Run(ctx context.Context, reload <-chan struct{}, report func(R
 		r := ReloadReport{Cause: cause, Detected: detected}
 		p, err := w.load()
 		if err == nil {
-			r.Result, err = w.c.Reload(ctx, p)
+			r.Result, err = w.t.Reload(ctx, p)
 			w.rewatch(p)
 		}
 		r.Err = err
@@ -193,7 +208,7 @@ func (w *Watcher) Run(ctx context.Context, reload <-chan struct{}, report func(R
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-w.c.Done():
+		case <-w.t.Done():
 			return nil
 		case <-reload:
 			do("asked", time.Now())

@@ -76,6 +76,9 @@ type AdmissionModule struct {
 	Monitor bool
 	// Message, when set, replaces the module's message when it rejects a request.
 	Message string
+	// Timeout is how long one call may take (the module's own bound); a webhook standing in for
+	// the module waits a little longer.
+	Timeout time.Duration
 }
 
 // Admission is the admission plugin that runs modules: mutating modules in order in the

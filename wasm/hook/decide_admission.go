@@ -41,6 +41,8 @@ type AdmissionDecision struct {
 	FailedOpen bool
 	// Verdict is, in monitor mode, what the module would have decided; empty otherwise.
 	Verdict string
+	// why is, for a denial by the module, its message without the server's prefix.
+	why string
 }
 
 // Patch is a module's change to the object, decoded once.
@@ -128,7 +130,8 @@ func DecideAdmission(m AdmissionModule, res *admissionv1.AdmissionResponse, call
 	d.Warnings = res.Warnings
 	d.AuditAnnotations = prefixed(m.Name(), res.AuditAnnotations)
 	if !res.Allowed {
-		d.Patch, d.Denied = nil, Denial(m.Name(), m.status(res.Result))
+		status := m.status(res.Result)
+		d.Patch, d.Denied, d.why = nil, Denial(m.Name(), status), denialWhy(status)
 	}
 	return d
 }
@@ -311,14 +314,18 @@ func Denial(module string, result *metav1.Status) *apierrors.StatusError {
 
 // DenialMessage is the message a client sees when the module rejects a request.
 func DenialMessage(module string, status *metav1.Status) string {
-	why := "without explanation"
+	return fmt.Sprintf("admission WASM module %q denied the request: %s", module, denialWhy(status))
+}
+
+// denialWhy is why a module denied: its status's message, or its reason.
+func denialWhy(status *metav1.Status) string {
 	switch {
 	case status != nil && status.Message != "":
-		why = status.Message
+		return status.Message
 	case status != nil && status.Reason != "":
-		why = string(status.Reason)
+		return string(status.Reason)
 	}
-	return fmt.Sprintf("admission WASM module %q denied the request: %s", module, why)
+	return "without explanation"
 }
 
 // reasonFor names the reason of a status code a module sent without one, so clients can tell

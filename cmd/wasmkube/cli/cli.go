@@ -78,6 +78,7 @@ and writes a kubeconfig so kubectl works against it.
 		newKubectlCommand(s),
 		newModuleCommand(s),
 		newReloadCommand(s),
+		newServeCommand(s),
 		newDecisionsCommand(s),
 	)
 	return root

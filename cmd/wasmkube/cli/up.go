@@ -126,21 +126,8 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 // watch reloads the cluster's modules when its profile or module files change and on SIGHUP
 // (`wasmkube reload`), printing each outcome, until the returned function is called.
 func (o *upOptions) watch(ctx context.Context, s streams, p *profiles.Loaded, c *wasmkube.Cluster, dataDir string, hup <-chan os.Signal) (stop func()) {
-	reload := make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				select {
-				case reload <- struct{}{}:
-				default: // a reload is already asked for
-				}
-			}
-		}
-	}()
+	reload := forwardHangups(ctx, hup)
 	load := func() (*profiles.Loaded, error) {
 		if p.IsBuiltin() {
 			return wasmkube.ResolveProfile(o.profile)

@@ -1,0 +1,97 @@
+package wasmkube
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wasmkube/wasmkube/examples"
+	"github.com/wasmkube/wasmkube/profiles"
+)
+
+// TestBridgeConfig: the demo's printed configuration has one webhook per admission module with
+// the entry's rules, selectors, match conditions and failure policy, in the kind its mutating
+// says; kubeconfigs with the bridge's CA and a client certificate; flags naming the files; every
+// file 0600.
+func TestBridgeConfig(t *testing.T) {
+	p, err := profiles.NewFinder("").Resolve("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts := BridgeOptions{CertDir: filepath.Join(dir, "pki"), BuiltinModules: examples.FS(), ModuleCacheDir: filepath.Join(dir, "cache"),
+		Address: "0.0.0.0", URL: "https://bridge.example:8443"}
+	c, err := NewBridgeConfig(context.Background(), p, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(c.AdmissionWebhooks), "\n---\n")
+	if len(docs) != 3 {
+		t.Fatalf("want a comment, a mutating and a validating configuration:\n%s", c.AdmissionWebhooks)
+	}
+	var mutating admissionregistrationv1.MutatingWebhookConfiguration
+	var validating admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), &mutating); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict([]byte(docs[2]), &validating); err != nil {
+		t.Fatal(err)
+	}
+	if len(mutating.Webhooks) != 1 || mutating.Webhooks[0].Name != "magic-mutate.wasmkube.dev" ||
+		len(mutating.Webhooks[0].MatchConditions) != 1 || *mutating.Webhooks[0].ClientConfig.URL != "https://bridge.example:8443/admission/magic-mutate" {
+		t.Errorf("mutating webhooks: %+v", mutating.Webhooks)
+	}
+	if len(validating.Webhooks) != 2 || validating.Webhooks[1].Name != "workload-policy.wasmkube.dev" {
+		t.Fatalf("validating webhooks: %+v", validating.Webhooks)
+	}
+	wp := validating.Webhooks[1]
+	if wp.NamespaceSelector == nil || len(wp.Rules) != 3 || *wp.FailurePolicy != admissionregistrationv1.Fail ||
+		*wp.TimeoutSeconds != 3 || *wp.SideEffects != admissionregistrationv1.SideEffectClassNone || len(wp.ClientConfig.CABundle) == 0 {
+		t.Errorf("workload-policy's webhook lost its entry's settings: %+v", wp)
+	}
+
+	out := filepath.Join(dir, "out")
+	written, err := c.Write(out)
+	if err != nil || len(written) != 4 {
+		t.Fatalf("write: %v %v", written, err)
+	}
+	for _, f := range written {
+		if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want 0600", f, st.Mode(), err)
+		}
+	}
+	kc, err := clientcmd.LoadFromFile(filepath.Join(out, BridgeAuthorizationFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, user := kc.Clusters[kc.Contexts[kc.CurrentContext].Cluster], kc.AuthInfos[kc.Contexts[kc.CurrentContext].AuthInfo]
+	if cl.Server != "https://bridge.example:8443/authorize" || len(cl.CertificateAuthorityData) == 0 || len(user.ClientCertificateData) == 0 {
+		t.Errorf("authorization kubeconfig: %+v %+v", cl, user)
+	}
+	flags, _ := os.ReadFile(filepath.Join(out, BridgeFlagsFile))
+	for _, want := range []string{"--authorization-mode=Node,RBAC,Webhook\n", "--authentication-token-webhook-config-file=" + filepath.Join(out, BridgeAuthenticationFile)} {
+		if !strings.Contains(string(flags), want) {
+			t.Errorf("flags lack %q:\n%s", want, flags)
+		}
+	}
+}
+
+// TestStartBridgeRefusesPoliciesThatReadTheCluster: without the served cluster's kubeconfig, a
+// policy granted reads of the cluster is refused at start, naming its entry.
+func TestStartBridgeRefusesPoliciesThatReadTheCluster(t *testing.T) {
+	p, err := profiles.NewFinder("").Resolve("kubewarden-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err = StartBridge(context.Background(), p, BridgeOptions{CertDir: dir, BuiltinModules: examples.FS(), Port: 1})
+	if err == nil || !strings.Contains(err.Error(), "(unique-ingress-host) reads the cluster") || !strings.Contains(err.Error(), "--kubeconfig") {
+		t.Fatalf("err = %v", err)
+	}
+}
