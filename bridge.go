@@ -29,6 +29,7 @@ import (
 	"github.com/wasmkube/wasmkube/apiserver/pki"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm/hook"
+	"github.com/wasmkube/wasmkube/wasm/source"
 )
 
 // DefaultBridgePort is the port a bridge listens on when BridgeOptions.Port is zero.
@@ -54,6 +55,8 @@ type BridgeOptions struct {
 	ModuleCacheDir string
 	// BuiltinModules holds the modules a profile names as builtin:NAME (as Options.BuiltinModules).
 	BuiltinModules fs.FS
+	// ModuleFetcher fetches remote modules (as Options.ModuleFetcher).
+	ModuleFetcher *source.Fetcher
 	// Kubernetes is the cluster the bridge serves, for Kubernetes policies that read it
 	// (contextAwareResources, kubernetes/can_i); nil: such policies are refused at start.
 	Kubernetes *rest.Config
@@ -103,6 +106,15 @@ func (o BridgeOptions) withDefaults(p *profiles.Loaded) (BridgeOptions, error) {
 		o.Logger = slog.Default()
 	}
 	return o, nil
+}
+
+// moduleReader reads the modules the options give access to.
+func (o BridgeOptions) moduleReader() moduleReader {
+	f := o.ModuleFetcher
+	if f == nil {
+		f = source.New(source.Config{Logger: o.Logger})
+	}
+	return moduleReader{builtin: o.BuiltinModules, remote: f}
 }
 
 // pkiRequest is what the serving certificate must cover: loopback, URL's host and Hosts.
@@ -171,7 +183,7 @@ func StartBridge(ctx context.Context, p *profiles.Loaded, opts BridgeOptions) (_
 		return nil, fmt.Errorf("the bridge's certificates in %s: %w", opts.CertDir, err)
 	}
 	b := &Bridge{opts: opts, done: make(chan struct{}),
-		mods: newClusterModules(opts.BuiltinModules, opts.ModuleCacheDir, []string{profiles.WASM}, opts.Logger)}
+		mods: newClusterModules(opts.moduleReader(), opts.ModuleCacheDir, []string{profiles.WASM}, opts.Logger)}
 	life, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	defer func() {

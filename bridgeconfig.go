@@ -71,7 +71,7 @@ func NewBridgeConfig(ctx context.Context, p *profiles.Loaded, opts BridgeOptions
 	if err != nil {
 		return nil, fmt.Errorf("the bridge's certificates in %s: %w", opts.CertDir, err)
 	}
-	mods := newClusterModules(opts.BuiltinModules, opts.ModuleCacheDir, []string{profiles.WASM}, opts.Logger)
+	mods := newClusterModules(opts.moduleReader(), opts.ModuleCacheDir, []string{profiles.WASM}, opts.Logger)
 	defer mods.close()
 	if _, err := mods.load(ctx, p, bridgePlan(p)); err != nil {
 		return nil, fmt.Errorf("load profile %s: %w", p.Source, err)

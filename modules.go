@@ -32,6 +32,7 @@ import (
 	"github.com/wasmkube/wasmkube/wasm/hook"
 	"github.com/wasmkube/wasmkube/wasm/kubewarden"
 	"github.com/wasmkube/wasmkube/wasm/metrics"
+	"github.com/wasmkube/wasmkube/wasm/source"
 )
 
 // DefaultAuthnCacheTTL is how long a module's successful authentication is cached.
@@ -47,8 +48,8 @@ func ModuleCacheDir() string { return filepath.Join(xdg.CacheHome, "wasmkube", "
 // first module is loaded), the current generation the server's extensions ask (swapped by a
 // reload), and the host of the Kubernetes policies.
 type clusterModules struct {
-	// builtin holds the built-in modules (builtin:NAME), NAME/NAME.wasm.
-	builtin  fs.FS
+	// modules reads the modules: built-in (builtin:NAME), files, and remote ones.
+	modules  moduleReader
 	cacheDir string
 	logger   *slog.Logger
 	live     *hook.Live
@@ -64,9 +65,9 @@ type clusterModules struct {
 }
 
 // newClusterModules returns a cluster's modules with an empty generation.
-func newClusterModules(builtin fs.FS, cacheDir string, chain []string, logger *slog.Logger) *clusterModules {
+func newClusterModules(modules moduleReader, cacheDir string, chain []string, logger *slog.Logger) *clusterModules {
 	decisions := hook.NewDecisionLog(hook.DefaultDecisionLogSize)
-	return &clusterModules{builtin: builtin, cacheDir: cacheDir, logger: logger, chain: chain, decisions: decisions,
+	return &clusterModules{modules: modules, cacheDir: cacheDir, logger: logger, chain: chain, decisions: decisions,
 		live: hook.NewLive(hook.Generation{}, logger, decisions), kube: hook.NewKubernetesHost()}
 }
 
@@ -135,7 +136,7 @@ func (cm *clusterModules) load(ctx context.Context, p *profiles.Loaded, w profil
 			return 0, err
 		}
 		var l *loadedModules
-		if l, err = loadEntries(ctx, rt, &cm.shared, cm.builtin, cm.kube, p, c, cm.logger); err != nil {
+		if l, err = loadEntries(ctx, rt, &cm.shared, cm.modules, cm.kube, p, c, cm.logger); err != nil {
 			return 0, err
 		}
 		gen, n = l.generation(p, cm.logger, cm.decisions), l.count()
@@ -246,9 +247,9 @@ type loadedAdmission struct {
 
 // loadAdmission loads one admission entry: a module of the original ABI, or a Kubewarden policy
 // whose metadata gives rules and mutating when the entry does not.
-func loadAdmission(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, builtin fs.FS, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
+func loadAdmission(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, modules moduleReader, p *profiles.Loaded, e entry[profiles.AdmissionModule], kube *hook.KubernetesHost, logger *slog.Logger) (loadedAdmission, error) {
 	m := e.m
-	bin, err := moduleBytes(builtin, p.ResolvePath, m.Module.Module)
+	bin, err := modules.read(ctx, p.ResolvePath, m.Module)
 	if err != nil {
 		return loadedAdmission{}, fmt.Errorf("%s: %w", e.where, err)
 	}
@@ -392,7 +393,7 @@ func grantLines(g kubewarden.PolicyGrants) string {
 
 // checkGrants refuses, before anything starts, the Kubewarden policies configured for the plan
 // (profile and config files) that ask for more than their entries grant.
-func checkGrants(builtin fs.FS, p *profiles.Loaded, w profiles.ModulePlan) error {
+func checkGrants(ctx context.Context, modules moduleReader, p *profiles.Loaded, w profiles.ModulePlan) error {
 	c, err := collectModules(p, w)
 	if err != nil {
 		return err
@@ -401,7 +402,7 @@ func checkGrants(builtin fs.FS, p *profiles.Loaded, w profiles.ModulePlan) error
 		if e.m.Type != profiles.TypeKubewarden {
 			continue
 		}
-		bin, err := moduleBytes(builtin, p.ResolvePath, e.m.Module.Module)
+		bin, err := modules.read(ctx, p.ResolvePath, e.m.Module)
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.where, err)
 		}
@@ -564,7 +565,7 @@ func (l *loadedModules) count() int { return len(l.closers.fns) }
 // loadEntries compiles and pre-warms the entries of c in rt. Modules compile in parallel (a
 // cold compile takes ~0.5 s per Go module); each result keeps its entry's place, so the order
 // of the profile holds. On an error the modules already loaded are closed.
-func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, builtin fs.FS, kube *hook.KubernetesHost, p *profiles.Loaded, c *configuredModules, logger *slog.Logger) (_ *loadedModules, err error) {
+func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, modules moduleReader, kube *hook.KubernetesHost, p *profiles.Loaded, c *configuredModules, logger *slog.Logger) (_ *loadedModules, err error) {
 	l := &loadedModules{authn: make([]hook.Module, len(c.authn)), authz: make([]hook.AuthzModule, len(c.authz)),
 		admission: make([]hook.AdmissionModule, len(c.admission))}
 	defer func() {
@@ -583,7 +584,7 @@ func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, b
 		})
 	}
 	load := func(where string, m profiles.Module, export string) (hook.Module, error) {
-		bin, err := moduleBytes(builtin, p.ResolvePath, m.Module)
+		bin, err := modules.read(ctx, p.ResolvePath, m)
 		if err != nil {
 			return hook.Module{}, fmt.Errorf("%s: %w", where, err)
 		}
@@ -609,7 +610,7 @@ func loadEntries(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, b
 	}
 	for i, e := range c.admission {
 		start(func() error {
-			m, err := loadAdmission(ctx, rt, shared, builtin, p, e, kube, logger)
+			m, err := loadAdmission(ctx, rt, shared, modules, p, e, kube, logger)
 			if err != nil {
 				return err
 			}
@@ -652,6 +653,41 @@ func (l *loadedModules) generation(p *profiles.Loaded, logger *slog.Logger, deci
 		gen.Authorizer = a
 	}
 	return gen
+}
+
+// moduleReader reads modules wherever a profile names them.
+type moduleReader struct {
+	// builtin holds the built-in modules (builtin:NAME), NAME/NAME.wasm.
+	builtin fs.FS
+	// remote fetches https://, registry:// and oci:// modules (and caches them).
+	remote *source.Fetcher
+}
+
+// read reads m's module and checks it against m's pin (SHA256), when given: a module that does
+// not match is never loaded.
+func (r moduleReader) read(ctx context.Context, resolve func(string) string, m profiles.Module) ([]byte, error) {
+	if source.IsRemote(m.Module) {
+		if r.remote == nil {
+			return nil, fmt.Errorf("%s: remote modules were not enabled: set Options.ModuleFetcher", m.Module)
+		}
+		got, err := r.remote.Fetch(ctx, m.Module, m.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		return got.Bytes, nil
+	}
+	bin, err := moduleBytes(r.builtin, resolve, m.Module)
+	if err != nil || m.SHA256 == "" {
+		return bin, err
+	}
+	pin, err := source.NormalizeDigest(m.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	if d := source.Digest(bin); d != pin {
+		return nil, fmt.Errorf("%s: the module's digest is %s, but the profile pins %s: the file changed, or the pin is wrong; it was not run", m.Module, d, pin)
+	}
+	return bin, nil
 }
 
 // moduleBytes reads a module: builtin:NAME from builtin (NAME/NAME.wasm, see

@@ -15,6 +15,7 @@ import (
 	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/envelope"
 	"github.com/wasmkube/wasmkube/wasm/kubewarden"
+	"github.com/wasmkube/wasmkube/wasm/source"
 )
 
 // TestModuleConfig: a profile entry's per-module options reach the runtime, relative granted
@@ -93,5 +94,30 @@ func TestModuleBytesBuiltin(t *testing.T) {
 	_, err = moduleBytes(examples.FS(), p.ResolvePath, "builtin:nosuch")
 	if err == nil || !strings.Contains(err.Error(), `no built-in module "nosuch"; built in: `) || !strings.Contains(err.Error(), "magic-authn, magic-authz") {
 		t.Errorf("unknown built-in module: %v", err)
+	}
+}
+
+// TestModuleReaderChecksPins: a pinned module whose bytes differ is refused, naming both
+// digests; a right pin (as sha256:HEX or HEX) passes; a remote module without a fetcher is refused.
+func TestModuleReaderChecksPins(t *testing.T) {
+	p := &profiles.Loaded{Profile: &profiles.Profile{Name: "p"}, Source: "builtin:p"}
+	r := moduleReader{builtin: examples.FS()}
+	bin, err := r.read(t.Context(), p.ResolvePath, profiles.Module{Module: "builtin:magic-authn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	right := source.Digest(bin)
+	for _, pin := range []string{right, strings.TrimPrefix(right, "sha256:")} {
+		if _, err := r.read(t.Context(), p.ResolvePath, profiles.Module{Module: "builtin:magic-authn", SHA256: pin}); err != nil {
+			t.Errorf("pin %s: %v", pin, err)
+		}
+	}
+	wrong := source.Digest([]byte("x"))
+	_, err = r.read(t.Context(), p.ResolvePath, profiles.Module{Module: "builtin:magic-authn", SHA256: wrong})
+	if err == nil || !strings.Contains(err.Error(), right) || !strings.Contains(err.Error(), "pins "+wrong) {
+		t.Errorf("wrong pin: %v", err)
+	}
+	if _, err := r.read(t.Context(), p.ResolvePath, profiles.Module{Module: "registry://localhost:5000/m:v1"}); err == nil || !strings.Contains(err.Error(), "ModuleFetcher") {
+		t.Errorf("no fetcher: %v", err)
 	}
 }

@@ -241,7 +241,7 @@ func (w *Watcher) Run(ctx context.Context, reload <-chan struct{}, report func(R
 func watchedFiles(p *profiles.Loaded, w profiles.ModulePlan) map[string]bool {
 	files := map[string]bool{}
 	add := func(path string) {
-		if path != "" && !strings.HasPrefix(path, profiles.BuiltinPrefix) {
+		if path != "" && !strings.HasPrefix(path, profiles.BuiltinPrefix) && !profiles.IsRemoteModule(path) {
 			if abs, err := filepath.Abs(path); err == nil {
 				files[abs] = true
 			}

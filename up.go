@@ -30,6 +30,7 @@ import (
 	"github.com/wasmkube/wasmkube/internal/lifecycle"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm/hook"
+	"github.com/wasmkube/wasmkube/wasm/source"
 )
 
 // DefaultReadyTimeout bounds how long Up waits for the kube-apiserver to become ready.
@@ -59,6 +60,9 @@ type Options struct {
 	// (the layout of package examples' FS, which the wasmkube command passes). Without it a
 	// profile naming a built-in module is refused with an error saying so.
 	BuiltinModules fs.FS
+	// ModuleFetcher fetches the https://, registry:// and oci:// modules a profile names, and
+	// caches them; a Fetcher of source.DefaultCacheDir() when nil.
+	ModuleFetcher *source.Fetcher
 	// NewCA lets Up replace a lost CA or service-account key of a data dir that holds cluster
 	// data (`up --new-ca`). Without it that is an error: credentials issued before stop working.
 	NewCA bool
@@ -98,6 +102,16 @@ type Cluster struct {
 	reload  *reloadState
 }
 
+// moduleReader reads the modules the options give access to. The default fetcher logs through
+// klog, as the cluster does.
+func (o Options) moduleReader() moduleReader {
+	f := o.ModuleFetcher
+	if f == nil {
+		f = source.New(source.Config{Logger: slog.New(logr.ToSlogHandler(klog.Background()))})
+	}
+	return moduleReader{builtin: o.BuiltinModules, remote: f}
+}
+
 // Up starts the cluster a profile describes and returns when it is ready: /readyz answers ok,
 // the default namespace exists, the controllers run and the kubeconfig is written.
 //
@@ -119,7 +133,7 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (*Cluster, error)
 		return nil, err
 	}
 	// Before anything starts: a policy asking for more than it is granted is a profile error.
-	if err := checkGrants(opts.BuiltinModules, p, plan.Modules); err != nil {
+	if err := checkGrants(ctx, opts.moduleReader(), p, plan.Modules); err != nil {
 		return nil, err
 	}
 	s := &starting{p: p, opts: opts, plan: plan,
@@ -289,7 +303,7 @@ func (s *starting) loadModules(ctx context.Context) (bool, string, error) {
 	if cacheDir == "" {
 		cacheDir = ModuleCacheDir()
 	}
-	s.mods = newClusterModules(s.opts.BuiltinModules, cacheDir, s.plan.Modules.AuthorizationChain, slog.New(logr.ToSlogHandler(klog.Background())))
+	s.mods = newClusterModules(s.opts.moduleReader(), cacheDir, s.plan.Modules.AuthorizationChain, slog.New(logr.ToSlogHandler(klog.Background())))
 	n, err := s.mods.load(ctx, s.p, s.plan.Modules)
 	if err != nil {
 		_ = s.mods.close()

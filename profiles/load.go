@@ -34,7 +34,7 @@ func (l *Loaded) IsBuiltin() bool { return strings.HasPrefix(l.Source, BuiltinPr
 // ResolvePath makes a path from the profile absolute: relative paths are relative to the profile
 // file's directory (for built-in profiles, to the working directory).
 func (l *Loaded) ResolvePath(p string) string {
-	if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, BuiltinPrefix) {
+	if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, BuiltinPrefix) || IsRemoteModule(p) {
 		return p
 	}
 	if l.IsBuiltin() {

@@ -101,6 +101,11 @@ func TestInvalidProfiles(t *testing.T) {
 			"admission.modules[0].grants.readOnlyDirs[0].guestPath", "absolute path",
 		},
 		"not-yaml.yaml": {"not-yaml.yaml", "not valid YAML"},
+		"bad-sources.yaml": {
+			"bad-sources.yaml:6: admission.modules[0].module", "use https://",
+			"admission.modules[1].sha256: Required value", "needs its digest pinned",
+			`bad-sources.yaml:10: admission.modules[2].sha256: Invalid value: "abc"`,
+		},
 		"bad-grants.yaml": {
 			"bad-grants.yaml:8: authentication.modules[0].grants.contextAwareResources: Forbidden: applies to admission modules of type: kubewarden only",
 			"admission.modules[0].grants.hostCapabilities: Forbidden: applies to admission modules of type: kubewarden only",
@@ -275,6 +280,21 @@ func TestDeprecations(t *testing.T) {
 		}
 		if d := p.Deprecations(); len(d) != 0 {
 			t.Errorf("%q: deprecations %q", typ, d)
+		}
+	}
+}
+
+func TestDefaultModuleNameOfRemoteModules(t *testing.T) {
+	for ref, want := range map[string]string{
+		"registry://ghcr.io/kubewarden/policies/pod-privileged:v0.2.2":   "pod-privileged",
+		"oci://localhost:5000/p/magic@sha256:" + strings.Repeat("a", 64): "magic",
+		"registry://localhost:5000/magic":                                "magic",
+		"https://example.com:8443/mods/magic-validate.wasm?x=1":          "magic-validate",
+		"builtin:magic-authn":                                            "magic-authn",
+		"dir/m.wasm":                                                     "m",
+	} {
+		if got := DefaultModuleName(ref); got != want {
+			t.Errorf("DefaultModuleName(%q) = %q, want %q", ref, got, want)
 		}
 	}
 }

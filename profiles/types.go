@@ -112,8 +112,14 @@ type Module struct {
 	// Name identifies the module in errors, logs, metrics and audit annotations. Default: the
 	// module file's base name without extension.
 	Name string `json:"name,omitempty"`
-	// Module is a path to a .wasm file (relative to the profile file) or builtin:NAME.
+	// Module is a path to a .wasm file (relative to the profile file), builtin:NAME, an
+	// https:// URL (with SHA256), or an OCI artifact in a registry: registry://HOST/REPO:TAG
+	// (Kubewarden's scheme) or oci://HOST/REPO:TAG, optionally @sha256:… for the manifest.
+	// Fetched modules are cached by digest and used offline once fetched.
 	Module string `json:"module"`
+	// SHA256 pins the module's bytes, sha256:HEX: a module with other bytes is never run.
+	// Required for https://; checked for every source when given.
+	SHA256 string `json:"sha256,omitempty"`
 	// Settings is any JSON value, sent to the module with every call.
 	Settings json.RawMessage `json:"settings,omitempty"`
 	// Timeout bounds one call. Default 2s.

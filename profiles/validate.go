@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -17,6 +18,24 @@ import (
 
 // BuiltinPrefix marks a module or profile that is built into the binary.
 const BuiltinPrefix = "builtin:"
+
+// remoteSchemes are the schemes of modules fetched over the network (package wasm/source), and
+// http://, which is refused.
+var remoteSchemes = []string{"https://", "registry://", "oci://", "http://"}
+
+// IsRemoteModule reports whether a module reference names a module fetched over the network
+// (https://, registry://, oci://; http:// is refused by validation).
+func IsRemoteModule(ref string) bool {
+	for _, s := range remoteSchemes {
+		if strings.HasPrefix(ref, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// sha256Pin matches a module's pin: sha256:HEX, or HEX alone.
+var sha256Pin = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
 
 // MaxModuleTimeout bounds a module's timeout, as for admission webhooks.
 const MaxModuleTimeout = 30 * time.Second
@@ -224,8 +243,31 @@ func validateRules(rules []admissionregistrationv1.RuleWithOperations, fld *fiel
 // DefaultModuleName is the name of a module whose entry names none: its file's base name without
 // the extension, or NAME of builtin:NAME. Names label metrics, audit annotations and errors.
 func DefaultModuleName(ref string) string {
+	if IsRemoteModule(ref) {
+		// registry://HOST/REPO/NAME:TAG, …/NAME@sha256:…, https://HOST/PATH/NAME.wasm?QUERY
+		ref, _, _ = strings.Cut(ref, "?")
+		ref, _, _ = strings.Cut(ref, "@")
+		if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+			ref = ref[:i]
+		}
+	}
 	base := path.Base(strings.TrimPrefix(ref, BuiltinPrefix))
 	return strings.TrimSuffix(base, path.Ext(base))
+}
+
+// validateSource checks a module's source and pin: https:// needs a pin, http:// is refused.
+func validateSource(m *Module, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch {
+	case strings.HasPrefix(m.Module, "http://"):
+		errs = append(errs, field.Invalid(fld.Child("module"), m.Module, "use https:// (a module fetched over plain HTTP could be changed on its way), or a registry:// reference"))
+	case strings.HasPrefix(m.Module, "https://") && m.SHA256 == "":
+		errs = append(errs, field.Required(fld.Child("sha256"), "a module fetched over https needs its digest pinned (sha256sum FILE, or wasmkube module pull URL prints it): a URL's content can change"))
+	}
+	if m.SHA256 != "" && !sha256Pin.MatchString(m.SHA256) {
+		errs = append(errs, field.Invalid(fld.Child("sha256"), m.SHA256, "must be sha256:HEX (64 lower-case hex digits)"))
+	}
+	return errs
 }
 
 func validateModule(m *Module, fld *field.Path, names sets.Set[string], kubewarden bool) field.ErrorList {
@@ -235,6 +277,7 @@ func validateModule(m *Module, fld *field.Path, names sets.Set[string], kubeward
 	} else if strings.HasPrefix(m.Module, BuiltinPrefix) && strings.TrimPrefix(m.Module, BuiltinPrefix) == "" {
 		errs = append(errs, field.Invalid(fld.Child("module"), m.Module, "builtin: needs a module name, e.g. builtin:magic-authn"))
 	}
+	errs = append(errs, validateSource(m, fld)...)
 	if m.Name == "" && m.Module != "" {
 		if m.Name = DefaultModuleName(m.Module); m.Name == "" {
 			errs = append(errs, field.Required(fld.Child("name"), "the module's file name ("+path.Base(m.Module)+") gives no name to default to; set one"))

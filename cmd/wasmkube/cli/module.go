@@ -32,7 +32,7 @@ func newModuleCommand(s streams) *cobra.Command {
 		Use:   "module",
 		Short: "Make, run, test, inspect, benchmark and annotate WebAssembly modules offline",
 	}
-	cmd.AddCommand(newModuleNewCommand(s), newModuleRunCommand(s), newModuleTestCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s))
+	cmd.AddCommand(newModuleNewCommand(s), newModuleRunCommand(s), newModuleTestCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s), newModulePullCommand(s), newModulePushCommand(s))
 	return cmd
 }
 
