@@ -157,7 +157,9 @@ func bridgePlan(p *profiles.Loaded) profiles.ModulePlan {
 //     CA (the printed kubeconfigs carry one): they tell who a token belongs to and what a user
 //     may do. The admission webhooks take any TLS client, as webhooks usually do.
 //   - /healthz is 200 while the process serves; /readyz is 200 once the modules are loaded and
-//     until Stop begins; /metrics has the module metrics (wasmkube_module_*).
+//     until Stop begins; /metrics has the module metrics (wasmkube_module_*); /wasmkube/decisions
+//     the modules' latest decisions (ndjson, ?follow=true&module=NAME), to the same clients as
+//     /authenticate.
 type Bridge struct {
 	mods     *clusterModules
 	opts     BridgeOptions
@@ -168,7 +170,9 @@ type Bridge struct {
 	serveErr error
 	stopOnce sync.Once
 	stopErr  error
-	cancel   context.CancelFunc
+	// life ends when Stop begins.
+	life   context.Context
+	cancel context.CancelFunc
 }
 
 // StartBridge loads p's modules and serves them; it returns once the bridge listens and is
@@ -185,7 +189,7 @@ func StartBridge(ctx context.Context, p *profiles.Loaded, opts BridgeOptions) (_
 	b := &Bridge{opts: opts, done: make(chan struct{}),
 		mods: newClusterModules(opts.moduleReader(), opts.ModuleCacheDir, []string{profiles.WASM}, opts.Logger)}
 	life, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
+	b.life, b.cancel = life, cancel
 	defer func() {
 		if err != nil {
 			cancel()
@@ -295,6 +299,14 @@ func (b *Bridge) handler() http.Handler {
 		_, _ = w.Write([]byte("ok"))
 	})
 	mux.Handle("/metrics", legacyregistry.Handler())
+	// The modules' decisions, as `wasmkube decisions` shows a cluster's; a follower ends when the
+	// bridge stops.
+	mux.Handle(hook.DecisionsPath, requireClientCert(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer context.AfterFunc(b.life, cancel)()
+		defer cancel()
+		b.mods.decisions.ServeHTTP(w, r.WithContext(ctx))
+	})))
 	return mux
 }
 
@@ -355,9 +367,9 @@ func (b *Bridge) NewWatcher(load func() (*profiles.Loaded, error)) (*Watcher, er
 func (b *Bridge) Stop(ctx context.Context) error {
 	b.stopOnce.Do(func() {
 		b.ready.Store(false)
+		b.cancel()
 		err := b.srv.Shutdown(ctx)
 		<-b.done
-		b.cancel()
 		b.stopErr = errors.Join(err, b.mods.close())
 	})
 	return b.stopErr

@@ -449,20 +449,7 @@ func admissionDecision(d *AdmissionDecision, mutating bool, va *admission.Versio
 	if u := va.GetUserInfo(); u != nil {
 		rec.User = u.GetName()
 	}
-	switch {
-	case d.Denied != nil && d.Failure != nil:
-		rec.Result, rec.Message = ResultFailed, "rejected (failurePolicy Fail): "+d.Denied.ErrStatus.Message
-	case d.Denied != nil:
-		rec.Result, rec.Message = ResultDenied, d.Denied.ErrStatus.Message
-	case d.FailedOpen:
-		rec.Result, rec.Message = ResultFailed, "ignored (failurePolicy Ignore): "+firstLine(d.Failure.Error())
-	case d.Verdict != "":
-		rec.Message = "monitor mode: " + d.Verdict
-	case d.Patch != nil && d.Patch.Type == envelope.PatchTypeFull:
-		rec.Result, rec.Message = ResultMutated, "replaced the object (a Full patch)"
-	case d.Patch != nil:
-		rec.Result, rec.Message = ResultMutated, string(d.Patch.JSON)
-	}
+	rec.Result, rec.Message = d.logged()
 	if gvr.Resource == "secrets" && gvr.Group == "" {
 		if rec.Result == ResultMutated {
 			rec.Message = "(the patch of a Secret is not shown)"
@@ -473,6 +460,25 @@ func admissionDecision(d *AdmissionDecision, mutating bool, va *admission.Versio
 		rec.Message = rec.Message[:maxDecisionMessage] + "…"
 	}
 	return rec
+}
+
+// logged is the result and message the decision log shows of d.
+func (d *AdmissionDecision) logged() (result, message string) {
+	switch {
+	case d.Denied != nil && d.Failure != nil:
+		return ResultFailed, "rejected (failurePolicy Fail): " + d.Denied.ErrStatus.Message
+	case d.Denied != nil:
+		return ResultDenied, d.Denied.ErrStatus.Message
+	case d.FailedOpen:
+		return ResultFailed, "ignored (failurePolicy Ignore): " + firstLine(d.Failure.Error())
+	case d.Verdict != "":
+		return ResultAllowed, "monitor mode: " + d.Verdict
+	case d.Patch != nil && d.Patch.Type == envelope.PatchTypeFull:
+		return ResultMutated, "replaced the object (a Full patch)"
+	case d.Patch != nil:
+		return ResultMutated, string(d.Patch.JSON)
+	}
+	return ResultAllowed, ""
 }
 
 // maxDecisionMessage bounds a message in the decision log (a whole patched object can be long).

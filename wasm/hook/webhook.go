@@ -251,19 +251,8 @@ func webhookDecision(d *AdmissionDecision, mutating bool, req *admissionv1.Admis
 	}
 	rec := Decision{Time: time.Now(), Module: d.Module, Hook: hook, Operation: string(req.Operation),
 		Resource:  resourcePath(req.Resource.Group, req.Resource.Version, req.Resource.Resource, req.SubResource),
-		Namespace: req.Namespace, Name: req.Name, User: req.UserInfo.Username, LatencyMicros: took.Microseconds(), Result: ResultAllowed}
-	switch {
-	case d.Denied != nil && d.Failure != nil:
-		rec.Result, rec.Message = ResultFailed, "rejected (failurePolicy Fail): "+d.Denied.ErrStatus.Message
-	case d.Denied != nil:
-		rec.Result, rec.Message = ResultDenied, d.Denied.ErrStatus.Message
-	case d.FailedOpen:
-		rec.Result, rec.Message = ResultFailed, "ignored (failurePolicy Ignore): "+firstLine(d.Failure.Error())
-	case d.Verdict != "":
-		rec.Message = "monitor mode: " + d.Verdict
-	case d.Patch != nil:
-		rec.Result, rec.Message = ResultMutated, string(d.Patch.JSON)
-	}
+		Namespace: req.Namespace, Name: req.Name, User: req.UserInfo.Username, LatencyMicros: took.Microseconds()}
+	rec.Result, rec.Message = d.logged()
 	if req.Resource.Resource == "secrets" && req.Resource.Group == "" && rec.Message != "" {
 		rec.Message = "(withheld: the request is about a Secret)"
 	}

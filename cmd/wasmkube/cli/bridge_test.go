@@ -87,6 +87,19 @@ apiserver:
 		t.Errorf("TokenReview without a client certificate: %d %s; want 401", resp.StatusCode, body)
 	}
 
+	// kube-apiserver's client certificate may read the decisions: magic-validate's denial is there.
+	certDir := filepath.Join(e.root, "data", "wasmkube", "bridge", "demo")
+	pair, err := tls.LoadX509KeyPair(filepath.Join(certDir, "kube-apiserver-client.crt"), filepath.Join(certDir, "kube-apiserver-client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert := bridgeClient(t, certDir)
+	withCert.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{pair}
+	if status, body := get(t, withCert, base+"/wasmkube/decisions?module=magic-validate"); status != http.StatusOK ||
+		!strings.Contains(body, `"result":"denied"`) || !strings.Contains(body, "not-allowed-value") {
+		t.Errorf("decisions: %d %s", status, body)
+	}
+
 	if code := up.interrupt(t); code != 0 {
 		t.Errorf("up exited %d:\n%s", code, up.text())
 	}

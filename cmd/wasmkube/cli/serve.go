@@ -147,37 +147,14 @@ func (o *serveOptions) print(ctx context.Context, s streams, p *profiles.Loaded,
 // watchBridge reloads the bridge's modules when its profile or module files change and on
 // SIGHUP, printing each outcome, until the returned function is called.
 func watchBridge(ctx context.Context, s streams, p *profiles.Loaded, ref string, b *wasmkube.Bridge, hup <-chan os.Signal) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	reload := forwardHangups(ctx, hup)
-	load := func() (*profiles.Loaded, error) {
-		if p.IsBuiltin() {
-			return wasmkube.ResolveProfile(ref)
+	return watchProfile(ctx, s, p, ref, b.NewWatcher, hup, func(r wasmkube.ReloadReport) {
+		st := reloadStatus{Cause: r.Cause, OK: r.Err == nil, Modules: r.Result.Modules, Seconds: time.Since(r.Detected).Seconds()}
+		if r.Err != nil {
+			st.Error = r.Err.Error()
+			klog.ErrorS(r.Err, "Reload failed; the modules loaded before keep serving", "cause", r.Cause)
 		}
-		return profiles.LoadFile(p.Source)
-	}
-	done := make(chan struct{})
-	w, err := b.NewWatcher(load)
-	if err != nil {
-		fmt.Fprintf(s.err, "warning: %v: changes to the profile will not reload it\n", err)
-		close(done)
-	} else {
-		go func() {
-			defer close(done)
-			defer w.Close()
-			_ = w.Run(ctx, reload, func(r wasmkube.ReloadReport) {
-				st := reloadStatus{Cause: r.Cause, OK: r.Err == nil, Modules: r.Result.Modules, Seconds: time.Since(r.Detected).Seconds()}
-				if r.Err != nil {
-					st.Error = r.Err.Error()
-					klog.ErrorS(r.Err, "Reload failed; the modules loaded before keep serving", "cause", r.Cause)
-				}
-				fmt.Fprint(s.out, describeReload(st))
-			})
-		}()
-	}
-	return func() {
-		cancel()
-		<-done
-	}
+		fmt.Fprint(s.out, describeReload(st))
+	})
 }
 
 // forwardHangups turns each SIGHUP into a reload request (one pending at most) until ctx ends.

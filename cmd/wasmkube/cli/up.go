@@ -126,18 +126,31 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 // watch reloads the cluster's modules when its profile or module files change and on SIGHUP
 // (`wasmkube reload`), printing each outcome, until the returned function is called.
 func (o *upOptions) watch(ctx context.Context, s streams, p *profiles.Loaded, c *wasmkube.Cluster, dataDir string, hup <-chan os.Signal) (stop func()) {
+	r := &reloadReporter{s: s, dataDir: dataDir}
+	r.ready()
+	stop = watchProfile(ctx, s, p, o.profile, c.NewWatcher, hup, r.report)
+	if p.IsBuiltin() {
+		fmt.Fprintf(s.out, "  reload: wasmkube reload --profile %s\n", p.Name)
+	} else {
+		fmt.Fprintf(s.out, "  reload: on any change to %s or its module files (or: wasmkube reload --profile %s)\n", p.Source, p.Source)
+	}
+	return stop
+}
+
+// watchProfile runs the watcher newWatcher makes for profile p (named ref on the command line)
+// with report, reloading on each SIGHUP too, until the returned function is called.
+func watchProfile(ctx context.Context, s streams, p *profiles.Loaded, ref string, newWatcher func(func() (*profiles.Loaded, error)) (*wasmkube.Watcher, error),
+	hup <-chan os.Signal, report func(wasmkube.ReloadReport)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	reload := forwardHangups(ctx, hup)
 	load := func() (*profiles.Loaded, error) {
 		if p.IsBuiltin() {
-			return wasmkube.ResolveProfile(o.profile)
+			return wasmkube.ResolveProfile(ref)
 		}
 		return profiles.LoadFile(p.Source)
 	}
-	r := &reloadReporter{s: s, dataDir: dataDir}
-	r.ready()
 	done := make(chan struct{})
-	w, err := c.NewWatcher(load)
+	w, err := newWatcher(load)
 	if err != nil {
 		fmt.Fprintf(s.err, "warning: %v: changes to the profile will not reload it\n", err)
 		close(done)
@@ -145,13 +158,8 @@ func (o *upOptions) watch(ctx context.Context, s streams, p *profiles.Loaded, c 
 		go func() {
 			defer close(done)
 			defer w.Close()
-			_ = w.Run(ctx, reload, r.report)
+			_ = w.Run(ctx, reload, report)
 		}()
-	}
-	if p.IsBuiltin() {
-		fmt.Fprintf(s.out, "  reload: wasmkube reload --profile %s\n", p.Name)
-	} else {
-		fmt.Fprintf(s.out, "  reload: on any change to %s or its module files (or: wasmkube reload --profile %s)\n", p.Source, p.Source)
 	}
 	return func() {
 		cancel()
