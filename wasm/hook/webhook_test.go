@@ -45,7 +45,7 @@ func post(t *testing.T, srv *httptest.Server, path, body string, out any) (int, 
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	if resp.StatusCode == http.StatusOK && out != nil {
-		if err := json.Unmarshal([]byte(b.String()), out); err != nil {
+		if err := json.Unmarshal(b.Bytes(), out); err != nil {
 			t.Fatalf("decode %s: %v", b.String(), err)
 		}
 	}
