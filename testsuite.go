@@ -26,12 +26,15 @@ import (
 	"github.com/wasmkube/wasmkube/wasm/envelope"
 	"github.com/wasmkube/wasmkube/wasm/hook"
 	"github.com/wasmkube/wasmkube/wasm/kubewarden"
+	"github.com/wasmkube/wasmkube/wasm/source"
 )
 
 // TestSuiteOptions configure RunTestSuite.
 type TestSuiteOptions struct {
 	// BuiltinModules resolves module: builtin:NAME, as Options.BuiltinModules does.
 	BuiltinModules fs.FS
+	// ModuleFetcher fetches a registry:// or oci:// module (as Options.ModuleFetcher).
+	ModuleFetcher *source.Fetcher
 	// ModuleCacheDir keeps compiled modules ("": ModuleCacheDir(); "-": no cache).
 	ModuleCacheDir string
 	// Logger gets the logs of Kubewarden policies (nil: none).
@@ -83,7 +86,8 @@ func (c CaseResult) Passed() bool { return len(c.Mismatches) == 0 }
 //   - Audit annotation keys are prefixed with the module's name, as in the audit log: the file's
 //     base name without .wasm, or NAME of builtin:NAME.
 func RunTestSuite(ctx context.Context, suite *profiles.LoadedSuite, opts TestSuiteOptions) (*SuiteResult, error) {
-	bin, err := moduleBytes(opts.BuiltinModules, suite.ResolvePath, suite.Module)
+	bin, err := Options{BuiltinModules: opts.BuiltinModules, ModuleFetcher: opts.ModuleFetcher}.moduleReader().
+		read(ctx, suite.ResolvePath, profiles.Module{Module: suite.Module})
 	if err != nil {
 		return nil, fmt.Errorf("test suite %s: module %s: %w", suite.Source, suite.Module, err)
 	}

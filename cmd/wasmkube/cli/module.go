@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,10 +20,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmkube/wasmkube"
+	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
 	"github.com/wasmkube/wasmkube/wasm/envelope"
 	"github.com/wasmkube/wasmkube/wasm/hook"
 	"github.com/wasmkube/wasmkube/wasm/kubewarden"
+	"github.com/wasmkube/wasmkube/wasm/source"
 )
 
 func newModuleCommand(s streams) *cobra.Command {
@@ -227,8 +228,19 @@ func admissionInvocation(raw, settings json.RawMessage, mutating bool) (*invocat
 	}}, nil
 }
 
-func moduleName(path string) string {
-	return strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+func moduleName(path string) string { return profiles.DefaultModuleName(path) }
+
+// readModule reads the module a command names: a file, or a registry:// or oci:// reference
+// (fetched into the module cache, as `up` does).
+func readModule(ctx context.Context, ref string) ([]byte, error) {
+	if !source.IsRemote(ref) {
+		return os.ReadFile(ref)
+	}
+	m, err := source.New(source.Config{}).Fetch(ctx, ref, "")
+	if err != nil {
+		return nil, err
+	}
+	return m.Bytes, nil
 }
 
 func newModuleRunCommand(s streams) *cobra.Command {
@@ -394,7 +406,7 @@ func (f *moduleFlags) loadPolicy(ctx context.Context, s streams, path string, is
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--memory-limit %q: %w", f.memoryLimit, err)
 	}
-	bin, err := os.ReadFile(path)
+	bin, err := readModule(ctx, path)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -421,7 +433,7 @@ func (f *moduleFlags) loadPolicy(ctx context.Context, s streams, path string, is
 }
 
 func loadModule(ctx context.Context, path string, cfg wasm.ModuleConfig) (*wasm.Module, *wasm.Runtime, error) {
-	bin, err := os.ReadFile(path)
+	bin, err := readModule(ctx, path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -513,7 +525,7 @@ func newModuleInspectCommand(s streams) *cobra.Command {
 		Short: "Show a module's exports, detected ABIs, size, imports and custom sections",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bin, err := os.ReadFile(args[0])
+			bin, err := readModule(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

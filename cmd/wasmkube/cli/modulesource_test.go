@@ -47,6 +47,11 @@ func TestRemoteModules(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "by digest: "+host+"/policies/magic-validate@sha256:") {
 		t.Fatalf("module push: %d %s %s", code, out, stderr)
 	}
+	// The module commands take the reference too, as kwctl run does.
+	code, out, stderr = e.run("module", "run", ref, "--hook", "validate", "--request", "../../../examples/magic-validate/request.yaml")
+	if code != 0 || !strings.Contains(out, "denied") {
+		t.Errorf("module run %s: %d %s %s", ref, code, out, stderr)
+	}
 	profile := func(name, validate, mutatePin string) string {
 		doc := fmt.Sprintf(`apiVersion: wasmkube.dev/v1alpha1
 kind: Profile
