@@ -212,8 +212,10 @@ func StartBridge(ctx context.Context, p *profiles.Loaded, opts BridgeOptions) (_
 		return nil, fmt.Errorf("listen on %s: %w (choose another with --port)", addr, err)
 	}
 	b.ln = ln
+	// A slow client cannot hold a connection: headers within 10 s, the whole request within 30 s
+	// (kube-apiserver sends a review at once). No write timeout: decisions may be followed.
 	b.srv = &http.Server{Handler: b.handler(), TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
+		ReadTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 	go func() {
 		defer close(b.done)
 		if err := b.srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {

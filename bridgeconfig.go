@@ -135,10 +135,9 @@ func admissionWebhooks(profile, base string, ca []byte, modules []hook.Admission
 	}
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "# The admission modules of profile %s, served by `wasmkube serve` at %s.\n", profile, base)
+	out.WriteString("# Both configurations are always printed, empty or not: applied again after a module is removed,\n" +
+		"# they remove its webhook (a webhook left behind would get 404 from the bridge, and fail).\n")
 	for _, obj := range []any{mutating, validating} {
-		if (obj == mutating && len(mutating.Webhooks) == 0) || (obj == validating && len(validating.Webhooks) == 0) {
-			continue
-		}
 		b, err := yaml.Marshal(obj)
 		if err != nil {
 			return nil, fmt.Errorf("encode the webhook configuration: %w", err)

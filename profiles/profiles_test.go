@@ -105,6 +105,7 @@ func TestInvalidProfiles(t *testing.T) {
 			"bad-sources.yaml:6: admission.modules[0].module", "use https://",
 			"admission.modules[1].sha256: Required value", "needs its digest pinned",
 			`bad-sources.yaml:10: admission.modules[2].sha256: Invalid value: "abc"`,
+			"admission.modules[3].module", "write the scheme in lower case",
 		},
 		"bad-grants.yaml": {
 			"bad-grants.yaml:8: authentication.modules[0].grants.contextAwareResources: Forbidden: applies to admission modules of type: kubewarden only",

@@ -258,7 +258,10 @@ func DefaultModuleName(ref string) string {
 // validateSource checks a module's source and pin: https:// needs a pin, http:// is refused.
 func validateSource(m *Module, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
+	scheme, _, hasScheme := strings.Cut(m.Module, "://")
 	switch {
+	case hasScheme && scheme != strings.ToLower(scheme) && IsRemoteModule(strings.ToLower(scheme)+"://"):
+		errs = append(errs, field.Invalid(fld.Child("module"), m.Module, "write the scheme in lower case (https://, registry://, oci://)"))
 	case strings.HasPrefix(m.Module, "http://"):
 		errs = append(errs, field.Invalid(fld.Child("module"), m.Module, "use https:// (a module fetched over plain HTTP could be changed on its way), or a registry:// reference"))
 	case strings.HasPrefix(m.Module, "https://") && m.SHA256 == "":

@@ -14,6 +14,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -65,7 +66,8 @@ func (a LiveAuthorizer) Review(ctx context.Context, review *authorizationv1.Subj
 //
 //   - Reviews of API version v1 and v1beta1 are taken (kube-apiserver's authentication and
 //     authorization webhooks default to v1beta1); the answer has the request's apiVersion and
-//     kind. Both versions have the same fields.
+//     kind. The versions have the same fields but one: a v1beta1 SubjectAccessReview's groups
+//     are "group".
 //   - A module that fails is decided by its failure policy, as in-process: an authentication
 //     module's failure never authenticates; a failed admission module rejects the request with a
 //     500 status (failurePolicy Fail) or lets it pass with the audit annotation failed-open.
@@ -82,7 +84,7 @@ func (l *Live) WebhookHandlers() WebhookHandlers { return WebhookHandlers{l} }
 // Authenticate serves TokenReviews.
 func (h WebhookHandlers) Authenticate(w http.ResponseWriter, r *http.Request) {
 	var review authenticationv1.TokenReview
-	if !decodeReview(w, r, &review, "authentication.k8s.io", "TokenReview") {
+	if _, ok := decodeReview(w, r, &review, "authentication.k8s.io", "TokenReview"); !ok {
 		return
 	}
 	ctx := r.Context()
@@ -113,11 +115,22 @@ func (h WebhookHandlers) Authenticate(w http.ResponseWriter, r *http.Request) {
 // Authorize serves SubjectAccessReviews.
 func (h WebhookHandlers) Authorize(w http.ResponseWriter, r *http.Request) {
 	var review authorizationv1.SubjectAccessReview
-	if !decodeReview(w, r, &review, "authorization.k8s.io", "SubjectAccessReview") {
+	body, ok := decodeReview(w, r, &review, "authorization.k8s.io", "SubjectAccessReview")
+	if !ok {
 		return
 	}
+	if review.APIVersion == "authorization.k8s.io/v1beta1" {
+		// v1beta1 names the groups "group": read as v1, a user's groups would be lost, and a
+		// module denying a group would see none.
+		var beta authorizationv1beta1.SubjectAccessReview
+		if err := json.Unmarshal(body, &beta); err != nil {
+			http.Error(w, "read the SubjectAccessReview: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		review.Spec.Groups = beta.Spec.Groups
+	}
+	out := authorizationv1.SubjectAccessReview{TypeMeta: review.TypeMeta} // the call may rewrite review's
 	d, reason, err := h.live.Authorizer().Review(r.Context(), &review)
-	out := authorizationv1.SubjectAccessReview{TypeMeta: review.TypeMeta}
 	out.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: d == authorizer.DecisionAllow,
 		Denied: d == authorizer.DecisionDeny, Reason: reason}
 	if err != nil {
@@ -131,7 +144,7 @@ func (h WebhookHandlers) Authorize(w http.ResponseWriter, r *http.Request) {
 func (h WebhookHandlers) Admit(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, WebhookAdmissionPath)
 	var review admissionv1.AdmissionReview
-	if !decodeReview(w, r, &review, "admission.k8s.io", "AdmissionReview") {
+	if _, ok := decodeReview(w, r, &review, "admission.k8s.io", "AdmissionReview"); !ok {
 		return
 	}
 	if review.Request == nil {
@@ -145,6 +158,7 @@ func (h WebhookHandlers) Admit(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no admission module %q is served (the profile was edited?): print the webhook configuration again", name), http.StatusNotFound)
 		return
 	}
+	typeMeta := review.TypeMeta // the call may rewrite review's
 	began := time.Now()
 	res, err := m.Admit(r.Context(), &review, m.Mutating)
 	took := time.Since(began)
@@ -158,7 +172,7 @@ func (h WebhookHandlers) Admit(w http.ResponseWriter, r *http.Request) {
 	if h.live.decisions != nil {
 		h.live.decisions.Record(webhookDecision(d, m.Mutating, review.Request, took))
 	}
-	writeReview(w, &admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: out})
+	writeReview(w, &admissionv1.AdmissionReview{TypeMeta: typeMeta, Response: out})
 }
 
 // admissionModule returns the generation's admission module named name.
@@ -262,23 +276,23 @@ func webhookDecision(d *AdmissionDecision, mutating bool, req *admissionv1.Admis
 	return rec
 }
 
-// decodeReview reads a review of group's kind into v, or answers 400 / 413 / 415 and reports
-// false.
-func decodeReview(w http.ResponseWriter, r *http.Request, v any, group, kind string) bool {
+// decodeReview reads a review of group's kind into v and returns its body, or answers 400 / 405 /
+// 413 / 415 and reports false.
+func decodeReview(w http.ResponseWriter, r *http.Request, v any, group, kind string) ([]byte, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "a "+kind+" is POSTed", http.StatusMethodNotAllowed)
-		return false
+		return nil, false
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		http.Error(w, "a "+kind+" is sent as application/json, not "+ct, http.StatusUnsupportedMediaType)
-		return false
+		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		http.Error(w, fmt.Sprintf("the %s is larger than %d bytes", kind, maxWebhookBody), http.StatusRequestEntityTooLarge)
-		return false
+		return nil, false
 	}
 	if err == nil {
 		err = json.Unmarshal(body, v)
@@ -292,9 +306,9 @@ func decodeReview(w http.ResponseWriter, r *http.Request, v any, group, kind str
 	}
 	if err != nil {
 		http.Error(w, "read the "+kind+": "+err.Error(), http.StatusBadRequest)
-		return false
+		return nil, false
 	}
-	return true
+	return body, true
 }
 
 // writeReview answers with v as JSON.

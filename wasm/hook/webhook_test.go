@@ -13,6 +13,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -159,5 +160,30 @@ func TestWebhookAuthenticate(t *testing.T) {
 	empty := webhookServer(t, Generation{})
 	if status, got := post(t, empty, WebhookAuthenticatePath, `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"good"}}`, &out); status != 200 || out.Status.Authenticated {
 		t.Errorf("no modules: %d %s", status, got)
+	}
+}
+
+// TestWebhookAuthorizeBothVersions: magic-authz allows magic-group's configmaps; the group
+// reaches the module from a v1 review ("groups") and a v1beta1 review ("group") alike, and the
+// answer has the request's version. system:masters is never judged by modules.
+func TestWebhookAuthorizeBothVersions(t *testing.T) {
+	rt := newRuntime(t)
+	srv := webhookServer(t, Generation{Authorizer: &Authorizer{Modules: []AuthzModule{{Module: load(t, rt, "magic-authz")}}}})
+	for _, c := range []struct {
+		version, groupsKey, groups, resource string
+		allowed                              bool
+	}{
+		{"v1", "groups", `["magic-group"]`, "configmaps", true},
+		{"v1beta1", "group", `["magic-group"]`, "configmaps", true},
+		{"v1beta1", "group", `["magic-group"]`, "pods", false},
+		{"v1", "groups", `["other"]`, "configmaps", false},
+	} {
+		body := `{"apiVersion":"authorization.k8s.io/` + c.version + `","kind":"SubjectAccessReview","spec":{"user":"magic-user","` +
+			c.groupsKey + `":` + c.groups + `,"resourceAttributes":{"verb":"get","version":"v1","resource":"` + c.resource + `"}}}`
+		var out authorizationv1.SubjectAccessReview
+		status, got := post(t, srv, WebhookAuthorizePath, body, &out)
+		if status != 200 || out.Status.Allowed != c.allowed || out.APIVersion != "authorization.k8s.io/"+c.version {
+			t.Errorf("%s %s %s: %d %s; want allowed=%v", c.version, c.groups, c.resource, status, got, c.allowed)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -47,15 +49,29 @@ func (f *Fetcher) refPath(ref string) string {
 	return filepath.Join(f.cfg.CacheDir, "refs", hex.EncodeToString(sum[:])+".json")
 }
 
-// cachedRef returns the cached module ref named when last pulled.
-func (f *Fetcher) cachedRef(ref string) (*pulled, []byte, error) {
-	raw, err := os.ReadFile(f.refPath(ref))
+// cachedRef returns the cached module ref named when last pulled. The record is checked, not
+// trusted: the cached manifest must have the digest the record (and a reference by digest)
+// names, and name the module's digest as its one module layer.
+func (f *Fetcher) cachedRef(r name.Reference) (*pulled, []byte, error) {
+	key := r.String()
+	raw, err := os.ReadFile(f.refPath(key))
 	if err != nil {
 		return nil, nil, errNotCached
 	}
 	var p pulled
-	if err := json.Unmarshal(raw, &p); err != nil || p.Ref != ref {
+	if err := json.Unmarshal(raw, &p); err != nil || p.Ref != key {
 		return nil, nil, errNotCached
+	}
+	if d, ok := r.(name.Digest); ok && d.DigestStr() != p.ManifestDigest {
+		return nil, nil, errNotCached
+	}
+	manifest, err := f.readBlob(p.ManifestDigest)
+	if err != nil {
+		return nil, nil, errNotCached
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(manifest))
+	if err != nil || len(m.Layers) != 1 || m.Layers[0].MediaType != WasmLayerMediaType || m.Layers[0].Digest.String() != p.Digest {
+		return nil, nil, fmt.Errorf("the cache's record of %s does not match its manifest: it is pulled again", key)
 	}
 	b, err := f.readBlob(p.Digest)
 	if err != nil {
@@ -65,7 +81,8 @@ func (f *Fetcher) cachedRef(ref string) (*pulled, []byte, error) {
 }
 
 // fetchOCI pulls the module a registry reference names, or serves the cached copy: at once for
-// a reference by digest, or when the registry does not answer for a tag.
+// a reference by digest, or when the registry cannot be reached for a tag (not when it answers
+// that the tag or the credentials are wrong).
 func (f *Fetcher) fetchOCI(ctx context.Context, ref string) (*Module, error) {
 	r, err := ParseOCI(ref)
 	if err != nil {
@@ -73,41 +90,56 @@ func (f *Fetcher) fetchOCI(ctx context.Context, ref string) (*Module, error) {
 	}
 	key := r.String()
 	_, byDigest := r.(name.Digest)
-	if p, b, err := f.cachedRef(key); err == nil && (byDigest || f.recentlyFetched(key, p.Digest)) {
+	if p, b, err := f.cachedRef(r); err == nil && (byDigest || f.recentlyFetched(key, p.Digest)) {
 		return &Module{Bytes: b, Digest: p.Digest, From: key + "@" + p.ManifestDigest, Cached: true}, nil
 	}
-	pullCtx := ctx
-	if !byDigest {
-		var cancel context.CancelFunc
-		pullCtx, cancel = context.WithTimeout(ctx, f.cfg.TagTimeout)
-		defer cancel()
-	}
-	m, manifestDigest, err := f.pull(pullCtx, r)
+	m, manifest, err := f.pull(ctx, r)
 	if err != nil {
-		var wrong *wrongArtifactError
-		if errors.As(err, &wrong) || byDigest || ctx.Err() != nil {
+		if byDigest || ctx.Err() != nil || !unreachable(err) {
 			return nil, err
 		}
-		p, b, cacheErr := f.cachedRef(key)
+		p, b, cacheErr := f.cachedRef(r)
 		if cacheErr != nil {
 			return nil, fmt.Errorf("%w (and it is not cached: pull it once online, e.g. wasmkube module pull %s)", err, ref)
 		}
 		f.cfg.Logger.Warn("the registry did not answer; the module pulled before serves", "ref", key, "pulled", p.Pulled, "digest", p.Digest, "err", err)
 		return &Module{Bytes: b, Digest: p.Digest, From: key + "@" + p.ManifestDigest, Cached: true}, nil
 	}
-	if err := f.writeBlob(m.Digest, m.Bytes); err != nil {
+	if err := f.cachePull(r, m, manifest); err != nil {
 		return nil, err
-	}
-	// Recorded under the reference and under the reference by digest it resolved to, so that a
-	// profile pinning the manifest's digest later finds it offline.
-	for _, k := range []string{key, r.Context().String() + "@" + manifestDigest} {
-		rec, _ := json.Marshal(pulled{Ref: k, ManifestDigest: manifestDigest, Digest: m.Digest, Pulled: time.Now().UTC()})
-		if err := writeFileAtomic(f.refPath(k), rec); err != nil {
-			return nil, fmt.Errorf("cache the module: %w", err)
-		}
 	}
 	f.remember(key, m.Digest)
 	return m, nil
+}
+
+// unreachable says a pull failed because the registry could not be reached or failed itself
+// (network, timeout, 5xx), not because it answered no (4xx: no such tag, no access) or sent
+// something that is not a module.
+func unreachable(err error) bool {
+	var wrong *wrongArtifactError
+	if errors.As(err, &wrong) {
+		return false
+	}
+	var te *transport.Error
+	return !errors.As(err, &te) || te.StatusCode >= 500
+}
+
+// cachePull caches a pulled module, its manifest, and what the reference (and the reference by
+// the manifest's digest it resolved to) named.
+func (f *Fetcher) cachePull(r name.Reference, m *Module, manifest []byte) error {
+	manifestDigest := Digest(manifest)
+	for d, b := range map[string][]byte{m.Digest: m.Bytes, manifestDigest: manifest} {
+		if err := f.writeBlob(d, b); err != nil {
+			return err
+		}
+	}
+	for _, k := range []string{r.String(), r.Context().String() + "@" + manifestDigest} {
+		rec, _ := json.Marshal(pulled{Ref: k, ManifestDigest: manifestDigest, Digest: m.Digest, Pulled: time.Now().UTC()})
+		if err := writeFileAtomic(f.refPath(k), rec); err != nil {
+			return fmt.Errorf("cache the module: %w", err)
+		}
+	}
+	return nil
 }
 
 // recentlyFetched says this Fetcher pulled ref moments ago and got digest.
@@ -136,40 +168,60 @@ func (f *Fetcher) remoteOptions(ctx context.Context) []remote.Option {
 	return []remote.Option{remote.WithContext(ctx), remote.WithTransport(f.cfg.Transport), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
 }
 
-// pull pulls the module r names; it returns the module and the manifest's digest.
-func (f *Fetcher) pull(ctx context.Context, r name.Reference) (*Module, string, error) {
-	desc, err := remote.Get(r, f.remoteOptions(ctx)...)
+// blobTimeout bounds downloading a module's layer.
+const blobTimeout = 2 * time.Minute
+
+// pull pulls the module r names: the manifest within TagTimeout, the module within blobTimeout.
+// It returns the module and the raw manifest.
+func (f *Fetcher) pull(ctx context.Context, r name.Reference) (*Module, []byte, error) {
+	mctx, cancel := context.WithTimeout(ctx, f.cfg.TagTimeout)
+	defer cancel()
+	desc, err := remote.Get(r, f.remoteOptions(mctx)...)
 	if err != nil {
-		return nil, "", fmt.Errorf("pull %s: %w", r, err)
+		return nil, nil, fmt.Errorf("pull %s: %w", r, err)
 	}
 	if desc.MediaType.IsIndex() {
-		return nil, "", &wrongArtifactError{fmt.Sprintf("pull %s: it is an image index (%s), not a module: push the .wasm with wasmkube module push or kwctl push", r, desc.MediaType)}
+		return nil, nil, &wrongArtifactError{fmt.Sprintf("pull %s: it is an image index (%s), not a module: push the .wasm with wasmkube module push or kwctl push", r, desc.MediaType)}
 	}
-	img, err := desc.Image()
+	bctx, cancel := context.WithTimeout(ctx, blobTimeout)
+	defer cancel()
+	img, err := remote.Image(r.Context().Digest(desc.Digest.String()), f.remoteOptions(bctx)...)
 	if err != nil {
-		return nil, "", fmt.Errorf("pull %s: %w", r, err)
+		return nil, nil, fmt.Errorf("pull %s: %w", r, err)
 	}
 	layer, err := moduleLayer(r, img)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
+	}
+	b, err := f.readLayer(r, layer)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Module{Bytes: b, Digest: Digest(b), From: r.Context().String() + "@" + desc.Digest.String()}, desc.Manifest, nil
+}
+
+// readLayer reads a module layer, bounded by the size limit and checked against its digest.
+func (f *Fetcher) readLayer(r name.Reference, layer v1.Layer) ([]byte, error) {
+	if size, err := layer.Size(); err == nil && size > f.cfg.MaxModuleSize {
+		return nil, fmt.Errorf("pull %s: the module layer is %d bytes, more than the limit of %d", r, size, f.cfg.MaxModuleSize)
 	}
 	rc, err := layer.Compressed()
 	if err != nil {
-		return nil, "", fmt.Errorf("pull %s: %w", r, err)
+		return nil, fmt.Errorf("pull %s: %w", r, err)
 	}
 	defer rc.Close()
-	b, err := readLimited(rc)
+	b, err := f.readLimited(rc)
 	if err != nil {
-		return nil, "", fmt.Errorf("pull %s: %w", r, err)
+		return nil, fmt.Errorf("pull %s: %w", r, err)
 	}
 	want, err := layer.Digest()
 	if err != nil {
-		return nil, "", fmt.Errorf("pull %s: %w", r, err)
+		return nil, fmt.Errorf("pull %s: %w", r, err)
 	}
 	if got := Digest(b); got != want.String() {
-		return nil, "", fmt.Errorf("pull %s: the module layer's content has digest %s, the manifest says %s: it was not run", r, got, want)
+		return nil, fmt.Errorf("pull %s: the module layer's content has digest %s, the manifest says %s: it was not run", r, got, want)
 	}
-	return &Module{Bytes: b, Digest: want.String(), From: r.Context().String() + "@" + desc.Digest.String()}, desc.Digest.String(), nil
+	return b, nil
 }
 
 // moduleLayer returns the one layer of img that is a module.
@@ -179,7 +231,11 @@ func moduleLayer(r name.Reference, img v1.Image) (v1.Layer, error) {
 		return nil, fmt.Errorf("pull %s: %w", r, err)
 	}
 	var found []string
-	for _, l := range manifest.Layers {
+	for i, l := range manifest.Layers {
+		if i == 5 { // a hostile manifest may list thousands
+			found = append(found, fmt.Sprintf("… %d layers in all", len(manifest.Layers)))
+			break
+		}
 		found = append(found, string(l.MediaType))
 	}
 	if len(manifest.Layers) != 1 || manifest.Layers[0].MediaType != WasmLayerMediaType {

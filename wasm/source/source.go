@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -92,6 +93,8 @@ type Config struct {
 	TagTimeout time.Duration
 	// Logger gets a warning when a cached copy serves because the registry did not answer.
 	Logger *slog.Logger
+	// MaxModuleSize bounds a fetched module; MaxModuleSize when zero.
+	MaxModuleSize int64
 }
 
 // Fetcher fetches modules and keeps them in its cache. It is safe for concurrent use.
@@ -114,11 +117,15 @@ func New(cfg Config) *Fetcher {
 	if cfg.Transport == nil {
 		cfg.Transport = http.DefaultTransport
 	}
+	cfg.Transport = httpsOnly{cfg.Transport}
 	if cfg.TagTimeout == 0 {
 		cfg.TagTimeout = DefaultTagTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxModuleSize == 0 {
+		cfg.MaxModuleSize = MaxModuleSize
 	}
 	return &Fetcher{cfg: cfg, recent: map[string]recentFetch{}}
 }
@@ -197,7 +204,7 @@ func (f *Fetcher) fetchHTTPS(ctx context.Context, url, pin string) (*Module, err
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetch %s: %s", url, resp.Status)
 	}
-	b, err := readLimited(resp.Body)
+	b, err := f.readLimited(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", url, err)
 	}
@@ -210,14 +217,36 @@ func (f *Fetcher) fetchHTTPS(ctx context.Context, url, pin string) (*Module, err
 	return m, nil
 }
 
-// readLimited reads r up to MaxModuleSize.
-func readLimited(r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxModuleSize+1))
+// httpsOnly refuses plain-HTTP requests except to this host. go-containerregistry falls back to
+// http for registries on private addresses (kind's network included) and on loopback; off this
+// host, anyone on the network path could then swap a module pulled by tag, or read credentials.
+type httpsOnly struct{ next http.RoundTripper }
+
+func (t httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if h := req.URL.Hostname(); req.URL.Scheme != "https" && !isLoopback(h) {
+		return nil, fmt.Errorf("refusing plain HTTP to %s: modules are fetched over https (only a registry on this host may use http)", req.URL.Host)
+	}
+	return t.next.RoundTrip(req)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// readLimited reads a module from r, up to the size limit: a hostile server cannot make the
+// fetcher hold more.
+func (f *Fetcher) readLimited(r io.Reader) ([]byte, error) {
+	limit := f.cfg.MaxModuleSize
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > MaxModuleSize {
-		return nil, fmt.Errorf("the module is larger than %d MiB", MaxModuleSize>>20)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("the module is larger than %d bytes, the limit: it was not read further", limit)
 	}
 	return b, nil
 }

@@ -165,3 +165,88 @@ func TestFetchHTTPS(t *testing.T) {
 		t.Error("a cached copy that no longer matches its digest was served")
 	}
 }
+
+// TestFetchBoundsTheModuleSize: a server that sends more than the limit (over https, or as a
+// registry layer) gets an error, not a module; nothing is cached.
+func TestFetchBoundsTheModuleSize(t *testing.T) {
+	big := make([]byte, 4096)
+	files := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 1000 { // 4 MB, far past the limit: the fetcher stops reading at 1 KiB + 1
+			if _, err := w.Write(big); err != nil {
+				return
+			}
+		}
+	}))
+	defer files.Close()
+	f := New(Config{CacheDir: t.TempDir(), Transport: files.Client().Transport, MaxModuleSize: 1024})
+	if _, err := f.Fetch(context.Background(), files.URL+"/big.wasm", Digest(big)); err == nil || !strings.Contains(err.Error(), "larger than 1024 bytes") {
+		t.Errorf("https: %v", err)
+	}
+	srv := registryServer(t)
+	ref := "registry://" + host(srv) + "/policies/big:v1"
+	push := New(Config{CacheDir: t.TempDir(), Transport: srv.Client().Transport})
+	if _, err := push.Push(context.Background(), ref, big, nil); err != nil {
+		t.Fatal(err)
+	}
+	small := New(Config{CacheDir: t.TempDir(), Transport: srv.Client().Transport, MaxModuleSize: 1024})
+	if _, err := small.Fetch(context.Background(), ref, ""); err == nil || !strings.Contains(err.Error(), "more than the limit of 1024") {
+		t.Errorf("registry: %v", err)
+	}
+}
+
+// TestFetchFallsBackOnlyWhenUnreachable: a tag the registry says is gone (404) is an error, not
+// the old cached copy; a cache record pointing a reference at another module is not served.
+func TestFetchFallsBackOnlyWhenUnreachable(t *testing.T) {
+	srv := registryServer(t)
+	f := newFetcher(t, srv)
+	ctx := context.Background()
+	ref := "registry://" + host(srv) + "/policies/magic:v1"
+	byDigest, err := f.Push(ctx, ref, module, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Fetch(ctx, ref, ""); err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := ParseOCI(ref)
+	if err := remote.Delete(tag, remote.WithTransport(srv.Client().Transport)); err != nil {
+		t.Fatal(err)
+	}
+	f.recent = map[string]recentFetch{} // as a later start would
+	if m, err := f.Fetch(ctx, ref, ""); err == nil {
+		t.Errorf("a deleted tag was served from the cache: %+v", m)
+	}
+	// A record that points the reference by digest at another module (a blob that matches its
+	// own digest) is caught by the cached manifest, which names the real layer.
+	other := []byte("\x00asm\x01\x00\x00\x00 another")
+	if err := f.writeBlob(Digest(other), other); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := ParseOCI(byDigest)
+	rec := `{"ref":"` + r.String() + `","manifestDigest":"` + strings.SplitN(byDigest, "@", 2)[1] + `","digest":"` + Digest(other) + `"}`
+	if err := os.WriteFile(f.refPath(r.String()), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	if m, err := f.Fetch(ctx, byDigest, ""); err == nil && string(m.Bytes) == string(other) {
+		t.Error("a tampered cache record made the fetcher serve another module")
+	}
+}
+
+// TestPlainHTTPOnlyOnThisHost: go-containerregistry would fall back to http for a private
+// address; the fetcher refuses it, and allows it only to a registry on this host.
+func TestPlainHTTPOnlyOnThisHost(t *testing.T) {
+	f := New(Config{CacheDir: t.TempDir()})
+	if _, err := f.Fetch(context.Background(), "registry://10.255.255.1:5000/p/m:v1", ""); err == nil || !strings.Contains(err.Error(), "refusing plain HTTP") {
+		t.Errorf("private address: %v", err)
+	}
+	plain := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer plain.Close()
+	local := "registry://" + strings.TrimPrefix(plain.URL, "http://") + "/p/m:v1"
+	if _, err := f.Push(context.Background(), local, module, nil); err != nil {
+		t.Fatalf("a registry on loopback over http: %v", err)
+	}
+	if m, err := f.Fetch(context.Background(), local, ""); err != nil || string(m.Bytes) != string(module) {
+		t.Errorf("fetch from loopback over http: %v", err)
+	}
+}
