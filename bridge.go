@@ -57,6 +57,10 @@ type BridgeOptions struct {
 	BuiltinModules fs.FS
 	// ModuleFetcher fetches remote modules (as Options.ModuleFetcher).
 	ModuleFetcher *source.Fetcher
+	// AdmissionClientAuth makes the admission webhooks, too, answer only kube-apiserver's client
+	// certificate; NewBridgeConfig then writes the AdmissionConfiguration that has kube-apiserver
+	// present it (a cluster whose kube-apiserver flags can be set; not a managed one).
+	AdmissionClientAuth bool
 	// Kubernetes is the cluster the bridge serves, for Kubernetes policies that read it
 	// (contextAwareResources, kubernetes/can_i); nil: such policies are refused at start.
 	Kubernetes *rest.Config
@@ -155,7 +159,8 @@ func bridgePlan(p *profiles.Loaded) profiles.ModulePlan {
 //   - Stateless: replicas with the same profile and CertDir behind a Service answer alike.
 //   - /authenticate and /authorize answer only a client presenting a certificate of the bridge's
 //     CA (the printed kubeconfigs carry one): they tell who a token belongs to and what a user
-//     may do. The admission webhooks take any TLS client, as webhooks usually do.
+//     may do. The admission webhooks take any TLS client, as webhooks usually do, unless
+//     BridgeOptions.AdmissionClientAuth.
 //   - /healthz is 200 while the process serves; /readyz is 200 once the modules are loaded and
 //     until Stop begins; /metrics has the module metrics (wasmkube_module_*); /wasmkube/decisions
 //     the modules' latest decisions (ndjson, ?follow=true&module=NAME), to the same clients as
@@ -291,7 +296,11 @@ func (b *Bridge) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(hook.WebhookAuthenticatePath, requireClientCert(http.HandlerFunc(h.Authenticate)))
 	mux.Handle(hook.WebhookAuthorizePath, requireClientCert(http.HandlerFunc(h.Authorize)))
-	mux.HandleFunc(hook.WebhookAdmissionPath, h.Admit)
+	var admit http.Handler = http.HandlerFunc(h.Admit)
+	if b.opts.AdmissionClientAuth {
+		admit = requireClientCert(admit)
+	}
+	mux.Handle(hook.WebhookAdmissionPath, admit)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !b.ready.Load() {

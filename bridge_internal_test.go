@@ -95,3 +95,37 @@ func TestStartBridgeRefusesPoliciesThatReadTheCluster(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestBridgeConfigAdmissionClientAuth: with AdmissionClientAuth, kube-apiserver's client
+// certificate is given for the bridge's host:port alone, through an AdmissionConfiguration for
+// both webhook plugins that the flags name.
+func TestBridgeConfigAdmissionClientAuth(t *testing.T) {
+	p, err := profiles.NewFinder("").Resolve("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c, err := NewBridgeConfig(context.Background(), p, BridgeOptions{CertDir: filepath.Join(dir, "pki"), BuiltinModules: examples.FS(),
+		ModuleCacheDir: filepath.Join(dir, "cache"), URL: "https://bridge.example:8443", AdmissionClientAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	written, err := c.Write(out)
+	if err != nil || len(written) != 6 {
+		t.Fatalf("write: %v %v", written, err)
+	}
+	kc, err := clientcmd.LoadFromFile(filepath.Join(out, BridgeAdmissionKubeconfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kc.AuthInfos) != 1 || kc.AuthInfos["bridge.example:8443"] == nil || len(kc.AuthInfos["bridge.example:8443"].ClientCertificateData) == 0 {
+		t.Errorf("admission kubeconfig users: %v; want only bridge.example:8443", kc.AuthInfos)
+	}
+	admission, _ := os.ReadFile(filepath.Join(out, BridgeAdmissionConfigFile))
+	flags, _ := os.ReadFile(filepath.Join(out, BridgeFlagsFile))
+	if strings.Count(string(admission), "kubeConfigFile: \""+filepath.Join(out, BridgeAdmissionKubeconfigFile)) != 2 ||
+		!strings.Contains(string(flags), "--admission-control-config-file="+filepath.Join(out, BridgeAdmissionConfigFile)) {
+		t.Errorf("admission configuration:\n%s\nflags:\n%s", admission, flags)
+	}
+}

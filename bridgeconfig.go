@@ -34,6 +34,11 @@ const (
 	BridgeAuthorizationFile = "authorization-webhook.kubeconfig"
 	// BridgeFlagsFile lists the kube-apiserver flags naming the files, one per line.
 	BridgeFlagsFile = "kube-apiserver.flags"
+	// BridgeAdmissionConfigFile is kube-apiserver's --admission-control-config-file, and
+	// BridgeAdmissionKubeconfigFile the kubeconfig it names, with which kube-apiserver presents
+	// its client certificate to the bridge's admission webhooks (BridgeOptions.AdmissionClientAuth).
+	BridgeAdmissionConfigFile     = "admission-configuration.yaml"
+	BridgeAdmissionKubeconfigFile = "admission-webhook.kubeconfig"
 )
 
 // bridgeWebhookSuffix makes a module's name the webhook's (webhook names are domain names).
@@ -52,6 +57,9 @@ type BridgeConfig struct {
 	// kube-apiserver (nil without such modules); they hold the client certificate and key the
 	// bridge asks of kube-apiserver.
 	AuthenticationKubeconfig, AuthorizationKubeconfig []byte
+	// AdmissionKubeconfig holds kube-apiserver's client certificate for the bridge's host only
+	// (never for other webhooks); nil unless BridgeOptions.AdmissionClientAuth.
+	AdmissionKubeconfig []byte
 
 	authnTTL, authzTTL time.Duration
 	// chain is the profile's authorizer chain with WASM's place given to Webhook.
@@ -86,6 +94,11 @@ func NewBridgeConfig(ctx context.Context, p *profiles.Loaded, opts BridgeOptions
 	}
 	if c.AdmissionWebhooks, err = admissionWebhooks(p.Name, opts.URL, bundle.CACertPEM, gen.Admission); err != nil {
 		return nil, err
+	}
+	if opts.AdmissionClientAuth {
+		if c.AdmissionKubeconfig, err = admissionKubeconfig(opts.URL, bundle); err != nil {
+			return nil, err
+		}
 	}
 	if gen.Token != nil {
 		if c.AuthenticationKubeconfig, err = webhookKubeconfig(opts.URL+hook.WebhookAuthenticatePath, bundle); err != nil {
@@ -187,6 +200,38 @@ func webhookKubeconfig(server string, b *pki.BridgeBundle) ([]byte, error) {
 	return out, nil
 }
 
+// admissionKubeconfig is the kubeconfig of kube-apiserver's webhook admission plugins: the
+// client certificate for the bridge's host:port alone (a wildcard user would present it to every
+// webhook of the cluster).
+func admissionKubeconfig(base string, b *pki.BridgeBundle) ([]byte, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":443"
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.AuthInfos[host] = &clientcmdapi.AuthInfo{ClientCertificateData: b.ClientCertPEM, ClientKeyData: b.ClientKeyPEM}
+	out, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode the admission webhooks' kubeconfig: %w", err)
+	}
+	return out, nil
+}
+
+// admissionConfiguration is kube-apiserver's AdmissionConfiguration naming kubeconfig for both
+// webhook admission plugins.
+func admissionConfiguration(kubeconfig string) []byte {
+	var b strings.Builder
+	b.WriteString("apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n")
+	for _, plugin := range []string{"ValidatingAdmissionWebhook", "MutatingAdmissionWebhook"} {
+		fmt.Fprintf(&b, "- name: %s\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n    kubeConfigFile: %q\n", plugin, kubeconfig)
+	}
+	return []byte(b.String())
+}
+
 // APIServerArgs are the kube-apiserver flags (name=value, without dashes) that point it at the
 // authentication and authorization webhook files once written in dir; none without such modules.
 func (c *BridgeConfig) APIServerArgs(dir string) []string {
@@ -194,6 +239,9 @@ func (c *BridgeConfig) APIServerArgs(dir string) []string {
 	if c.AuthenticationKubeconfig != nil {
 		args = append(args, "authentication-token-webhook-config-file="+filepath.Join(dir, BridgeAuthenticationFile),
 			"authentication-token-webhook-version=v1", "authentication-token-webhook-cache-ttl="+c.authnTTL.String())
+	}
+	if c.AdmissionKubeconfig != nil {
+		args = append(args, "admission-control-config-file="+filepath.Join(dir, BridgeAdmissionConfigFile))
 	}
 	if c.AuthorizationKubeconfig != nil {
 		args = append(args, "authorization-mode="+strings.Join(c.chain, ","),
@@ -223,7 +271,11 @@ func (c *BridgeConfig) Write(dir string) ([]string, error) {
 		name string
 		data []byte
 	}{{BridgeAdmissionFile, c.AdmissionWebhooks}, {BridgeAuthenticationFile, c.AuthenticationKubeconfig},
-		{BridgeAuthorizationFile, c.AuthorizationKubeconfig}, {BridgeFlagsFile, []byte(flags.String())}}
+		{BridgeAuthorizationFile, c.AuthorizationKubeconfig}, {BridgeAdmissionKubeconfigFile, c.AdmissionKubeconfig},
+		{BridgeAdmissionConfigFile, nil}, {BridgeFlagsFile, []byte(flags.String())}}
+	if c.AdmissionKubeconfig != nil {
+		files[4].data = admissionConfiguration(filepath.Join(abs, BridgeAdmissionKubeconfigFile))
+	}
 	var written []string
 	for _, f := range files {
 		path := filepath.Join(abs, f.name)

@@ -21,11 +21,11 @@ import (
 func TestBridgeWalkthrough(t *testing.T) {
 	e := newEnv(t)
 	port := fmt.Sprint(freePorts(t, 1)[0])
-	bridge := e.start("serve", "--profile", "demo", "--port", port)
+	bridge := e.start("serve", "--profile", "demo", "--port", port, "--admission-client-auth")
 	bridge.waitLine(t, "Serving the modules of profile demo")
 
 	cfgDir := filepath.Join(e.root, "bridge-config")
-	code, manifests, stderr := e.run("serve", "--profile", "demo", "--port", port, "--print-config", "--config-dir", cfgDir)
+	code, manifests, stderr := e.run("serve", "--profile", "demo", "--port", port, "--admission-client-auth", "--print-config", "--config-dir", cfgDir)
 	if code != 0 {
 		t.Fatalf("serve --print-config: %d %s", code, stderr)
 	}
@@ -75,16 +75,24 @@ apiserver:
 			t.Errorf("GET %s: %d, want 200 and %q in:\n%.2000s", path, status, want, body)
 		}
 	}
-	// Who a token belongs to is told only to a client with the certificate of the printed kubeconfig.
-	resp, err := client.Post(base+"/authenticate", "application/json",
-		strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"magic-token"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(body), "magic-user") {
-		t.Errorf("TokenReview without a client certificate: %d %s; want 401", resp.StatusCode, body)
+	// Who a token belongs to is told only to a client with the certificate of the printed
+	// kubeconfig; with --admission-client-auth, the admission webhooks answer only it too (the
+	// walkthrough above passed: kube-apiserver presented it through the printed
+	// AdmissionConfiguration).
+	for path, review := range map[string]string{
+		"/authenticate": `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"magic-token"}}`,
+		"/admission/magic-validate": `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u",` +
+			`"operation":"CREATE","object":{"apiVersion":"v1","kind":"ConfigMap","data":{"not-allowed-value":"x"}}}}`,
+	} {
+		resp, err := client.Post(base+path, "application/json", strings.NewReader(review))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(body), "magic-user") || strings.Contains(string(body), "not allowed") {
+			t.Errorf("%s without a client certificate: %d %s; want 401", path, resp.StatusCode, body)
+		}
 	}
 
 	// kube-apiserver's client certificate may read the decisions: magic-validate's denial is there.
