@@ -57,6 +57,10 @@ type BridgeOptions struct {
 	BuiltinModules fs.FS
 	// ModuleFetcher fetches remote modules (as Options.ModuleFetcher).
 	ModuleFetcher *source.Fetcher
+	// ExemptNamespaces are left out of every printed admission webhook (namespaceSelector):
+	// the bridge's own namespace, so that a failurePolicy Fail module cannot keep the bridge's
+	// Pods from being created when no replica runs.
+	ExemptNamespaces []string
 	// AdmissionClientAuth makes the admission webhooks, too, answer only kube-apiserver's client
 	// certificate; NewBridgeConfig then writes the AdmissionConfiguration that has kube-apiserver
 	// present it (a cluster whose kube-apiserver flags can be set; not a managed one).

@@ -26,7 +26,7 @@ func TestBridgeConfig(t *testing.T) {
 	}
 	dir := t.TempDir()
 	opts := BridgeOptions{CertDir: filepath.Join(dir, "pki"), BuiltinModules: examples.FS(), ModuleCacheDir: filepath.Join(dir, "cache"),
-		Address: "0.0.0.0", URL: "https://bridge.example:8443"}
+		Address: "0.0.0.0", URL: "https://bridge.example:8443", ExemptNamespaces: []string{"wasmkube-system"}}
 	c, err := NewBridgeConfig(context.Background(), p, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +49,23 @@ func TestBridgeConfig(t *testing.T) {
 	}
 	if len(validating.Webhooks) != 2 || validating.Webhooks[1].Name != "workload-policy.wasmkube.dev" {
 		t.Fatalf("validating webhooks: %+v", validating.Webhooks)
+	}
+	// The bridge's namespace is left out of every webhook, beside what the entry selects.
+	for _, w := range append(validating.Webhooks, admissionregistrationv1.ValidatingWebhook{Name: mutating.Webhooks[0].Name, NamespaceSelector: mutating.Webhooks[0].NamespaceSelector}) {
+		sel := w.NamespaceSelector
+		if sel == nil || len(sel.MatchExpressions) == 0 {
+			t.Fatalf("%s: no namespaceSelector", w.Name)
+		}
+		last := sel.MatchExpressions[len(sel.MatchExpressions)-1]
+		if last.Key != "kubernetes.io/metadata.name" || last.Operator != "NotIn" || len(last.Values) != 1 || last.Values[0] != "wasmkube-system" {
+			t.Errorf("%s: namespaceSelector %+v does not exempt wasmkube-system", w.Name, sel)
+		}
+	}
+	if n := len(validating.Webhooks[1].NamespaceSelector.MatchExpressions); n != 2 {
+		t.Errorf("workload-policy's own namespace rule was lost: %d expressions", n)
+	}
+	if len(p.Admission.Modules[2].NamespaceSelector.MatchExpressions) != 1 {
+		t.Error("exempting changed the profile's own selector")
 	}
 	wp := validating.Webhooks[1]
 	if wp.NamespaceSelector == nil || len(wp.Rules) != 3 || *wp.FailurePolicy != admissionregistrationv1.Fail ||

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/clientcmd"
@@ -92,7 +93,7 @@ func NewBridgeConfig(ctx context.Context, p *profiles.Loaded, opts BridgeOptions
 	if a := p.Authorization; a != nil && a.CacheTTL != nil {
 		c.authzTTL = a.CacheTTL.Duration
 	}
-	if c.AdmissionWebhooks, err = admissionWebhooks(p.Name, opts.URL, bundle.CACertPEM, gen.Admission); err != nil {
+	if c.AdmissionWebhooks, err = admissionWebhooks(p.Name, opts, bundle.CACertPEM, gen.Admission); err != nil {
 		return nil, err
 	}
 	if opts.AdmissionClientAuth {
@@ -125,7 +126,8 @@ func webhookChain(p *profiles.Loaded) []string {
 }
 
 // admissionWebhooks describes the admission modules as webhook configurations, YAML.
-func admissionWebhooks(profile, base string, ca []byte, modules []hook.AdmissionModule) ([]byte, error) {
+func admissionWebhooks(profile string, opts BridgeOptions, ca []byte, modules []hook.AdmissionModule) ([]byte, error) {
+	base := opts.URL
 	meta := metav1.ObjectMeta{Name: "wasmkube-" + profile, Labels: map[string]string{"app.kubernetes.io/managed-by": "wasmkube"}}
 	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"}, ObjectMeta: meta}
@@ -136,6 +138,7 @@ func admissionWebhooks(profile, base string, ca []byte, modules []hook.Admission
 		if err != nil {
 			return nil, err
 		}
+		v.NamespaceSelector = exempting(v.NamespaceSelector, opts.ExemptNamespaces)
 		if !m.Mutating {
 			validating.Webhooks = append(validating.Webhooks, v)
 			continue
@@ -159,6 +162,20 @@ func admissionWebhooks(profile, base string, ca []byte, modules []hook.Admission
 		out.Write(b)
 	}
 	return out.Bytes(), nil
+}
+
+// exempting is selector (nil: every namespace) that also leaves out the namespaces exempt.
+func exempting(selector *metav1.LabelSelector, exempt []string) *metav1.LabelSelector {
+	if len(exempt) == 0 {
+		return selector
+	}
+	out := &metav1.LabelSelector{}
+	if selector != nil {
+		out = selector.DeepCopy()
+	}
+	out.MatchExpressions = append(out.MatchExpressions, metav1.LabelSelectorRequirement{
+		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: slices.Clone(exempt)})
+	return out
 }
 
 // validatingWebhook describes one module as a webhook (the fields both kinds share).

@@ -31,6 +31,7 @@ type serveOptions struct {
 	printConfig bool
 	configDir   string
 	admissionCA bool
+	exempt      []string
 }
 
 func newServeCommand(s streams) *cobra.Command {
@@ -69,13 +70,14 @@ replicas behind a Service share that directory (e.g. mounted from a Secret).`,
 	f.StringVar(&o.certDir, "cert-dir", "", "where the bridge's CA and certificates are kept (default $XDG_DATA_HOME/wasmkube/bridge/PROFILE)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster served, for Kubernetes policies that read it")
 	f.BoolVar(&o.admissionCA, "admission-client-auth", false, "admission webhooks, too, answer only kube-apiserver's client certificate (--print-config --config-dir then writes the AdmissionConfiguration that presents it; not for managed clusters)")
+	f.StringArrayVar(&o.exempt, "exempt-namespace", nil, "a namespace the printed admission webhooks leave out (repeatable): the bridge's own, when it runs in the cluster")
 	f.BoolVar(&o.printConfig, "print-config", false, "print the admission webhook manifests (and with --config-dir write kube-apiserver's files) and exit")
 	f.StringVar(&o.configDir, "config-dir", "", "with --print-config: also write the webhook config files and kube-apiserver.flags here")
 	return cmd
 }
 
 func (o *serveOptions) libraryOptions() (wasmkube.BridgeOptions, error) {
-	opts := wasmkube.BridgeOptions{Address: o.address, Port: o.port, URL: o.url, Hosts: o.hosts, CertDir: o.certDir, AdmissionClientAuth: o.admissionCA,
+	opts := wasmkube.BridgeOptions{Address: o.address, Port: o.port, URL: o.url, Hosts: o.hosts, CertDir: o.certDir, AdmissionClientAuth: o.admissionCA, ExemptNamespaces: o.exempt,
 		BuiltinModules: examples.FS(), Logger: slog.New(logr.ToSlogHandler(klog.Background()))}
 	if o.kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
