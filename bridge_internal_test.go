@@ -2,15 +2,22 @@ package wasmkube
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/wasmkube/wasmkube/apiserver/pki"
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 )
@@ -145,4 +152,82 @@ func TestBridgeConfigAdmissionClientAuth(t *testing.T) {
 		!strings.Contains(string(flags), "--admission-control-config-file="+filepath.Join(out, BridgeAdmissionConfigFile)) {
 		t.Errorf("admission configuration:\n%s\nflags:\n%s", admission, flags)
 	}
+}
+
+// TestBridgeReplicas: two bridges of one profile sharing a cert dir (as replicas behind a
+// Service share a Secret) answer alike, each trusted through the one printed CA; stopping one
+// leaves the other serving, and a stopped one is not ready.
+func TestBridgeReplicas(t *testing.T) {
+	p, err := profiles.NewFinder("").Resolve("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts := BridgeOptions{CertDir: filepath.Join(dir, "pki"), BuiltinModules: examples.FS(), ModuleCacheDir: filepath.Join(dir, "cache")}
+	var replicas []*Bridge
+	for _, port := range freeTCPPorts(t, 2) {
+		o := opts
+		o.Port = port
+		b, err := StartBridge(context.Background(), p, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Stop(context.Background()) })
+		replicas = append(replicas, b)
+	}
+	client := bridgeTestClient(t, opts.CertDir)
+	review := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"magic-token"}}`
+	for _, b := range replicas {
+		resp, err := client.Post(b.URL()+"/authenticate", "application/json", strings.NewReader(review))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"username":"magic-user"`) {
+			t.Errorf("%s: %d %s", b.URL(), resp.StatusCode, body)
+		}
+	}
+	if err := replicas[0].Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Get(replicas[0].URL() + "/readyz"); err == nil {
+		t.Error("a stopped replica still answers")
+	}
+	if resp, err := client.Get(replicas[1].URL() + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("the other replica: %v %v", resp, err)
+	}
+}
+
+// freeTCPPorts returns n ports free on loopback a moment ago.
+func freeTCPPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		defer ln.Close()
+	}
+	return ports
+}
+
+// bridgeTestClient trusts the bridge CA of certDir and presents kube-apiserver's certificate.
+func bridgeTestClient(t *testing.T, certDir string) *http.Client {
+	t.Helper()
+	paths := pki.Paths{Dir: certDir}
+	ca, err := os.ReadFile(paths.CACert())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(paths.BridgeClientCert(), paths.BridgeClientKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
 }
