@@ -284,15 +284,16 @@ func (c *BridgeConfig) Write(dir string) ([]string, error) {
 	for _, a := range c.APIServerArgs(abs) {
 		flags.WriteString("--" + a + "\n")
 	}
+	var admissionConfig []byte // names the kubeconfig beside it: made once dir is known
+	if c.AdmissionKubeconfig != nil {
+		admissionConfig = admissionConfiguration(filepath.Join(abs, BridgeAdmissionKubeconfigFile))
+	}
 	files := []struct {
 		name string
 		data []byte
 	}{{BridgeAdmissionFile, c.AdmissionWebhooks}, {BridgeAuthenticationFile, c.AuthenticationKubeconfig},
 		{BridgeAuthorizationFile, c.AuthorizationKubeconfig}, {BridgeAdmissionKubeconfigFile, c.AdmissionKubeconfig},
-		{BridgeAdmissionConfigFile, nil}, {BridgeFlagsFile, []byte(flags.String())}}
-	if c.AdmissionKubeconfig != nil {
-		files[4].data = admissionConfiguration(filepath.Join(abs, BridgeAdmissionKubeconfigFile))
-	}
+		{BridgeAdmissionConfigFile, admissionConfig}, {BridgeFlagsFile, []byte(flags.String())}}
 	var written []string
 	for _, f := range files {
 		path := filepath.Join(abs, f.name)

@@ -132,11 +132,13 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (*Cluster, error)
 	if err != nil {
 		return nil, err
 	}
+	// One reader for the check and the load: a tag asked of a registry is asked once.
+	modules := opts.moduleReader()
 	// Before anything starts: a policy asking for more than it is granted is a profile error.
-	if err := checkGrants(ctx, opts.moduleReader(), p, plan.Modules); err != nil {
+	if err := checkGrants(ctx, modules, p, plan.Modules); err != nil {
 		return nil, err
 	}
-	s := &starting{p: p, opts: opts, plan: plan,
+	s := &starting{p: p, opts: opts, plan: plan, modules: modules,
 		c: &Cluster{Name: p.Name, DataDir: plan.Layout.DataDir, life: lifecycle.New()}}
 	progress := opts.Progress
 	if progress == nil {
@@ -209,6 +211,7 @@ type starting struct {
 	own        *clientcmdapi.Config
 	restConfig *rest.Config
 	mods       *clusterModules
+	modules    moduleReader
 	ext        apiserver.Extensions
 	adm        *hook.Admission
 	api        *apiserver.APIServer
@@ -303,7 +306,7 @@ func (s *starting) loadModules(ctx context.Context) (bool, string, error) {
 	if cacheDir == "" {
 		cacheDir = ModuleCacheDir()
 	}
-	s.mods = newClusterModules(s.opts.moduleReader(), cacheDir, s.plan.Modules.AuthorizationChain, slog.New(logr.ToSlogHandler(klog.Background())))
+	s.mods = newClusterModules(s.modules, cacheDir, s.plan.Modules.AuthorizationChain, slog.New(logr.ToSlogHandler(klog.Background())))
 	n, err := s.mods.load(ctx, s.p, s.plan.Modules)
 	if err != nil {
 		_ = s.mods.close()

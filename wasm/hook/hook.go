@@ -151,17 +151,23 @@ var (
 
 // Authorize implements authorizer.Authorizer.
 func (a *Authorizer) Authorize(ctx context.Context, attrs authorizer.Attributes) (authorizer.Decision, string, error) {
-	if attrs.GetUser() == nil {
-		return authorizer.DecisionNoOpinion, "", nil
+	if u := attrs.GetUser(); u == nil || neverJudged(u.GetName(), u.GetGroups()) {
+		return authorizer.DecisionNoOpinion, "", nil // before the review is built: most requests are these
 	}
 	return a.Review(ctx, SubjectAccessReview(attrs))
+}
+
+// neverJudged says the modules are never asked about this user: system:masters and the API
+// server's own identity, so that no module can lock out the admin or the server.
+func neverJudged(name string, groups []string) bool {
+	return name == user.APIServerUser || slices.Contains(groups, user.SystemPrivilegedGroup)
 }
 
 // Review decides a SubjectAccessReview as Authorize decides the request it describes (the
 // webhook bridge gets the review itself): no opinion for system:masters and the API server's
 // own identity, the cache, then the modules in order.
 func (a *Authorizer) Review(ctx context.Context, review *authorizationv1.SubjectAccessReview) (authorizer.Decision, string, error) {
-	if s := review.Spec; s.User == user.APIServerUser || slices.Contains(s.Groups, user.SystemPrivilegedGroup) {
+	if neverJudged(review.Spec.User, review.Spec.Groups) {
 		return authorizer.DecisionNoOpinion, "", nil
 	}
 	if a.CacheTTL <= 0 {

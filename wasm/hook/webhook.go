@@ -15,7 +15,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
@@ -278,7 +278,7 @@ func webhookDecision(d *AdmissionDecision, mutating bool, req *admissionv1.Admis
 
 // decodeReview reads a review of group's kind into v and returns its body, or answers 400 / 405 /
 // 413 / 415 and reports false.
-func decodeReview(w http.ResponseWriter, r *http.Request, v any, group, kind string) ([]byte, bool) {
+func decodeReview(w http.ResponseWriter, r *http.Request, v runtime.Object, group, kind string) ([]byte, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "a "+kind+" is POSTed", http.StatusMethodNotAllowed)
@@ -297,12 +297,8 @@ func decodeReview(w http.ResponseWriter, r *http.Request, v any, group, kind str
 	if err == nil {
 		err = json.Unmarshal(body, v)
 	}
-	var tm metav1.TypeMeta
-	if err == nil {
-		err = json.Unmarshal(body, &tm)
-	}
-	if err == nil && (tm.Kind != kind || (tm.APIVersion != group+"/v1" && tm.APIVersion != group+"/v1beta1")) {
-		err = fmt.Errorf("got %s %s, want %s of %s/v1 or v1beta1", tm.APIVersion, tm.Kind, kind, group)
+	if gvk := v.GetObjectKind().GroupVersionKind(); err == nil && (gvk.Kind != kind || gvk.Group != group || (gvk.Version != "v1" && gvk.Version != "v1beta1")) {
+		err = fmt.Errorf("got %s %s, want %s of %s/v1 or v1beta1", gvk.GroupVersion(), gvk.Kind, kind, group)
 	}
 	if err != nil {
 		http.Error(w, "read the "+kind+": "+err.Error(), http.StatusBadRequest)

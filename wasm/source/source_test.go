@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -248,5 +250,37 @@ func TestPlainHTTPOnlyOnThisHost(t *testing.T) {
 	}
 	if m, err := f.Fetch(context.Background(), local, ""); err != nil || string(m.Bytes) != string(module) {
 		t.Errorf("fetch from loopback over http: %v", err)
+	}
+}
+
+// TestFetchBoundsASilentRegistry: a registry that accepts the connection and never answers
+// holds a tag's fetch no longer than TagTimeout; the copy pulled before then serves.
+func TestFetchBoundsASilentRegistry(t *testing.T) {
+	var silent atomic.Bool
+	release := make(chan struct{})
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if silent.Load() {
+			<-release
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	defer close(release) // before the server closes: it waits for its handlers
+	ref := "registry://" + host(srv) + "/policies/magic:v1"
+	f := New(Config{CacheDir: t.TempDir(), Transport: srv.Client().Transport, TagTimeout: 300 * time.Millisecond})
+	if _, err := f.Push(context.Background(), ref, module, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Fetch(context.Background(), ref, ""); err != nil {
+		t.Fatal(err)
+	}
+	silent.Store(true)
+	f.recent = map[string]recentFetch{} // as a later start would
+	began := time.Now()
+	m, err := f.Fetch(context.Background(), ref, "")
+	if took := time.Since(began); err != nil || !m.Cached || took > 5*time.Second {
+		t.Errorf("silent registry: %v, cached %v, after %v", err, m != nil && m.Cached, took)
 	}
 }
