@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,11 +115,17 @@ func (f *Fetcher) fetchOCI(ctx context.Context, ref string) (*Module, error) {
 
 // unreachable says a pull failed because the registry could not be reached or failed itself
 // (network, timeout, 5xx), not because it answered no (4xx: no such tag, no access) or sent
-// something that is not a module.
+// something that is not a module. A registry on this host or a private address is pinged over
+// https and http at once; when https times out or cannot connect, the http answer (often 400,
+// "HTTP request to an HTTPS server") does not make the registry reachable.
 func unreachable(err error) bool {
 	var wrong *wrongArtifactError
 	if errors.As(err, &wrong) {
 		return false
+	}
+	var opErr *net.OpError
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &opErr) {
+		return true
 	}
 	var te *transport.Error
 	return !errors.As(err, &te) || te.StatusCode >= 500

@@ -2,8 +2,10 @@ package source
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 )
 
@@ -282,5 +285,28 @@ func TestFetchBoundsASilentRegistry(t *testing.T) {
 	m, err := f.Fetch(context.Background(), ref, "")
 	if took := time.Since(began); err != nil || !m.Cached || took > 5*time.Second {
 		t.Errorf("silent registry: %v, cached %v, after %v", err, m != nil && m.Cached, took)
+	}
+}
+
+// TestUnreachableWhenHTTPSTimesOut: a registry on loopback is pinged over https and http at
+// once; an https timeout beside http's 400 ("HTTP request to an HTTPS server") is a registry
+// that did not answer (cache serves), while a plain 404 or 401 is an answer (it does not).
+func TestUnreachableWhenHTTPSTimesOut(t *testing.T) {
+	badRequest := &transport.Error{StatusCode: http.StatusBadRequest}
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"https timed out, http 400", errors.Join(context.DeadlineExceeded, badRequest), true},
+		{"https refused, http 400", errors.Join(&net.OpError{Op: "dial", Err: errors.New("connection refused")}, badRequest), true},
+		{"no such tag", &transport.Error{StatusCode: http.StatusNotFound}, false},
+		{"no access", &transport.Error{StatusCode: http.StatusUnauthorized}, false},
+		{"registry failed", &transport.Error{StatusCode: http.StatusBadGateway}, true},
+		{"not a module", &wrongArtifactError{}, false},
+	} {
+		if got := unreachable(c.err); got != c.want {
+			t.Errorf("%s: unreachable = %v, want %v", c.name, got, c.want)
+		}
 	}
 }
