@@ -36,6 +36,8 @@ type rewriter struct {
 	fuel, sp  uint32 // global indices of the fuel and the stack estimate
 	// mutable are the indices of the mutable globals the module defines (the added ones too).
 	mutable []uint32
+	// memory is the limits of the memory import that becomes a definition (DefineMemory).
+	memory limits
 }
 
 // prepare reads the sections that fix the indices of what the rewrite adds, and checks the
@@ -67,6 +69,9 @@ func (rw *rewriter) prepare(secs []section) error {
 		if err != nil {
 			return fmt.Errorf("section %s: %w", sectionName(s), err)
 		}
+	}
+	if rw.res.DefinedMemory && seen[secMemory] {
+		return fmt.Errorf("%w: a memory import beside a memory section (multiple memories)", ErrUnsupported)
 	}
 	rw.res.Functions = len(rw.funcTypes) - int(rw.funcImports)
 	if err := rw.checkTableBudget(); err != nil {
@@ -174,12 +179,20 @@ func (rw *rewriter) readImports(content []byte) error {
 			rw.funcImports++
 		case 0x01:
 			rw.tables = append(rw.tables, imp.limits)
+		case 0x02:
+			rw.res.DefinedMemory = rw.res.DefinedMemory || rw.definesMemory(imp)
 		case 0x03:
 			rw.globals++
 			rw.res.StateOutsideMemory = rw.res.StateOutsideMemory || imp.mutable
 		}
 	}
 	return r.end()
+}
+
+// definesMemory says imp is the memory import that Options.DefineMemory turns into a definition.
+func (rw *rewriter) definesMemory(imp importDesc) bool {
+	d := rw.opts.DefineMemory
+	return d != nil && imp.kind == 0x02 && imp.module == d.Module && imp.name == d.Name
 }
 
 func (rw *rewriter) readFunctions(content []byte) error {

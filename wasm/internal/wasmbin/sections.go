@@ -164,6 +164,8 @@ func (rw *rewriter) capTable(l limits) limits {
 
 // importDesc is one decoded import.
 type importDesc struct {
+	module  string
+	name    string
 	kind    byte
 	typeIdx uint32 // functions
 	limits  limits // tables and memories
@@ -173,12 +175,15 @@ type importDesc struct {
 // readImport reads one import; r is left after it.
 func readImport(r *reader) (importDesc, error) {
 	var imp importDesc
-	if _, err := readName(r); err != nil {
+	module, err := readName(r)
+	if err != nil {
 		return imp, err
 	}
-	if _, err := readName(r); err != nil {
+	name, err := readName(r)
+	if err != nil {
 		return imp, err
 	}
+	imp.module, imp.name = string(module), string(name)
 	kind, err := r.byte()
 	if err != nil {
 		return imp, err
@@ -260,6 +265,10 @@ func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 			if err != nil {
 				return nil, false, err
 			}
+			if rw.definesMemory(imp) {
+				rw.memory, n = l, n-1 // defined in the memory section instead
+				continue
+			}
 			body = append(body, content[start:head]...)
 			body = appendLimits(body, l)
 		default:
@@ -308,6 +317,11 @@ func (rw *rewriter) memories(content []byte) ([]byte, bool, error) {
 	n, err := r.u32()
 	if err != nil {
 		return nil, false, err
+	}
+	if rw.res.DefinedMemory {
+		// The section was added empty (prepare refuses a second memory): the imported memory,
+		// whose limits imports read, is defined in it.
+		return appendLimits(appendU32(nil, 1), rw.memory), true, r.end()
 	}
 	out := appendU32(nil, n)
 	for i := uint32(0); i < n; i++ {

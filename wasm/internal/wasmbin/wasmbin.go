@@ -104,11 +104,20 @@ type Options struct {
 	MaxMemoryPages uint32
 	// MaxTableElements, when non-zero, bounds the elements of all the module's tables together.
 	MaxTableElements uint32
+	// DefineMemory, when set, names a memory import (OPA's modules import env.memory) that
+	// becomes a memory the module defines, with the import's limits (capped as any memory):
+	// every instance then has a memory of its own, the host needs no module exporting one, and
+	// the host functions reach it as the calling module's memory. A module without that import
+	// is left as it is.
+	DefineMemory *ImportName
 	// ExportGlobals, when not empty, exports every mutable global the module defines (the
 	// fuel and the stack estimate included) under this prefix and the global's index, so that
 	// the host can save and restore them (see Result.ExportedGlobals).
 	ExportGlobals string
 }
+
+// ImportName is an import's module and name.
+type ImportName struct{ Module, Name string }
 
 func (o Options) metered() bool      { return o.CheckName != "" }
 func (o Options) stackCounted() bool { return o.StackName != "" }
@@ -136,6 +145,8 @@ type Result struct {
 	// FuelGlobal is the name of the fuel among them (empty when not metered).
 	ExportedGlobals []string
 	FuelGlobal      string
+	// DefinedMemory says the memory import Options.DefineMemory names became a defined memory.
+	DefinedMemory bool
 	// PrefixTaken says the module itself exports a name under Options.ExportGlobals; its
 	// globals are then not exported.
 	PrefixTaken bool
@@ -240,17 +251,20 @@ func splitSections(bin []byte) ([]section, error) {
 	return secs, nil
 }
 
-// ensureSections adds empty type, import and global sections where the module has none and the
-// rewrite adds to them, so the section pass can append.
+// ensureSections adds empty type, import, memory and global sections where the module has none
+// and the rewrite adds to them, so the section pass can append.
 func (rw *rewriter) ensureSections(secs []section) []section {
-	if rw.added == 0 {
-		return secs
+	need := map[byte]bool{}
+	if rw.added > 0 {
+		need[secType], need[secImport], need[secGlobal] = true, true, true
 	}
-	need := map[byte]bool{secType: true, secImport: true, secGlobal: true}
+	if rw.res.DefinedMemory {
+		need[secMemory] = true
+	}
 	for _, s := range secs {
 		delete(need, s.id)
 	}
-	for _, id := range []byte{secType, secImport, secGlobal} {
+	for _, id := range []byte{secType, secImport, secMemory, secGlobal} {
 		if !need[id] {
 			continue
 		}

@@ -23,6 +23,7 @@ type mod struct {
 	globals  [][]byte // each: a whole global entry
 	tables   [][]byte // each: a whole table entry
 	memory   []byte   // limits; nil: 0 pages, no max
+	noMemory bool     // no memory section (a memory import instead)
 	elements []byte   // whole section content
 }
 
@@ -65,7 +66,7 @@ func (m mod) bytes() []byte {
 		body := append(append([]byte(nil), locals...), f.body...)
 		code = append(code, append(appendU32(nil, uint32(len(body))), body...))
 		name := "f" + string(rune('0'+i))
-		exports = append(exports, append(append(appendU32(nil, uint32(len(name))), name...), 0x00, byte(i+len(m.imports))))
+		exports = append(exports, append(append(appendU32(nil, uint32(len(name))), name...), 0x00, byte(i+m.funcImports())))
 	}
 	out = append(out, sectionBytes(secFunction, vec(fs)...)...)
 	if m.tables != nil {
@@ -75,7 +76,9 @@ func (m mod) bytes() []byte {
 	if memory == nil {
 		memory = []byte{0x00, 0x00}
 	}
-	out = append(out, sectionBytes(secMemory, append([]byte{0x01}, memory...)...)...)
+	if !m.noMemory {
+		out = append(out, sectionBytes(secMemory, append([]byte{0x01}, memory...)...)...)
+	}
 	if m.globals != nil {
 		out = append(out, sectionBytes(secGlobal, vec(m.globals)...)...)
 	}
@@ -84,6 +87,17 @@ func (m mod) bytes() []byte {
 		out = append(out, sectionBytes(secElement, m.elements...)...)
 	}
 	return append(out, sectionBytes(secCode, vec(code)...)...)
+}
+
+// funcImports counts the function imports, which come before the functions in the index space.
+func (m mod) funcImports() int {
+	n := 0
+	for _, imp := range m.imports {
+		if d, err := readImport(&reader{b: imp}); err == nil && d.kind == 0x00 {
+			n++
+		}
+	}
+	return n
 }
 
 // host is what the inserted imports call in tests.
@@ -413,4 +427,73 @@ func mustCompile(t *testing.T, rt wazero.Runtime, bin []byte) wazero.CompiledMod
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestDefineMemory: a module importing env.memory (as OPA's do) defines it after the rewrite,
+// capped like any memory; every instance has its own, and no host module provides one.
+func TestDefineMemory(t *testing.T) {
+	envMemory := append(append(append(appendU32(nil, 3), "env"...), appendU32(nil, 6)...), "memory"...)
+	envMemory = append(envMemory, 0x02, 0x01, 0x01, 0x10) // memory, min 1, max 16 pages
+	m := mod{
+		types:    [][]byte{{0x00, 0x00}, {0x00, 0x01, 0x7f}},
+		imports:  [][]byte{envMemory},
+		noMemory: true,
+		funcs: []fn{
+			{typ: 0, body: []byte{0x41, 0x10, 0x41, 0x07, 0x3a, 0x00, 0x00, 0x0b}}, // store8 7 at 16
+			{typ: 1, body: []byte{0x41, 0x10, 0x2d, 0x00, 0x00, 0x0b}},             // load8_u 16
+			{typ: 1, body: []byte{0x41, 0x04, 0x40, 0x00, 0x0b}},                   // memory.grow 4
+		},
+	}
+	res, err := Rewrite(m.bytes(), Options{DefineMemory: &ImportName{"env", "memory"}, MaxMemoryPages: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.DefinedMemory {
+		t.Fatal("DefinedMemory is false")
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	compiled := mustCompile(t, rt, res.Binary)
+	if n := len(compiled.ImportedMemories()); n != 0 {
+		t.Fatalf("%d memory imports left", n)
+	}
+	a, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName("a"))
+	if err != nil {
+		t.Fatalf("instantiate without an env module: %v", err)
+	}
+	b, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ExportedFunction("f0").Call(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := func(m api.Module) uint64 {
+		r, err := m.ExportedFunction("f1").Call(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r[0]
+	}
+	if got(a) != 7 || got(b) != 0 {
+		t.Errorf("a reads %d (want 7), b reads %d (want 0: its own memory)", got(a), got(b))
+	}
+	if v, _ := a.Memory().ReadByte(16); v != 7 {
+		t.Errorf("the host reads %d through the module's memory, want 7", v)
+	}
+	if r, _ := a.ExportedFunction("f2").Call(ctx); int32(r[0]) != -1 {
+		t.Errorf("memory.grow past the cap of 2 pages returned %d, want -1", int32(r[0]))
+	}
+	// The import beside a memory section would be two memories.
+	m.noMemory = false
+	if _, err := Rewrite(m.bytes(), Options{DefineMemory: &ImportName{"env", "memory"}}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("a memory import beside a memory section: %v, want ErrUnsupported", err)
+	}
+	// Another import name is left as an import.
+	m.noMemory = true
+	res, err = Rewrite(m.bytes(), Options{DefineMemory: &ImportName{"env", "mem"}})
+	if err != nil || res.DefinedMemory {
+		t.Errorf("another name: %v, DefinedMemory %v", err, res != nil && res.DefinedMemory)
+	}
 }
