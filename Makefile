@@ -150,3 +150,13 @@ hostile: ## assemble the hostile test modules (wasm/testdata/hostile/*.wat; need
 	  flags=$$(sed -n 's/^;; wat2wasm-flags://p' $$w); \
 	  echo "wat2wasm $$flags $$w"; wat2wasm $$flags $$w -o $${w%.wat}.wasm || exit 1; \
 	done
+
+# Rego example policies (examples/NAME/policy.rego), compiled by wasmkube itself with OPA's
+# compiler and annotated with their metadata.yml; examples/examples_test.go checks they are current.
+REGO_EXAMPLES := $(patsubst examples/%/policy.rego,%,$(wildcard examples/*/policy.rego))
+.PHONY: examples-rego
+examples-rego: ## compile the Rego example policies (examples/NAME/policy.rego) with wasmkube module build-rego
+	@for e in $(REGO_EXAMPLES); do \
+	  echo "building examples/$$e/$$e.wasm"; \
+	  $(GO) run ./cmd/wasmkube module build-rego examples/$$e/policy.rego -m examples/$$e/metadata.yml -o examples/$$e/$$e.wasm || exit 1; \
+	done

@@ -188,6 +188,11 @@ rules:
 		return nil, nil, err
 	}
 	p.Admission.Modules = append(p.Admission.Modules, reliability...)
+	rego, err := regoModules(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.Admission.Modules = append(p.Admission.Modules, rego...)
 
 	return p, []string{
 		"--authentication-wasm-config-file=" + filepath.Join(dir, "authn.yaml"),

@@ -109,6 +109,7 @@ func TestCluster(t *testing.T) {
 	t.Run("SelectorsAndMatchConditions", testSelectors)
 	t.Run("DryRun", testDryRun)
 	t.Run("Kubewarden", testKubewarden)
+	t.Run("Rego", testRego)
 	t.Run("UngrantedPolicyRefused", testUngrantedPolicyRefused)
 	t.Run("GrantedReadsOnly", testGrantedReadsOnly)
 	t.Run("LookupVersions", testLookupVersions)

@@ -276,7 +276,7 @@ func loadAdmission(ctx context.Context, rt *wasm.Runtime, shared *sharedModules,
 		return loadedAdmission{}, err
 	}
 	policy, release, err := loadPolicy(ctx, rt, shared, bin, kubewarden.PolicyConfig{
-		Module: moduleConfig(p, m.Module, ""), Mode: kubewarden.ExecutionMode(m.ExecutionMode),
+		Module: moduleConfig(p, m.Module, ""), Mode: kubewarden.ExecutionMode(m.ExecutionMode), Entrypoint: m.Entrypoint,
 		Settings: m.Settings, Kubernetes: kube.ForPolicy(m.Name, grants), Grants: grants, Logger: logger,
 	})
 	if err != nil {
@@ -318,7 +318,7 @@ func loadShared(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, bi
 // shared policy keeps the host it was loaded with).
 func loadPolicy(ctx context.Context, rt *wasm.Runtime, shared *sharedModules, bin []byte, cfg kubewarden.PolicyConfig) (_ *kubewarden.Policy, release func() error, _ error) {
 	host := cfg.Kubernetes.(*hook.PolicyHost)
-	key := sharedKey(bin, cfg.Module, cfg.Mode, string(cfg.Settings), cfg.Grants)
+	key := sharedKey(bin, cfg.Module, cfg.Mode, cfg.Entrypoint, string(cfg.Settings), cfg.Grants)
 	hostUsed := false
 	v, release, err := shared.get(key, func() (any, func() error, error) {
 		policy, err := kubewarden.Load(ctx, rt, bin, cfg)

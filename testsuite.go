@@ -160,8 +160,8 @@ func (r *suiteRunner) policy(ctx context.Context, settings json.RawMessage) (*ku
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p, err := kubewarden.Load(ctx, r.rt, r.bin, kubewarden.PolicyConfig{
-		Module:   wasm.ModuleConfig{Name: r.name, PoolSize: 1},
-		Mode:     kubewarden.ExecutionMode(r.suite.ExecutionMode),
+		Module: wasm.ModuleConfig{Name: r.name, PoolSize: 1},
+		Mode:   kubewarden.ExecutionMode(r.suite.ExecutionMode), Entrypoint: r.suite.Entrypoint,
 		Settings: settings, Logger: logger,
 	})
 	if err != nil {

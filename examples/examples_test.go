@@ -35,6 +35,7 @@ import (
 	"github.com/wasmkube/wasmkube/wasm/envelope"
 	"github.com/wasmkube/wasmkube/wasm/hook"
 	"github.com/wasmkube/wasmkube/wasm/kubewarden"
+	"github.com/wasmkube/wasmkube/wasm/kubewarden/regobuild"
 )
 
 func exampleDirs(t *testing.T) []string {
@@ -48,6 +49,53 @@ func exampleDirs(t *testing.T) []string {
 		names = append(names, filepath.Dir(m))
 	}
 	return names
+}
+
+// allExampleDirs lists every example, Go (main.go), Rust (lib.rs) and Rego (policy.rego), sorted.
+func allExampleDirs(t *testing.T) []string {
+	t.Helper()
+	dirs := exampleDirs(t)
+	for _, pattern := range []string{"*/lib.rs", "*/policy.rego"} {
+		sources, _ := filepath.Glob(pattern)
+		for _, src := range sources {
+			dirs = append(dirs, filepath.Dir(src))
+		}
+	}
+	slices.Sort(dirs)
+	return dirs
+}
+
+// TestRegoExamplesAreCurrent compiles every Rego example (examples/NAME/policy.rego) as `make
+// examples-rego` does (wasmkube module build-rego) and compares.
+func TestRegoExamplesAreCurrent(t *testing.T) {
+	sources, _ := filepath.Glob("*/policy.rego")
+	if len(sources) < 2 {
+		t.Fatalf("Rego examples: %v", sources)
+	}
+	for _, src := range sources {
+		name := filepath.Dir(src)
+		t.Run(name, func(t *testing.T) {
+			doc, err := os.ReadFile(filepath.Join(name, "metadata.yml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			md, err := kubewarden.ParseMetadata(doc)
+			if err != nil {
+				t.Fatalf("metadata.yml: %v", err)
+			}
+			want, err := regobuild.Build(context.Background(), regobuild.Options{Paths: []string{src}, Metadata: md})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(name, name+".wasm"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("examples/%s/%s.wasm is not what wasmkube module build-rego makes of policy.rego: run `make examples-rego` and commit", name, name)
+			}
+		})
+	}
 }
 
 // TestCommittedWasmIsCurrent rebuilds every example with the Makefile's flags and compares.
@@ -399,12 +447,7 @@ func TestSuites(t *testing.T) {
 		// them without it.
 		t.Skip("slow under the race detector; make test runs the suites without it")
 	}
-	dirs := exampleDirs(t)
-	rust, _ := filepath.Glob("*/lib.rs")
-	for _, r := range rust {
-		dirs = append(dirs, filepath.Dir(r))
-	}
-	for _, dir := range dirs {
+	for _, dir := range allExampleDirs(t) {
 		t.Run(dir, func(t *testing.T) {
 			s, err := profiles.LoadTestSuite(filepath.Join(dir, "suite.yaml"))
 			if err != nil {
@@ -426,12 +469,7 @@ func TestSuites(t *testing.T) {
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func TestEmbeddedModules(t *testing.T) {
-	rust, _ := filepath.Glob("*/lib.rs")
-	want := exampleDirs(t)
-	for _, r := range rust {
-		want = append(want, filepath.Dir(r))
-	}
-	slices.Sort(want)
+	want := allExampleDirs(t)
 	if got := examples.Names(); !slices.Equal(got, want) {
 		t.Fatalf("embedded %v, want every example %v", got, want)
 	}

@@ -98,7 +98,7 @@ func validateModuleList(list *Admission, hook Hook) field.ErrorList {
 		p := field.NewPath("modules").Index(i)
 		errs = append(errs, validateModule(&m.Module, p, names, false)...)
 		admissionOnly := map[string]bool{
-			"mutating": m.Mutating != nil, "type": m.Type != "", "executionMode": m.ExecutionMode != "",
+			"mutating": m.Mutating != nil, "type": m.Type != "", "executionMode": m.ExecutionMode != "", "entrypoint": m.Entrypoint != "",
 			"rules": len(m.Rules) > 0, "namespaceSelector": m.NamespaceSelector != nil,
 			"objectSelector": m.ObjectSelector != nil, "matchConditions": len(m.MatchConditions) > 0,
 			"failurePolicy": hook == HookAuthentication && m.FailurePolicy != "",

@@ -65,6 +65,8 @@ func TestInvalidModuleLists(t *testing.T) {
 		{HookAuthentication, "modules:\n- module: a.wasm\n  grants: {hostCapabilities: [net/*]}\n", []string{"modules[0].grants.hostCapabilities", "type: kubewarden only"}},
 		{HookAdmission, "modules:\n- module: a.wasm\n  grants: {contextAwareResources: [{apiVersion: v1, kind: Secret}]}\n", []string{"modules[0].grants.contextAwareResources", "type: kubewarden only"}},
 		{HookAdmission, "modules:\n- module: a.wasm\n  type: kubewarden\n  grants: {contextAwareResources: [{apiVersion: v1}]}\n", []string{"modules[0].grants.contextAwareResources[0].kind: Required"}},
+		{HookAdmission, "modules:\n- module: a.wasm\n  entrypoint: policy/violation\n", []string{"modules[0].entrypoint", "applies to Rego policies (type: kubewarden, executionMode opa or gatekeeper) only"}},
+		{HookAuthorization, "modules:\n- module: a.wasm\n  entrypoint: policy/violation\n", []string{"modules[0].entrypoint", "not a field of authorization modules"}},
 	}
 	for _, c := range cases {
 		_, err := ParseModuleList([]byte(c.doc), "x.yaml", "/base", c.hook)

@@ -41,6 +41,8 @@ type TestSuite struct {
 	Mutating *bool `json:"mutating,omitempty"`
 	// ExecutionMode is a Kubewarden policy's mode when its metadata names none.
 	ExecutionMode string `json:"executionMode,omitempty"`
+	// Entrypoint names a Rego policy's entrypoint (see AdmissionModule.Entrypoint).
+	Entrypoint string `json:"entrypoint,omitempty"`
 	// Settings are sent with every case that has none of its own.
 	Settings json.RawMessage `json:"settings,omitempty"`
 	// Cases run in order.
@@ -170,6 +172,9 @@ func validateSuite(s *TestSuite) field.ErrorList {
 	}
 	switch s.Type {
 	case "", TypeEnvelope:
+		if s.Entrypoint != "" {
+			errs = append(errs, field.Forbidden(field.NewPath("entrypoint"), "only a Kubewarden policy (type: kubewarden) has an entrypoint"))
+		}
 		if s.ExecutionMode != "" {
 			errs = append(errs, field.Forbidden(field.NewPath("executionMode"), "only a Kubewarden policy (type: kubewarden) has an execution mode"))
 		}

@@ -217,6 +217,10 @@ type AdmissionModule struct {
 	// ExecutionMode picks a Kubewarden policy's mode when its metadata does not:
 	// kubewarden-wapc, wasi, opa or gatekeeper.
 	ExecutionMode string `json:"executionMode,omitempty"`
+	// Entrypoint names the entrypoint a Rego policy (executionMode opa or gatekeeper) evaluates,
+	// as the module's entrypoints() lists it ("kubernetes/admission/main"); default: for
+	// gatekeeper the one named violation, else the first. `wasmkube module inspect` lists them.
+	Entrypoint string `json:"entrypoint,omitempty"`
 	// Rules select the requests the module sees. No rules: never called (a Kubewarden policy
 	// without them uses its metadata's rules).
 	Rules []admissionregistrationv1.RuleWithOperations `json:"rules,omitempty"`

@@ -199,6 +199,9 @@ func validateAdmission(a *Admission, fld *field.Path) field.ErrorList {
 		} else if m.ExecutionMode != "" && m.Type != TypeKubewarden {
 			errs = append(errs, field.Invalid(p.Child("executionMode"), m.ExecutionMode, "applies to type: kubewarden only"))
 		}
+		if m.Entrypoint != "" && m.Type != TypeKubewarden {
+			errs = append(errs, field.Invalid(p.Child("entrypoint"), m.Entrypoint, "applies to Rego policies (type: kubewarden, executionMode opa or gatekeeper) only"))
+		}
 		if !admissionModes.Has(m.Mode) {
 			errs = append(errs, field.NotSupported(p.Child("mode"), m.Mode, []string{"protect", "monitor"}))
 		}

@@ -42,6 +42,11 @@ const (
 	KindClosed ErrorKind = "closed"
 )
 
+// ErrOutOfMemory is what a host function panics with (wrapped) when the module tells it that it
+// ran out of memory, an ABI's allocator failing (OPA's opa_abort("opa_malloc: failed")): the call
+// fails as KindMemory.
+var ErrOutOfMemory = errors.New("out of memory")
+
 // CallError is the error of a failed module call. It names the module and the export.
 type CallError struct {
 	Module string

@@ -126,6 +126,9 @@ func detectABIs(exports map[string]api.FunctionDefinition) []string {
 	if _, ok := exports["_initialize"]; ok {
 		abis = append(abis, "WASI reactor (_initialize runs once per instance)")
 	}
+	if _, ok := exports["opa_eval_ctx_new"]; ok {
+		abis = append(abis, "OPA wasm ABI (Rego compiled to wasm): Kubewarden opa or gatekeeper policy")
+	}
 	if len(abis) == 0 {
 		abis = append(abis, "none recognised")
 	}

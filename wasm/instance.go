@@ -37,6 +37,8 @@ type instance struct {
 	broken bool
 	// state is the running call's Invocation.State, for an ABI's host functions (Call.State).
 	state any
+	// local is what an ABI keeps with the instance between sessions (Session.Local).
+	local any
 	// resident, when not nil, runs the instance's _start in its own goroutine (resident.go).
 	resident *resident
 }
@@ -259,6 +261,8 @@ func (inst *instance) classify(err error, fail func(ErrorKind, error) error) err
 		return fail(KindStack, fmt.Errorf("the call stack passed its limit of %d MiB (deep or endless recursion)", inst.m.cfg.stackLimit()>>20))
 	case errors.As(err, &limit):
 		return fail(KindLimit, limit)
+	case errors.Is(err, ErrOutOfMemory):
+		return fail(KindMemory, fmt.Errorf("out of memory (limit %d MiB)", inst.m.cfg.MemoryLimit>>20))
 	case errors.Is(err, errOutputLimit):
 		return fail(KindOutputTooLarge, firstLine(err))
 	case errors.As(err, &exit):

@@ -115,6 +115,10 @@ type ModuleConfig struct {
 	//     up to 2×PoolSize+1 instances, and each resident also keeps a saved copy of its memory,
 	//     so it may hold up to twice MemoryLimit (issue 11's attacker review; not yet bounded).
 	Snapshot bool
+	// DefineMemory, when set, names a memory the module imports (OPA's env.memory) that each
+	// instance defines for itself instead, capped at MemoryLimit: the host needs no module
+	// exporting it, and host functions read it as the module's memory.
+	DefineMemory *ImportName
 	// Debug logs every envelope call's input and output (see CallEnvelope) at info level, with
 	// every "token" field redacted.
 	Debug bool
@@ -157,6 +161,9 @@ func (c ModuleConfig) stackLimit() uint32 {
 // startBudget bounds the creation of an instance that no call waits for: the module's timeout,
 // at least DefaultTimeout (a Go guest's runtime start-up takes milliseconds).
 func (c ModuleConfig) startBudget() time.Duration { return max(c.Timeout, DefaultTimeout) }
+
+// ImportName is an import's module and name.
+type ImportName struct{ Module, Name string }
 
 // Module is a compiled module with its instances.
 type Module struct {
@@ -267,6 +274,9 @@ func (m *Module) rewriteOptions() wasmbin.Options {
 		opts.HostModule = HostModule
 		opts.CheckName, opts.Budget = checkFunction, fuelBudget
 		opts.StackName, opts.StackLimit = stackFunction, m.cfg.stackLimit()
+	}
+	if d := m.cfg.DefineMemory; d != nil {
+		opts.DefineMemory = &wasmbin.ImportName{Module: d.Module, Name: d.Name}
 	}
 	if m.cfg.Snapshot && m.cfg.Isolation == Fresh {
 		opts.ExportGlobals = residentGlobals

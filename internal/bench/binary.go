@@ -43,6 +43,7 @@ var binaryParts = []struct{ name, prefixes string }{
 	{"API types, client-go, apimachinery", "k8s.io/api/ k8s.io/client-go/ k8s.io/apimachinery/ k8s.io/kube-openapi k8s.io/component-base k8s.io/component-helpers k8s.io/"},
 	{"etcd (server and client)", "go.etcd.io/"},
 	{"wazero", "github.com/tetratelabs/wazero"},
+	{"OPA (Rego builtins and compiler)", "github.com/open-policy-agent/opa"},
 	{"wasmkube's own packages", "github.com/wasmkube/wasmkube"},
 	{"CEL, protobuf, gRPC, OpenTelemetry, Prometheus", "github.com/google/cel-go cel.dev/ google.golang.org/ go.opentelemetry.io/ github.com/prometheus/ github.com/gogo/"},
 	{otherPart, ""},

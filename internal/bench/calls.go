@@ -32,6 +32,7 @@ func callBenches(count int) []CallBench {
 	return []CallBench{
 		{Package: "./wasm/envelope", Bench: "BenchmarkAdmitMagicValidate", Benchtime: "1000x", Count: count},
 		{Package: "./wasm/kubewarden", Bench: "BenchmarkKubewardenPolicy", Benchtime: "500x", Count: count},
+		{Package: "./wasm/kubewarden", Bench: "BenchmarkRegoEvaluators", Benchtime: "2000x", Count: count},
 	}
 }
 

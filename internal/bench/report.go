@@ -230,7 +230,9 @@ func (r *Report) callsSection(b *strings.Builder) {
 A module called directly (no API server), one instance (PoolSize 1), timeout and memory limit
 enforced: the envelope ABI's magic-validate on a ConfigMap AdmissionReview, and Kubewarden
 policies in waPC and WASI mode (unique-ingress-host on an Ingress it decides without a lookup).
-p50 call latency of each repeat.
+Rego (examples/required-labels, gatekeeper mode, a Namespace it denies, sprintf on the host):
+wasmkube's host of the compiled module beside OPA's own wasm evaluator and OPA's Go interpreter
+on the same policy and input. p50 call latency of each repeat.
 
 `)
 	for _, c := range r.Calls {

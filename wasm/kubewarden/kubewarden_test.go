@@ -41,7 +41,7 @@ func grantedPolicy(t *testing.T, bin []byte, name string, settings string, mode 
 	return p, err
 }
 
-func example(t *testing.T, name string) []byte {
+func example(t testing.TB, name string) []byte {
 	t.Helper()
 	bin, ok := examples.Module(name)
 	if !ok {

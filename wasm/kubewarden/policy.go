@@ -2,10 +2,12 @@
 // Kubewarden's policy-server does: their metadata (rules, mutating, execution mode, what they
 // may read), the waPC protocol and the WASI execution mode, settings validation, and the host
 // capabilities of the "kubewarden" binding (tracing, Kubernetes reads, can_i, DNS, certificate
-// checks), each granted explicitly. Rego policies (OPA and Gatekeeper modes) are not run yet.
+// checks), each granted explicitly, and Rego policies compiled to WebAssembly (OPA and
+// Gatekeeper modes) on OPA's wasm ABI.
 package kubewarden
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -36,7 +38,7 @@ const (
 	ModeWAPC ExecutionMode = "kubewarden-wapc"
 	// ModeWASI is a WASI command run once per call with argv validate or validate-settings.
 	ModeWASI ExecutionMode = "wasi"
-	// ModeOPA and ModeGatekeeper are Rego policies compiled to WebAssembly (not supported yet).
+	// ModeOPA and ModeGatekeeper are Rego policies compiled to WebAssembly (OPA's wasm ABI).
 	ModeOPA        ExecutionMode = "opa"
 	ModeGatekeeper ExecutionMode = "gatekeeper"
 )
@@ -126,8 +128,13 @@ type PolicyConfig struct {
 	// it may use. Nothing by default, whatever its metadata asks for (Metadata.Ungranted tells
 	// what it asks for beyond them).
 	Grants PolicyGrants
-	// Logger receives tracing/log and __console_log lines and stderr of WASI-mode calls.
+	// Logger receives tracing/log and __console_log lines, stderr of WASI-mode calls and Rego's
+	// print() output.
 	Logger *slog.Logger
+	// Entrypoint names the entrypoint a Rego policy evaluates (OPA and Gatekeeper modes), as
+	// entrypoints() lists it ("policy/violation"); default: for Gatekeeper the one named
+	// violation, else the first.
+	Entrypoint string
 }
 
 // Policy is a loaded Kubewarden policy whose settings were validated.
@@ -142,6 +149,9 @@ type Policy struct {
 	// host and console serve the policy's host calls and console lines (made once, not per call).
 	host    HostCallFunc
 	console func(string)
+	// rego is a Rego policy's program and regoData its static data document (regopolicy.go).
+	rego     *regoProgram
+	regoData []byte
 }
 
 // Load loads a Kubewarden policy into r: reads its metadata, picks the execution mode, compiles
@@ -157,57 +167,78 @@ type Policy struct {
 //     made in the background while the policy waits for its next request).
 //   - Invalid settings are an error carrying the policy's own message.
 func Load(ctx context.Context, r *wasm.Runtime, bin []byte, cfg PolicyConfig) (_ *Policy, err error) {
-	md, _, err := ReadMetadata(bin)
+	md, mode, err := readMode(bin, cfg)
 	if err != nil {
 		return nil, err
-	}
-	if md == nil {
-		md = &Metadata{}
-	}
-	mode := cfg.Mode
-	if mode == "" {
-		mode = md.ExecutionMode
-	}
-	if mode == "" {
-		mode = ModeWAPC
 	}
 	mc, err := moduleConfig(cfg.Module, mode)
 	if err != nil {
 		return nil, err
 	}
-	settings := cfg.Settings
-	if len(settings) == 0 || string(settings) == "null" {
-		settings = json.RawMessage("{}")
-	}
-	if err := DefineHosts(ctx, r); err != nil {
+	if err := defineModeHosts(ctx, r, mode); err != nil {
 		return nil, err
 	}
 	mod, err := r.Load(ctx, bin, mc)
 	if err != nil {
 		return nil, err
 	}
-	logger := mod.Logger()
-	if cfg.Logger != nil {
-		logger = cfg.Logger.With("policy", mc.Name)
-	}
-	p := &Policy{mod: mod, meta: *md, mode: mode, settings: settings, kube: cfg.Kubernetes, logger: logger}
-	p.grants = cfg.Grants
-	p.host = p.hostCall
-	p.console = func(line string) { p.logger.Info(line, "source", "console") }
 	defer func() {
 		if err != nil {
 			_ = mod.Close(context.Background())
 		}
 	}()
-	if mode == ModeWAPC {
-		if err := p.checkProtocolVersion(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if err := p.ValidateSettings(ctx); err != nil {
+	p := newPolicy(mod, md, mode, cfg)
+	if err := p.prepare(ctx, cfg.Entrypoint); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// readMode reads bin's metadata (empty when it has none) and the mode it runs in: cfg's, else
+// the metadata's, else waPC.
+func readMode(bin []byte, cfg PolicyConfig) (*Metadata, ExecutionMode, error) {
+	md, _, err := ReadMetadata(bin)
+	if md == nil {
+		md = &Metadata{}
+	}
+	return md, cmp.Or(cfg.Mode, md.ExecutionMode, ModeWAPC), err
+}
+
+// defineModeHosts adds the host modules mode's policies import to r.
+func defineModeHosts(ctx context.Context, r *wasm.Runtime, mode ExecutionMode) error {
+	if err := DefineHosts(ctx, r); err != nil || !isRego(mode) {
+		return err
+	}
+	return DefineOPAHost(ctx, r)
+}
+
+// newPolicy is the policy of mod, its settings {} when cfg has none.
+func newPolicy(mod *wasm.Module, md *Metadata, mode ExecutionMode, cfg PolicyConfig) *Policy {
+	settings := cfg.Settings
+	if len(settings) == 0 || string(settings) == "null" {
+		settings = json.RawMessage("{}")
+	}
+	p := &Policy{mod: mod, meta: *md, mode: mode, settings: settings, kube: cfg.Kubernetes, logger: mod.Logger(), grants: cfg.Grants}
+	if cfg.Logger != nil {
+		p.logger = cfg.Logger.With("policy", mod.Name())
+	}
+	p.host = p.hostCall
+	p.console = func(line string) { p.logger.Info(line, "source", "console") }
+	return p
+}
+
+// prepare readies a loaded policy as its mode needs: a Rego program read, a waPC protocol
+// version checked; settings validated.
+func (p *Policy) prepare(ctx context.Context, entrypoint string) error {
+	if isRego(p.mode) || entrypoint != "" {
+		return p.loadRegoPolicy(ctx, entrypoint)
+	}
+	if p.mode == ModeWAPC {
+		if err := p.checkProtocolVersion(ctx); err != nil {
+			return err
+		}
+	}
+	return p.ValidateSettings(ctx)
 }
 
 // moduleConfig is mc with the exports, start functions and isolation of mode.
@@ -223,7 +254,7 @@ func moduleConfig(mc wasm.ModuleConfig, mode ExecutionMode) (wasm.ModuleConfig, 
 		mc.SpareArgs = []string{"policy.wasm", "validate"}
 		mc.Snapshot = true
 	case ModeOPA, ModeGatekeeper:
-		return mc, fmt.Errorf("policy %q: execution mode %s (Rego) is not supported yet", mc.Name, mode)
+		return regoModuleConfig(mc), nil
 	default:
 		return mc, fmt.Errorf("policy %q: unknown execution mode %q (kubewarden-wapc, wasi, opa, gatekeeper)", mc.Name, mode)
 	}
@@ -260,7 +291,15 @@ func (p *Policy) Module() *wasm.Module { return p.mod }
 func (p *Policy) Close(ctx context.Context) error { return p.mod.Close(ctx) }
 
 // ValidateSettings asks the policy whether its settings are valid.
+//
+// # Notes
+//
+//   - Rego policies (OPA and Gatekeeper modes) cannot validate settings, as in Kubewarden: any
+//     JSON object is valid.
 func (p *Policy) ValidateSettings(ctx context.Context) error {
+	if p.rego != nil {
+		return nil
+	}
 	out, err := p.call(ctx, "validate_settings", "validate-settings", p.settings)
 	if err != nil {
 		return fmt.Errorf("policy %q: validate settings: %w", p.Name(), err)
@@ -302,6 +341,9 @@ type validationResponse struct {
 //     rejected as Kubewarden does.
 func (p *Policy) Admit(ctx context.Context, review *admissionv1.AdmissionReview, mutating bool) (*admissionv1.AdmissionResponse, error) {
 	req := review.Request
+	if p.rego != nil {
+		return p.admitRego(ctx, req, mutating)
+	}
 	payload, err := json.Marshal(struct {
 		Request  *admissionv1.AdmissionRequest `json:"request"`
 		Settings json.RawMessage               `json:"settings"`
@@ -329,12 +371,10 @@ func (p *Policy) admissionResult(req *admissionv1.AdmissionRequest, out []byte, 
 	if len(vr.MutatedObject) == 0 || string(vr.MutatedObject) == "null" || !res.Allowed {
 		return res, nil
 	}
-	switch {
-	case !mutating:
-		return denied(res, fmt.Sprintf("the policy is not allowed to mutate the request (%s is not a mutating policy)", p.Name())), nil
-	case req.Operation == admissionv1.Delete:
-		return denied(res, "mutating the object of a DELETE request is not allowed"), nil
-	case vr.MutatedObject[0] != '{':
+	if refused := p.mutationRefused(res, req, mutating); refused != nil {
+		return refused, nil
+	}
+	if vr.MutatedObject[0] != '{' {
 		return nil, p.mod.Fail("validate", wasm.KindInvalidResponse, fmt.Errorf("mutated_object must be the whole mutated object, a JSON object; got %.200q", vr.MutatedObject))
 	}
 	// The object as the policy saw it (the API server sends it decoded, not as Raw).
@@ -358,6 +398,18 @@ func (p *Policy) admissionResult(req *admissionv1.AdmissionRequest, out []byte, 
 	jsonPatch := admissionv1.PatchTypeJSONPatch
 	res.PatchType = &jsonPatch
 	return res, nil
+}
+
+// mutationRefused is res turned into a rejection when the policy may not mutate req (it is not a
+// mutating policy, or req is a DELETE), as Kubewarden does; nil when it may.
+func (p *Policy) mutationRefused(res *admissionv1.AdmissionResponse, req *admissionv1.AdmissionRequest, mutating bool) *admissionv1.AdmissionResponse {
+	switch {
+	case !mutating:
+		return denied(res, fmt.Sprintf("the policy is not allowed to mutate the request (%s is not a mutating policy)", p.Name()))
+	case req.Operation == admissionv1.Delete:
+		return denied(res, "mutating the object of a DELETE request is not allowed")
+	}
+	return nil
 }
 
 func denied(res *admissionv1.AdmissionResponse, msg string) *admissionv1.AdmissionResponse {

@@ -478,6 +478,18 @@ func TestKubewardenDemo(t *testing.T) {
 		{"", []string{"create", "ingress", "web", "--rule=a.example.com/*=web:80"}, true, "ingress.networking.k8s.io/web created"},
 		{"", []string{"create", "ingress", "web2", "--rule=a.example.com/*=web:80"}, false,
 			`admission WASM module "unique-ingress-host" denied the request: host already in use: a.example.com (used by default/web)`},
+		// Rego, Gatekeeper mode (examples/required-labels).
+		{"", []string{"create", "namespace", "team-a"}, false,
+			`admission WASM module "required-labels" denied the request: Namespace team-a has no label "owner"`},
+		{"apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {owner: me, env: test}}\n", []string{"create", "-f", "-"}, false,
+			`Namespace team-a: label env=test is not one of ["dev", "staging", "prod"]`},
+		{"apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {owner: me, env: dev}}\n", []string{"create", "-f", "-"}, true, "namespace/team-a created"},
+		// Rego, OPA mode (examples/no-latest-tag).
+		{"", []string{"run", "web", "--image=nginx"}, false,
+			`admission WASM module "no-latest-tag" denied the request: container web: image nginx has no tag or the tag latest; name a version or a digest`},
+		{"", []string{"create", "job", "web", "--image=nginx:latest"}, false,
+			`admission WASM module "no-latest-tag" denied the request: container web: image nginx:latest has no tag or the tag latest`},
+		{"", []string{"run", "web", "--image=nginx:1.27"}, true, "pod/web created"},
 	}
 	for _, s := range steps {
 		var code int

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,7 +34,7 @@ func newModuleCommand(s streams) *cobra.Command {
 		Use:   "module",
 		Short: "Make, run, test, inspect, benchmark and annotate WebAssembly modules offline",
 	}
-	cmd.AddCommand(newModuleNewCommand(s), newModuleRunCommand(s), newModuleTestCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s), newModulePullCommand(s), newModulePushCommand(s))
+	cmd.AddCommand(newModuleNewCommand(s), newModuleRunCommand(s), newModuleTestCommand(s), newModuleInspectCommand(s), newModuleBenchCommand(s), newModuleAnnotateCommand(s), newModuleBuildRegoCommand(s), newModulePullCommand(s), newModulePushCommand(s))
 	return cmd
 }
 
@@ -48,6 +49,8 @@ type moduleFlags struct {
 	// kind and mode select a Kubewarden policy (run only).
 	kind string
 	mode string
+	// entrypoint is a Rego policy's entrypoint.
+	entrypoint string
 	// allowContextAware grants a Kubewarden policy what its metadata asks for.
 	allowContextAware bool
 }
@@ -290,7 +293,8 @@ func newModuleRunCommand(s streams) *cobra.Command {
 	f.add(cmd)
 	cmd.Flags().StringVar(&isolation, "isolation", "pooled", "pooled | fresh")
 	cmd.Flags().StringVar(&f.kind, "type", typeEnvelope, "envelope (the original module ABI) | kubewarden (a Kubewarden policy; --hook validate)")
-	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none: kubewarden-wapc | wasi")
+	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none: kubewarden-wapc | wasi | opa | gatekeeper")
+	cmd.Flags().StringVar(&f.entrypoint, "entrypoint", "", "the entrypoint a Rego policy evaluates (default: gatekeeper's violation, else the first)")
 	cmd.Flags().BoolVar(&f.allowContextAware, "allow-context-aware", false, "grant a Kubewarden policy what its metadata asks for (contextAwareResources, hostCapabilities); by default it gets nothing, as in a profile entry without grants (offline, Kubernetes reads fail anyway: there is no cluster)")
 	return cmd
 }
@@ -369,6 +373,9 @@ func runPolicy(ctx context.Context, s streams, f *moduleFlags, path string) erro
 	defer p.Close(context.Background())
 	mutating := f.mutating || p.Metadata().Mutating
 	fmt.Fprintf(s.out, "policy: %s (%s, mutating %v), settings valid\n", p.Name(), p.Mode(), mutating)
+	if ep := p.Entrypoint(); ep != "" {
+		fmt.Fprintf(s.out, "rego: entrypoint %s, builtins on the host: %s\n", ep, orNone(p.RegoBuiltins()))
+	}
 	md := p.Metadata()
 	if missing := md.Ungranted(p.Grants()); !missing.Empty() {
 		fmt.Fprintf(s.out, "note: its metadata asks for %s; not granted (--allow-context-aware grants it)\n", describeGrants(missing))
@@ -419,11 +426,12 @@ func (f *moduleFlags) loadPolicy(ctx context.Context, s streams, path string, is
 		grants = kubewarden.PolicyGrants{ContextAwareResources: md.ContextAwareResources, HostCapabilities: md.HostCapabilities}
 	}
 	p, err := kubewarden.Load(ctx, rt, bin, kubewarden.PolicyConfig{
-		Module:   wasm.ModuleConfig{Name: moduleName(path), Isolation: iso, PoolSize: poolSize, Timeout: f.timeout, MemoryLimit: mem.Value()},
-		Mode:     kubewarden.ExecutionMode(f.mode),
-		Settings: settings,
-		Grants:   grants,
-		Logger:   slog.New(slog.NewTextHandler(s.err, nil)),
+		Module:     wasm.ModuleConfig{Name: moduleName(path), Isolation: iso, PoolSize: poolSize, Timeout: f.timeout, MemoryLimit: mem.Value()},
+		Mode:       kubewarden.ExecutionMode(f.mode),
+		Entrypoint: f.entrypoint,
+		Settings:   settings,
+		Grants:     grants,
+		Logger:     slog.New(slog.NewTextHandler(s.err, nil)),
 	})
 	if err != nil {
 		rt.Close(context.Background())
@@ -493,13 +501,9 @@ listed as type: kubewarden without further configuration.`,
 			if err != nil {
 				return err
 			}
-			doc, err := os.ReadFile(metadataPath)
+			md, err := readMetadataFile(metadataPath)
 			if err != nil {
 				return err
-			}
-			md, err := kubewarden.ParseMetadata(doc)
-			if err != nil {
-				return fmt.Errorf("%s: %w", metadataPath, err)
 			}
 			out, err := kubewarden.Annotate(bin, md)
 			if err != nil {
@@ -561,6 +565,7 @@ func newModuleInspectCommand(s streams) *cobra.Command {
 					printMetadata(w, md)
 				}
 			}
+			printRego(cmd.Context(), w, bin, info)
 			return w.Flush()
 		},
 	}
@@ -593,6 +598,7 @@ func newModuleBenchCommand(s streams) *cobra.Command {
 	cmd.Flags().IntVar(&concurrency, "concurrency", 1, "concurrent callers (and pool size)")
 	cmd.Flags().StringVar(&f.kind, "type", typeEnvelope, "envelope (the original module ABI) | kubewarden")
 	cmd.Flags().StringVar(&f.mode, "execution-mode", "", "a Kubewarden policy's mode when its metadata names none")
+	cmd.Flags().StringVar(&f.entrypoint, "entrypoint", "", "the entrypoint a Rego policy evaluates (default: gatekeeper's violation, else the first)")
 	cmd.Flags().BoolVar(&f.allowContextAware, "allow-context-aware", false, "grant a Kubewarden policy what its metadata asks for")
 	return cmd
 }
@@ -627,4 +633,33 @@ func benchPolicy(ctx context.Context, s streams, f *moduleFlags, path string, ca
 		fmt.Fprintf(w, "%s\t%d\t%.0f\t%s\t%s\n", iso, res.Calls, res.CallsPerSec, res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond))
 	}
 	return w.Flush()
+}
+
+// orNone joins names with ", ", or says none.
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// printRego lists a Rego policy's entrypoints and the builtins it calls on the host.
+func printRego(ctx context.Context, w io.Writer, bin []byte, info *wasm.Info) {
+	if !slices.ContainsFunc(info.ABIs, func(a string) bool { return strings.HasPrefix(a, "OPA wasm ABI") }) {
+		return
+	}
+	rt, err := runtimeForCLI(ctx)
+	if err != nil {
+		fmt.Fprintf(w, "rego:	%v\n", err)
+		return
+	}
+	defer rt.Close(context.Background())
+	p, err := kubewarden.Load(ctx, rt, bin, kubewarden.PolicyConfig{Module: wasm.ModuleConfig{Name: "inspect", PoolSize: 1}, Mode: kubewarden.ModeOPA})
+	if err != nil {
+		fmt.Fprintf(w, "rego:	does not load: %v\n", err)
+		return
+	}
+	defer p.Close(context.Background())
+	fmt.Fprintf(w, "rego entrypoints:\t%s\n", strings.Join(p.RegoEntrypoints(), ", "))
+	fmt.Fprintf(w, "rego builtins on the host:\t%s\n", orNone(p.RegoBuiltins()))
 }

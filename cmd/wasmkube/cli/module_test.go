@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -64,6 +65,31 @@ func TestModuleKubewarden(t *testing.T) {
 	code, out, stderr = run("default-labels", "--settings", ex("default-labels/settings.yaml"))
 	if code != 0 || !strings.Contains(out, `patch (JSONPatch): [{"op":"add","path":"/metadata/labels","value":{"cost-center":"42","owner":"platform"}}]`) {
 		t.Errorf("default-labels: %d\n%s%s", code, out, stderr)
+	}
+	// Rego, both modes, as kwctl run runs them.
+	code, out, stderr = run("required-labels", "--settings", ex("required-labels/settings.yaml"))
+	if code != 0 || !strings.Contains(out, "policy: required-labels (gatekeeper, mutating false)") ||
+		!strings.Contains(out, "rego: entrypoint policy/violation, builtins on the host: sprintf") ||
+		!strings.Contains(out, `decision: denied (HTTP 400): admission WASM module "required-labels" denied the request: Namespace team-a has no label "owner", Namespace team-a: label env=test is not one of ["dev", "staging", "prod"]`) {
+		t.Errorf("required-labels: %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = run("no-latest-tag", "--settings", ex("no-latest-tag/settings.yaml"))
+	if code != 0 || !strings.Contains(out, "policy: no-latest-tag (opa, mutating false)") ||
+		!strings.Contains(out, `decision: denied (HTTP 400): admission WASM module "no-latest-tag" denied the request: container web: image nginx has no tag or the tag latest`) {
+		t.Errorf("no-latest-tag: %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = run("no-latest-tag", "--entrypoint", "kubernetes/admission/nope")
+	if code == 0 || !strings.Contains(stderr, `no entrypoint "kubernetes/admission/nope"; it has kubernetes/admission/main`) {
+		t.Errorf("unknown entrypoint: %d\n%s%s", code, out, stderr)
+	}
+	dir := t.TempDir()
+	code, out, stderr = e.run("module", "build-rego", ex("required-labels/policy.rego"), "-m", ex("required-labels/metadata.yml"), "-o", filepath.Join(dir, "rl.wasm"))
+	if built, _ := os.ReadFile(filepath.Join(dir, "rl.wasm")); code != 0 || !bytes.Equal(built, mustRead(t, ex("required-labels/required-labels.wasm"))) {
+		t.Errorf("build-rego: %d, not the committed module\n%s%s", code, out, stderr)
+	}
+	code, out, _ = e.run("module", "inspect", filepath.Join(dir, "rl.wasm"))
+	if code != 0 || !strings.Contains(out, "OPA wasm ABI") || !strings.Contains(out, "policy/violation") {
+		t.Errorf("inspect a Rego policy: %d\n%s", code, out)
 	}
 	// A policy gets nothing but what it is granted, offline too.
 	code, out, stderr = run("unique-ingress-host")
@@ -225,4 +251,13 @@ func TestModuleTest(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, bad+":7") || !strings.Contains(stderr, `unknown field "cases[0].objct"`) {
 		t.Errorf("unknown field: %d\n%s", code, stderr)
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
