@@ -44,9 +44,12 @@ var opaExports = []string{"opa_malloc", "opa_heap_ptr_get", "opa_heap_ptr_set", 
 // refusedBuiltins are builtins topdown implements that a policy does not get, as they reach
 // beyond the sandbox, unless its grants allow them (grantedBuiltins).
 var refusedBuiltins = map[string]string{
-	"http.send":          "it reaches the network, which wasmkube does not give policies",
-	"opa.runtime":        "it describes the host process (its environment included)",
-	"net.lookup_ip_addr": "it resolves names in DNS; grant the host capability net/v1/dns_lookup_host to allow it",
+	"http.send":               "it reaches the network, which wasmkube does not give policies",
+	"opa.runtime":             "it describes the host process (its environment included)",
+	"net.lookup_ip_addr":      "it resolves names in DNS; grant the host capability net/v1/dns_lookup_host to allow it",
+	"json.match_schema":       "a schema's $ref is fetched from files and URLs",
+	"json.verify_schema":      "a schema's $ref is fetched from files and URLs",
+	"strings.render_template": "a Go template runs in the host without a bound on its time or memory",
 }
 
 // grantedBuiltins are the refused builtins a host capability allows.
@@ -83,7 +86,8 @@ type regoCall struct {
 	bctx    topdown.BuiltinContext
 	logger  *slog.Logger
 	mod     *wasm.Module
-	// current is the module call a builtin runs in, for print() to rate-limit its lines.
+	// current is the module call a builtin runs in, for print() to rate-limit its lines; while
+	// it is set, the module may not call a builtin again (from opa_malloc or opa_value_parse).
 	current *wasm.Call
 }
 
@@ -128,7 +132,7 @@ func cString(mem api.Memory, addr uint32, limit int) ([]byte, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("the string at %d is longer than %d bytes or not terminated", addr, limit)
 	}
-	return data[:n], nil
+	return bytes.Clone(data[:n]), nil // a copy: the memory is the instance's, reused or closed after the session
 }
 
 func opaAbort(ctx context.Context, mod api.Module, stack []uint64) {
@@ -159,6 +163,11 @@ func opaPrintln(ctx context.Context, mod api.Module, stack []uint64) {
 func opaBuiltin(n int) api.GoModuleFunc {
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
 		c, call := regoCallOf(ctx)
+		if call.current != nil {
+			panic(fmt.Errorf("opa_builtin%d called while a builtin runs: the module calls back into the host", n))
+		}
+		call.current = &c
+		defer func() { call.current = nil }()
 		b, ok := call.program.builtins[int32(stack[0])]
 		if !ok {
 			panic(fmt.Errorf("opa_builtin%d: builtin id %d is not one the module declared", n, int32(stack[0])))
@@ -168,17 +177,21 @@ func opaBuiltin(n int) api.GoModuleFunc {
 			args[i] = dumpTerm(ctx, mod, c, uint32(stack[2+i]), call.program.parse)
 		}
 		stack[0] = 0
-		if out := call.run(c, b, args); out != nil {
+		if out := call.run(b, args); out != nil {
 			stack[0] = uint64(parseTerm(ctx, mod, c, out))
 		}
 	}
 }
 
-// run runs builtin b in module call c: its result, nil when undefined.
-func (call *regoCall) run(c wasm.Call, b regoBuiltin, args []*ast.Term) *ast.Term {
+// run runs builtin b: its result, nil when undefined. A guard's refusal or a halting error
+// traps.
+func (call *regoCall) run(b regoBuiltin, args []*ast.Term) *ast.Term {
+	if guard := builtinGuards[b.name]; guard != nil {
+		if err := guard(args); err != nil {
+			panic(fmt.Errorf("builtin %s refused: %w", b.name, err))
+		}
+	}
 	var out *ast.Term
-	call.current = &c
-	defer func() { call.current = nil }()
 	err := b.fn(call.bctx, args, func(t *ast.Term) error { out = t; return nil })
 	if _, halt := errors.AsType[topdown.Halt](err); halt {
 		panic(fmt.Errorf("builtin %s: %w", b.name, err))
@@ -189,9 +202,24 @@ func (call *regoCall) run(c wasm.Call, b regoBuiltin, args []*ast.Term) *ast.Ter
 	return out
 }
 
+// call1 calls export, which must return one value (a module may declare it otherwise).
+func call1(s *wasm.Session, export string, params ...uint64) (uint32, error) {
+	res, err := s.Call(export, params...)
+	if err == nil && len(res) != 1 {
+		err = s.Fail(wasm.KindInvalidResponse, fmt.Errorf("%s returned %d values, want 1: not OPA's wasm ABI", export, len(res)))
+	}
+	if err != nil {
+		return 0, err
+	}
+	return uint32(res[0]), nil
+}
+
 // callGuest calls one of the module's exports from a host function.
 func callGuest(ctx context.Context, mod api.Module, export string, params ...uint64) uint32 {
 	res, err := mod.ExportedFunction(export).Call(ctx, params...)
+	if err == nil && len(res) != 1 {
+		err = fmt.Errorf("%s returned %d values, want 1: not OPA's wasm ABI", export, len(res))
+	}
 	if err != nil {
 		panic(err)
 	}
@@ -277,11 +305,11 @@ func (p *regoProgram) read(s *wasm.Session) (builtins map[string]int32, err erro
 
 // readIDs calls export (entrypoints or builtins), which answers a JSON object of names to ids.
 func readIDs(s *wasm.Session, export string) (map[string]int32, error) {
-	res, err := s.Call(export)
+	addr, err := call1(s, export)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := dumpJSON(s, uint32(res[0]))
+	raw, err := dumpJSON(s, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", export, err)
 	}
@@ -344,30 +372,27 @@ func (p *regoProgram) pick(want string) error {
 
 // dumpJSON serializes the value at addr to JSON (opa_json_dump) and reads it.
 func dumpJSON(s *wasm.Session, addr uint32) ([]byte, error) {
-	res, err := s.Call("opa_json_dump", uint64(addr))
+	str, err := call1(s, "opa_json_dump", uint64(addr))
 	if err != nil {
 		return nil, err
 	}
-	return cString(s.Memory(), uint32(res[0]), s.MaxOutputBytes())
+	return cString(s.Memory(), str, s.MaxOutputBytes())
 }
 
 // parseJSON copies raw into the guest's heap and parses it (opa_json_parse) to a value.
 func parseJSON(s *wasm.Session, raw []byte) (uint32, error) {
-	res, err := s.Call("opa_malloc", uint64(len(raw)))
+	addr, err := call1(s, "opa_malloc", uint64(len(raw)))
 	if err != nil {
 		return 0, err
 	}
-	addr := uint32(res[0])
 	if !s.Memory().Write(addr, raw) {
 		return 0, s.Fail(wasm.KindMemory, fmt.Errorf("%d bytes of JSON do not fit in the module's memory", len(raw)))
 	}
-	if res, err = s.Call("opa_json_parse", uint64(addr), uint64(len(raw))); err != nil {
-		return 0, err
+	v, err := call1(s, "opa_json_parse", uint64(addr), uint64(len(raw)))
+	if err == nil && v == 0 {
+		err = errors.New("opa_json_parse could not parse the JSON it was given")
 	}
-	if res[0] == 0 {
-		return 0, errors.New("opa_json_parse could not parse the JSON it was given")
-	}
-	return uint32(res[0]), nil
+	return v, err
 }
 
 // newBuiltinContext is the context OPA's builtins see during one evaluation: the call's context

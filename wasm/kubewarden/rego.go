@@ -69,11 +69,11 @@ func (p *Policy) regoInstance(s *wasm.Session) (*regoInstance, error) {
 	if _, err := s.Call("opa_malloc", 0); err != nil {
 		return nil, err
 	}
-	res, err := s.Call("opa_heap_ptr_get")
+	base, err := call1(s, "opa_heap_ptr_get")
 	if err != nil {
 		return nil, err
 	}
-	inst := &regoInstance{base: uint32(res[0])}
+	inst := &regoInstance{base: base}
 	if inst.dataAddr, inst.evalHeap, err = parseDataAt(s, inst.base, p.regoData); err != nil {
 		return nil, err
 	}
@@ -90,11 +90,8 @@ func parseDataAt(s *wasm.Session, base uint32, data []byte) (addr, heap uint32, 
 	if addr, err = parseJSON(s, data); err != nil {
 		return 0, 0, fmt.Errorf("data: %w", err)
 	}
-	res, err := s.Call("opa_heap_ptr_get")
-	if err != nil {
-		return 0, 0, err
-	}
-	return addr, uint32(res[0]), nil
+	heap, err = call1(s, "opa_heap_ptr_get")
+	return addr, heap, err
 }
 
 // evalOneShot evaluates with ABI 1.2's opa_eval: the input is written at the heap pointer and
@@ -105,11 +102,11 @@ func evalOneShot(s *wasm.Session, entrypoint int32, dataAddr, heap uint32, input
 	}
 	s.Memory().Write(heap, input)
 	end := heap + uint32(len(input))
-	res, err := s.Call("opa_eval", 0, uint64(entrypoint), uint64(dataAddr), uint64(heap), uint64(len(input)), uint64(end), 0)
+	result, err := call1(s, "opa_eval", 0, uint64(entrypoint), uint64(dataAddr), uint64(heap), uint64(len(input)), uint64(end), 0)
 	if err != nil {
 		return nil, err
 	}
-	return cString(s.Memory(), uint32(res[0]), s.MaxOutputBytes())
+	return cString(s.Memory(), result, s.MaxOutputBytes())
 }
 
 // fitMemory grows the instance's memory so that n bytes fit at addr, within its limit.
@@ -126,11 +123,11 @@ func evalContext(s *wasm.Session, entrypoint int32, dataAddr, heap uint32, input
 	if _, err := s.Call("opa_heap_ptr_set", uint64(heap)); err != nil {
 		return nil, err
 	}
-	res, err := s.Call("opa_eval_ctx_new")
+	ctx32, err := call1(s, "opa_eval_ctx_new")
 	if err != nil {
 		return nil, err
 	}
-	ctxAddr := res[0]
+	ctxAddr := uint64(ctx32)
 	inputAddr, err := parseJSON(s, input)
 	if err != nil {
 		return nil, fmt.Errorf("input: %w", err)
@@ -149,10 +146,11 @@ func evalContext(s *wasm.Session, entrypoint int32, dataAddr, heap uint32, input
 			return nil, err
 		}
 	}
-	if res, err = s.Call("opa_eval_ctx_get_result", ctxAddr); err != nil {
+	result, err := call1(s, "opa_eval_ctx_get_result", ctxAddr)
+	if err != nil {
 		return nil, err
 	}
-	return dumpJSON(s, uint32(res[0]))
+	return dumpJSON(s, result)
 }
 
 // printHook sends Rego's print() to the policy's log.

@@ -82,6 +82,14 @@ func TestRegoModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A fresh instance per call: the result is read before the instance is closed.
+		fresh, err := loadRego(t, example(t, c.example), kubewarden.PolicyConfig{Settings: json.RawMessage(c.settings), Module: wasm.ModuleConfig{Isolation: wasm.Fresh}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := fresh.Admit(context.Background(), review(c.req), false); err != nil || res.Allowed != c.allowed {
+			t.Errorf("%s, fresh instances: %+v %v", c.example, res, err)
+		}
 		if p.Mode() != c.mode || !OneShotAtLoad(p) {
 			t.Fatalf("%s: mode %s, one-shot %v; want %s and opa_eval (the compiler makes ABI 1.3)", c.example, p.Mode(), OneShotAtLoad(p), c.mode)
 		}
@@ -122,9 +130,17 @@ violation contains {"msg": r.body} if {
 }
 
 violation contains {"msg": "dns"} if net.lookup_ip_addr(input.review.name)
+
+violation contains {"msg": "schema"} if {
+	[ok, _] := json.match_schema(input.review.object, {"$ref": "file:///etc/passwd"})
+	not ok
+}
+
+violation contains {"msg": strings.render_template("{{.x}}", {"x": 1})} if true
 `, kubewarden.ModeGatekeeper)
 	_, err := loadRego(t, bin, kubewarden.PolicyConfig{})
-	for _, want := range []string{`policy "rego": the policy needs builtins the host cannot give it:`, "http.send (it reaches the network", "net.lookup_ip_addr ("} {
+	for _, want := range []string{`policy "rego": the policy needs builtins the host cannot give it:`, "http.send (it reaches the network", "net.lookup_ip_addr (",
+		"json.match_schema (a schema's $ref is fetched from files and URLs)", "strings.render_template ("} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("load: %v\nwant %q", err, want)
 		}
@@ -204,6 +220,13 @@ main := {"nothing": true} if input.request.name == "shape"
 	req.Name = "shape"
 	_, err = p.Admit(context.Background(), review(req), false)
 	wasmtest.WantCallError(t, err, "rego", "validate", wasm.KindInvalidResponse)
+	// A Gatekeeper result that is not a list of violations is no answer, not an empty list.
+	gk, err := loadRego(t, compileRego(t, "package p\n\n# METADATA\n# entrypoint: true\nviolation := null\n", kubewarden.ModeGatekeeper), kubewarden.PolicyConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = gk.Admit(context.Background(), review(req), false)
+	wasmtest.WantCallError(t, err, "rego", "validate", wasm.KindInvalidResponse)
 	req.Name = "other"
 	_, err = p.Admit(context.Background(), review(req), false)
 	wasmtest.WantCallError(t, err, "rego", "validate", wasm.KindInvalidResponse)
@@ -256,6 +279,8 @@ violation contains {"msg": "big"} if {
 }
 
 violation contains {"msg": "no"} if input.review.name == "no"
+
+violation contains {"msg": sprintf("%999999999d", [1])} if input.review.name == "wide"
 `, kubewarden.ModeGatekeeper)
 	p, err := loadRego(t, bin, kubewarden.PolicyConfig{Module: wasm.ModuleConfig{Timeout: 50 * time.Millisecond, MemoryLimit: 32 << 20}})
 	if err != nil {
@@ -283,6 +308,13 @@ violation contains {"msg": "no"} if input.review.name == "no"
 	req.Name = "big"
 	_, err = small.Admit(context.Background(), review(req), false)
 	wasmtest.WantCallError(t, err, "small", "validate", wasm.KindMemory)
+	// A builtin runs in Go, outside the memory cap: one whose output its arguments blow up is
+	// refused before it runs.
+	_, err = admit("wide", "")
+	wasmtest.WantCallError(t, err, "rego", "validate", wasm.KindTrap)
+	if err == nil || !strings.Contains(err.Error(), "builtin sprintf refused: sprintf: width or precision") {
+		t.Errorf("sprintf with a huge width: %v", err)
+	}
 	if res, err := admit("no", ""); err != nil || res.Allowed || res.Result.Message != "no" {
 		t.Errorf("after the failures: %+v %v", res, err)
 	}

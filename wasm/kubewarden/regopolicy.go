@@ -181,7 +181,7 @@ func (p *Policy) gatekeeperResponse(req *admissionv1.AdmissionRequest, result js
 	var violations []struct {
 		Msg string `json:"msg"`
 	}
-	if err := json.Unmarshal(result, &violations); err != nil {
+	if err := json.Unmarshal(result, &violations); err != nil || result[0] != '[' {
 		return nil, p.mod.Fail("validate", wasm.KindInvalidResponse, fmt.Errorf("want the list of violations [{\"msg\": string}], got %.200q", result))
 	}
 	if len(violations) == 0 {

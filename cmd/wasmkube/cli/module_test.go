@@ -75,7 +75,7 @@ func TestModuleKubewarden(t *testing.T) {
 	}
 	code, out, stderr = run("no-latest-tag", "--settings", ex("no-latest-tag/settings.yaml"))
 	if code != 0 || !strings.Contains(out, "policy: no-latest-tag (opa, mutating false)") ||
-		!strings.Contains(out, `decision: denied (HTTP 400): admission WASM module "no-latest-tag" denied the request: container web: image nginx has no tag or the tag latest`) {
+		!strings.Contains(out, `decision: denied (HTTP 400): admission WASM module "no-latest-tag" denied the request: container nginx: image nginx has no tag or the tag latest`) {
 		t.Errorf("no-latest-tag: %d\n%s%s", code, out, stderr)
 	}
 	code, out, stderr = run("no-latest-tag", "--entrypoint", "kubernetes/admission/nope")
