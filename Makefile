@@ -144,7 +144,7 @@ examples-rust: ## build the crate-free Rust example modules (needs Debian's rust
 	    -C strip=symbols --remap-path-prefix=$$PWD=. -o $$e.wasm lib.rs) || exit 1; \
 	done
 
-HOSTILE := $(wildcard wasm/testdata/hostile/*.wat)
+HOSTILE := $(wildcard wasm/testdata/hostile/*.wat wasm/kubewarden/testdata/hostile/*.wat)
 hostile: ## assemble the hostile test modules (wasm/testdata/hostile/*.wat; needs wat2wasm from Debian's wabt)
 	@for w in $(HOSTILE); do \
 	  flags=$$(sed -n 's/^;; wat2wasm-flags://p' $$w); \

@@ -242,6 +242,7 @@ func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	var body []byte
+	count := n // the imports written
 	for i := uint32(0); i < n; i++ {
 		start := r.pos
 		if _, err := readName(r); err != nil {
@@ -266,7 +267,7 @@ func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 				return nil, false, err
 			}
 			if rw.definesMemory(imp) {
-				rw.memory, n = l, n-1 // defined in the memory section instead
+				rw.memory, count = l, count-1 // defined in the memory section instead
 				continue
 			}
 			body = append(body, content[start:head]...)
@@ -279,7 +280,7 @@ func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 		if name == "" {
 			continue
 		}
-		n++
+		count++
 		body = appendU32(body, uint32(len(rw.opts.HostModule)))
 		body = append(body, rw.opts.HostModule...)
 		body = appendU32(body, uint32(len(name)))
@@ -287,7 +288,7 @@ func (rw *rewriter) imports(content []byte) ([]byte, bool, error) {
 		body = append(body, 0x00)
 		body = appendU32(body, rw.emptyType)
 	}
-	return append(appendU32(nil, n), body...), true, r.end()
+	return append(appendU32(nil, count), body...), true, r.end()
 }
 
 func (rw *rewriter) tableSection(content []byte) ([]byte, bool, error) {

@@ -1,0 +1,30 @@
+;; A hostile module of OPA's wasm ABI (ABI 1.2): it loads like a policy (entrypoint p/v, builtin
+;; time.now_ns), but once opa_eval runs, its opa_malloc calls the builtin again, so that a host
+;; that answers builtins by calling opa_malloc would recurse on its own stack without end.
+;; The host must trap instead. Rebuild: wat2wasm reentrant.wat -o reentrant.wasm
+(module
+  (import "env" "memory" (memory 2))
+  (import "env" "opa_builtin0" (func $builtin0 (param i32 i32) (result i32)))
+  (global (export "opa_wasm_abi_version") i32 (i32.const 1))
+  (global (export "opa_wasm_abi_minor_version") i32 (i32.const 2))
+  (global $evaluating (mut i32) (i32.const 0))
+  (global $heap (mut i32) (i32.const 8192))
+  (data (i32.const 1100) "{\"p/v\":0}\00")
+  (data (i32.const 1200) "{\"time.now_ns\":0}\00")
+  (data (i32.const 1300) "[]\00")
+  (func (export "entrypoints") (result i32) (i32.const 100))
+  (func (export "builtins") (result i32) (i32.const 200))
+  (func (export "opa_json_dump") (param i32) (result i32) (i32.add (local.get 0) (i32.const 1000)))
+  (func (export "opa_value_dump") (param i32) (result i32) (i32.const 1300))
+  (func (export "opa_json_parse") (param i32 i32) (result i32) (i32.const 300))
+  (func (export "opa_value_parse") (param i32 i32) (result i32) (i32.const 300))
+  (func (export "opa_heap_ptr_get") (result i32) (global.get $heap))
+  (func (export "opa_heap_ptr_set") (param i32) (global.set $heap (local.get 0)))
+  (func (export "opa_malloc") (param i32) (result i32)
+    (if (global.get $evaluating) (then (drop (call $builtin0 (i32.const 0) (i32.const 0)))))
+    (global.get $heap))
+  (func (export "opa_eval") (param i32 i32 i32 i32 i32 i32 i32) (result i32)
+    (global.set $evaluating (i32.const 1))
+    (drop (call $builtin0 (i32.const 0) (i32.const 0)))
+    (global.set $evaluating (i32.const 0))
+    (i32.const 1300)))
