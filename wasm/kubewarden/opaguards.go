@@ -2,6 +2,8 @@ package kubewarden
 
 import (
 	"fmt"
+	"math"
+	"net"
 	"regexp"
 	"strconv"
 
@@ -20,9 +22,12 @@ const maxBuiltinOutput = 16 << 20
 
 // builtinGuards check a builtin's arguments before it runs; an error stops the evaluation.
 var builtinGuards = map[string]func(args []*ast.Term) error{
-	"sprintf":       guardSprintf,
-	"regex.replace": guardRegexReplace,
-	"json.patch":    guardJSONPatch,
+	"sprintf":                   guardSprintf,
+	"regex.replace":             guardRegexReplace,
+	"json.patch":                guardJSONPatch,
+	"net.cidr_expand":           guardCIDRExpand,
+	"numbers.range_step":        guardRangeStep,
+	"json.marshal_with_options": guardMarshalOptions,
 }
 
 // sprintfWidth matches a verb's width and precision.
@@ -77,4 +82,56 @@ func valueOf(t *ast.Term) ast.Value {
 		return nil
 	}
 	return t.Value
+}
+
+// maxExpanded is the most elements a guarded builtin may make in one call.
+const maxExpanded = 1 << 16
+
+// guardCIDRExpand refuses a CIDR of more than maxExpanded addresses (an IPv6 /64 has 2^64).
+func guardCIDRExpand(args []*ast.Term) error {
+	s, ok := args[0].Value.(ast.String)
+	if !ok {
+		return nil
+	}
+	_, ipNet, err := net.ParseCIDR(string(s))
+	if err != nil {
+		return nil // the builtin's own error
+	}
+	ones, bits := ipNet.Mask.Size()
+	if bits-ones > 16 {
+		return fmt.Errorf("net.cidr_expand: %s has 2^%d addresses; at most %d", string(s), bits-ones, maxExpanded)
+	}
+	return nil
+}
+
+// guardRangeStep refuses a range of more than maxExpanded numbers.
+func guardRangeStep(args []*ast.Term) error {
+	lo, ok1 := args[0].Value.(ast.Number)
+	hi, ok2 := args[1].Value.(ast.Number)
+	step, ok3 := args[2].Value.(ast.Number)
+	if !ok1 || !ok2 || !ok3 {
+		return nil
+	}
+	l, _ := lo.Float64()
+	h, _ := hi.Float64()
+	st, _ := step.Float64()
+	if st > 0 && math.Abs(h-l)/st > maxExpanded {
+		return fmt.Errorf("numbers.range_step: %v numbers; at most %d", math.Abs(h-l)/st, maxExpanded)
+	}
+	return nil
+}
+
+// guardMarshalOptions refuses an indent or prefix over 64 bytes: they are repeated on every line
+// and at every depth.
+func guardMarshalOptions(args []*ast.Term) error {
+	opts, ok := args[1].Value.(ast.Object)
+	if !ok {
+		return nil
+	}
+	for _, key := range []string{"indent", "prefix"} {
+		if s, ok := valueOf(opts.Get(ast.StringTerm(key))).(ast.String); ok && len(s) > 64 {
+			return fmt.Errorf("json.marshal_with_options: %s of %d bytes; at most 64", key, len(s))
+		}
+	}
+	return nil
 }

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/version"
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/wasmkube/wasmkube/wasm"
@@ -326,5 +329,68 @@ violation contains {"msg": sprintf("%999999999d", [1])} if input.review.name == 
 		if res, err := admit("fine", large); err != nil || !res.Allowed {
 			t.Fatalf("large input %d: %+v %v", i, res, err)
 		}
+	}
+}
+
+// TestEveryBuiltinIsReviewed: every builtin OPA implements in Go is either on the host's
+// allowlist, refused with a reason, or one OPA compiles into modules (left out on purpose); and
+// every allowlisted name is one of OPA's. An OPA upgrade that adds a builtin fails here until
+// someone decides.
+func TestEveryBuiltinIsReviewed(t *testing.T) {
+	compiledIn := map[string]bool{"bits.lsh": true, "numbers.range": true, "replace": true, "strings.replace_n": true, "walk": true}
+	known := map[string]bool{}
+	for _, b := range ast.Builtins {
+		if topdown.GetBuiltin(b.Name) == nil || b.IsDeprecated() {
+			continue
+		}
+		known[b.Name] = true
+		reviewed, refused := kubewarden.BuiltinReview(b.Name)
+		if reviewed == refused && !compiledIn[b.Name] {
+			t.Errorf("builtin %s: reviewed %v, refused %v: put it in exactly one of reviewedBuiltins and refusedBuiltins", b.Name, reviewed, refused)
+		}
+	}
+	for _, n := range kubewarden.ReviewedBuiltins() {
+		if !known[n] {
+			t.Errorf("reviewedBuiltins lists %s, which OPA %s does not implement", n, version.Version)
+		}
+	}
+}
+
+// TestRegoBuiltinGuards: builtins whose output their arguments can blow up are refused before
+// they run, and a module that asks the host for a builtin OPA compiles into modules is refused.
+func TestRegoBuiltinGuards(t *testing.T) {
+	bin := compileRego(t, `package policy
+
+# METADATA
+# entrypoint: true
+violation contains {"msg": sprintf("%d", [count(net.cidr_expand("10.0.0.0/8"))])} if input.review.name == "cidr"
+
+violation contains {"msg": sprintf("%d", [count(numbers.range_step(0, 100000000, 1))])} if input.review.name == "range"
+
+violation contains {"msg": json.marshal_with_options({"a": [1]}, {"pretty": true, "indent": concat("", [" " | some _ in numbers.range(1, 100)])})} if input.review.name == "indent"
+
+violation contains {"msg": sprintf("%d", [count(net.cidr_expand("10.0.0.0/24"))])} if input.review.name == "small"
+`, kubewarden.ModeGatekeeper)
+	p, err := loadRego(t, bin, kubewarden.PolicyConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"cidr":   "net.cidr_expand: 10.0.0.0/8 has 2^24 addresses",
+		"range":  "numbers.range_step: 1e+08 numbers",
+		"indent": "json.marshal_with_options: indent of",
+	} {
+		req := namespace(`{}`)
+		req.Name = name
+		_, err := p.Admit(context.Background(), review(req), false)
+		wasmtest.WantCallError(t, err, "rego", "validate", wasm.KindTrap)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", name, err, want)
+		}
+	}
+	req := namespace(`{}`)
+	req.Name = "small"
+	if res, err := p.Admit(context.Background(), review(req), false); err != nil || res.Result == nil || res.Result.Message != "256" {
+		t.Errorf("a /24 is expanded: %+v %v", res, err)
 	}
 }
