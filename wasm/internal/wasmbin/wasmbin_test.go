@@ -496,4 +496,16 @@ func TestDefineMemory(t *testing.T) {
 	if err != nil || res.DefinedMemory {
 		t.Errorf("another name: %v, DefinedMemory %v", err, res != nil && res.DefinedMemory)
 	}
+	// Imports after the memory's are kept, all of them (a hostile module of
+	// wasm/kubewarden/testdata found them cut short).
+	envFunc := append(append(append(appendU32(nil, 3), "env"...), appendU32(nil, 1)...), "f"...)
+	m.imports = [][]byte{envMemory, append(envFunc, 0x00, 0x00)}
+	res, err = Rewrite(m.bytes(), Options{DefineMemory: &ImportName{"env", "memory"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled = mustCompile(t, rt, res.Binary)
+	if f, mem := len(compiled.ImportedFunctions()), len(compiled.ImportedMemories()); f != 1 || mem != 0 {
+		t.Errorf("memory then a function imported: %d function imports, %d memory imports after the rewrite; want 1 and 0", f, mem)
+	}
 }
