@@ -60,7 +60,6 @@ var grantedBuiltins = map[string]string{"net.lookup_ip_addr": "net/v1/dns_lookup
 
 // regoProgram is what a Rego policy's module says about itself, read once at load.
 type regoProgram struct {
-	abiMinor    int32
 	oneShot     bool // opa_eval (ABI 1.2) rather than the opa_eval_ctx_* sequence
 	entrypoint  int32
 	entrypoints map[string]int32
@@ -298,8 +297,7 @@ func (p *regoProgram) read(s *wasm.Session) (builtins map[string]int32, err erro
 	if !ok1 || !ok2 || int32(major) != 1 || int32(minor) < 1 {
 		return nil, fmt.Errorf("not an OPA policy of ABI 1.1 or later (opa_wasm_abi_version %d.%d)", int32(major), int32(minor))
 	}
-	p.abiMinor = int32(minor)
-	p.oneShot = p.abiMinor >= 2 && s.Exported("opa_eval")
+	p.oneShot = int32(minor) >= 2 && s.Exported("opa_eval")
 	if p.entrypoints, err = readIDs(s, "entrypoints"); err != nil {
 		return nil, err
 	}

@@ -32,12 +32,14 @@ type regoEval struct {
 func (p *Policy) evalRego(ctx context.Context, ev regoEval) ([]byte, error) {
 	var out []byte
 	call := &regoCall{program: p.rego, mod: p.mod, logger: p.logger}
-	// Builtins run in Go, outside the module's metering: their context ends at its timeout.
-	bounded, cancel := context.WithTimeout(ctx, p.mod.Config().Timeout)
-	defer cancel()
-	bctx, stop := newBuiltinContext(bounded, printHook{call})
-	defer stop()
-	call.bctx = bctx
+	if len(p.rego.builtins) > 0 { // a policy that calls none pays for no builtin context
+		// Builtins run in Go, outside the module's metering: their context ends at its timeout.
+		bounded, cancel := context.WithTimeout(ctx, p.mod.Config().Timeout)
+		defer cancel()
+		var stop func()
+		call.bctx, stop = newBuiltinContext(bounded, printHook{call})
+		defer stop()
+	}
 	err := p.mod.Session(ctx, "validate", call, func(s *wasm.Session) error {
 		inst, err := p.regoInstance(s)
 		if err != nil {

@@ -203,30 +203,34 @@ func (p *Policy) contextData(ctx context.Context) ([]byte, error) {
 	if p.kube == nil {
 		return nil, fmt.Errorf("policy %q: context-aware data: kubernetes host calls are not available here (no cluster)", p.Name())
 	}
-	data := map[string]any{}
+	data := map[string]json.RawMessage{} // the static data's top level, its values left encoded
 	if err := json.Unmarshal(p.regoData, &data); err != nil {
 		return nil, err
 	}
-	key, tree, place := "kubernetes", map[string]any{}, placeKubeMgmt
+	key, tree, placer := "kubernetes", map[string]any{}, kubeMgmtPlacer
 	if p.mode == ModeGatekeeper {
-		key, tree, place = "inventory", map[string]any{"cluster": map[string]any{}, "namespace": map[string]any{}}, placeInventory
+		key, tree, placer = "inventory", map[string]any{"cluster": map[string]any{}, "namespace": map[string]any{}}, inventoryPlacer
 	}
-	if err := p.fillTree(ctx, tree, place); err != nil {
+	if err := p.fillTree(ctx, tree, placer); err != nil {
 		return nil, fmt.Errorf("policy %q: context-aware data: %w", p.Name(), err)
 	}
-	data[key] = tree
+	var err error
+	if data[key], err = json.Marshal(tree); err != nil {
+		return nil, err
+	}
 	return json.Marshal(data)
 }
 
-// fillTree places every object of every granted kind in tree.
-func (p *Policy) fillTree(ctx context.Context, tree map[string]any, place func(map[string]any, ContextAwareResource, listedObject)) error {
+// fillTree places every object of every granted kind in tree, where placer's layout puts it.
+func (p *Policy) fillTree(ctx context.Context, tree map[string]any, placer func(ContextAwareResource) func(listedObject) []string) error {
 	for _, r := range p.grants.ContextAwareResources {
 		items, err := p.listAll(ctx, r)
 		if err != nil {
 			return err
 		}
+		pathOf := placer(r)
 		for _, item := range items {
-			place(tree, r, item)
+			place(tree, pathOf(item), item.raw)
 		}
 	}
 	return nil
@@ -275,26 +279,28 @@ func decodeList(out []byte) ([]listedObject, error) {
 	return objs, nil
 }
 
-// placeKubeMgmt puts obj where kube-mgmt does: kubernetes.<plural>.<namespace>.<name>, or
-// kubernetes.<plural>.<name> for a cluster-scoped kind.
-func placeKubeMgmt(kubernetes map[string]any, r ContextAwareResource, obj listedObject) {
+// kubeMgmtPlacer is where kube-mgmt puts r's objects: kubernetes.<plural>.<namespace>.<name>,
+// or kubernetes.<plural>.<name> for a cluster-scoped kind (the plural found once per kind).
+func kubeMgmtPlacer(r ContextAwareResource) func(listedObject) []string {
 	gv, _ := schema.ParseGroupVersion(r.APIVersion)
 	plural, _ := meta.UnsafeGuessKindToResource(gv.WithKind(r.Kind))
-	path := []string{plural.Resource, obj.Metadata.Namespace, obj.Metadata.Name}
-	if obj.Metadata.Namespace == "" {
-		path = []string{plural.Resource, obj.Metadata.Name}
+	return func(obj listedObject) []string {
+		if obj.Metadata.Namespace == "" {
+			return []string{plural.Resource, obj.Metadata.Name}
+		}
+		return []string{plural.Resource, obj.Metadata.Namespace, obj.Metadata.Name}
 	}
-	place(kubernetes, path, obj.raw)
 }
 
-// placeInventory puts obj where Gatekeeper's sync does: inventory.namespace.<ns>.<apiVersion>.
-// <kind>.<name>, or inventory.cluster.<apiVersion>.<kind>.<name>.
-func placeInventory(inventory map[string]any, r ContextAwareResource, obj listedObject) {
-	path := []string{"namespace", obj.Metadata.Namespace, r.APIVersion, r.Kind, obj.Metadata.Name}
-	if obj.Metadata.Namespace == "" {
-		path = []string{"cluster", r.APIVersion, r.Kind, obj.Metadata.Name}
+// inventoryPlacer is where Gatekeeper's sync puts r's objects: inventory.namespace.<ns>.
+// <apiVersion>.<kind>.<name>, or inventory.cluster.<apiVersion>.<kind>.<name>.
+func inventoryPlacer(r ContextAwareResource) func(listedObject) []string {
+	return func(obj listedObject) []string {
+		if obj.Metadata.Namespace == "" {
+			return []string{"cluster", r.APIVersion, r.Kind, obj.Metadata.Name}
+		}
+		return []string{"namespace", obj.Metadata.Namespace, r.APIVersion, r.Kind, obj.Metadata.Name}
 	}
-	place(inventory, path, obj.raw)
 }
 
 // place sets path in the tree m to v, making the objects on the way.
