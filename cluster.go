@@ -45,25 +45,29 @@ func (c *Cluster) Done() <-chan struct{} { return c.life.Done() }
 // onStop registers fn to run on Stop (or on a failed Up), in reverse order of registration.
 func (c *Cluster) onStop(fn func() error) { c.life.OnStop(fn) }
 
+// component is a part of the cluster that runs until stopped.
+type component interface {
+	Done() <-chan struct{}
+	Err() error
+}
+
 // watch stops the cluster when a component stops on its own; the component's failure becomes
 // the cluster's error unless Stop was called first (lifecycle.Stopper keeps the first cause).
-func (c *Cluster) watch(api *apiserver.APIServer, cm *apiserver.ControllerManager) {
-	var cmDone <-chan struct{}
-	if cm != nil {
-		cmDone = cm.Done()
-	}
-	var cause error
+func (c *Cluster) watch(name string, comp component) {
 	select {
 	case <-c.life.Stopping():
-		return
-	case <-api.Done():
-		cause = fmt.Errorf("kube-apiserver stopped: %v", api.Err())
-	case <-cmDone:
-		cause = fmt.Errorf("kube-controller-manager stopped: %v", cm.Err())
-	case err := <-c.etcdErr:
-		cause = fmt.Errorf("etcd failed: %w", err)
+	case <-comp.Done():
+		c.life.Stop(fmt.Errorf("%s stopped: %v", name, comp.Err()))
 	}
-	c.life.Stop(cause)
+}
+
+// watchEtcd stops the cluster when the embedded etcd fails.
+func (c *Cluster) watchEtcd() {
+	select {
+	case <-c.life.Stopping():
+	case err := <-c.etcdErr:
+		c.life.Stop(fmt.Errorf("etcd failed: %w", err))
+	}
 }
 
 // lockDataDir takes the data directory's lock for the life of the cluster and returns its
@@ -112,19 +116,21 @@ func (c *Cluster) logOutput(layout apiserver.Layout, w io.Writer) (io.Writer, er
 	return f, nil
 }
 
-func writeControllerManagerKubeconfig(plan *apiserver.Plan, b *pki.Bundle) error {
-	certPEM, err := os.ReadFile(b.ControllerManagerCert())
+// writeComponentKubeconfig writes the kubeconfig of a component (kube-controller-manager,
+// kube-scheduler) that authenticates with its client certificate.
+func writeComponentKubeconfig(plan *apiserver.Plan, b *pki.Bundle, name, certFile, keyFile, path string) error {
+	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return err
 	}
-	keyPEM, err := os.ReadFile(b.ControllerManagerKey())
+	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		return err
 	}
 	cfg := kubeconfig.Build(kubeconfig.Credentials{
-		Name: "kube-controller-manager", Server: plan.Server(), CAPEM: b.CACertPEM, ClientCert: certPEM, ClientKey: keyPEM,
+		Name: name, Server: plan.Server(), CAPEM: b.CACertPEM, ClientCert: certPEM, ClientKey: keyPEM,
 	})
-	return kubeconfig.Write(plan.Layout.ControllerManagerKubeconfig(), cfg)
+	return kubeconfig.Write(path, cfg)
 }
 
 func describePKI(b *pki.Bundle) string {

@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/wasmkube/wasmkube/apiserver"
+	"github.com/wasmkube/wasmkube/apiserver/nodes"
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 	"github.com/wasmkube/wasmkube/wasm"
@@ -119,5 +122,20 @@ func TestModuleReaderChecksPins(t *testing.T) {
 	}
 	if _, err := r.read(t.Context(), p.ResolvePath, profiles.Module{Module: "registry://localhost:5000/m:v1"}); err == nil || !strings.Contains(err.Error(), "ModuleFetcher") {
 		t.Errorf("no fetcher: %v", err)
+	}
+}
+
+func TestRestartChangesNamesSchedulerAndNodes(t *testing.T) {
+	running := &Plan{Plan: &apiserver.Plan{SchedulerArgs: []string{"--v=1"}}}
+	edited := &Plan{Plan: &apiserver.Plan{SchedulerArgs: []string{"--v=2"}},
+		Nodes: &nodes.Spec{Count: 2, CPU: resource.MustParse("4"), Memory: resource.MustParse("8Gi"), Pods: 110}}
+	got := strings.Join(restartChanges(running, edited), "; ")
+	for _, want := range []string{"kube-scheduler flag --v=1 removed", "kube-scheduler flag --v=2 added", "simulated nodes none → 2 × (cpu 4, memory 8Gi, pods 110)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("restart changes %q lack %q", got, want)
+		}
+	}
+	if c := restartChanges(edited, edited); len(c) != 0 {
+		t.Errorf("no change: %q", c)
 	}
 }

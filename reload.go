@@ -75,6 +75,10 @@ func restartChanges(running, plan *Plan) []string {
 	}
 	out = append(out, flagChanges("kube-apiserver", running.APIServerArgs, plan.APIServerArgs)...)
 	out = append(out, flagChanges("kube-controller-manager", running.ControllerManagerArgs, plan.ControllerManagerArgs)...)
+	out = append(out, flagChanges("kube-scheduler", running.SchedulerArgs, plan.SchedulerArgs)...)
+	if a, b := running.Nodes.String(), plan.Nodes.String(); a != b {
+		out = append(out, fmt.Sprintf("simulated nodes %s → %s", a, b))
+	}
 	if a, b := running.Modules.AuthorizationChain, plan.Modules.AuthorizationChain; !slices.Equal(a, b) {
 		out = append(out, fmt.Sprintf("authorizer chain %s → %s", strings.Join(a, ","), strings.Join(b, ",")))
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
+	"github.com/wasmkube/wasmkube/apiserver/nodes"
 	"github.com/wasmkube/wasmkube/apiserver/pki"
 	"github.com/wasmkube/wasmkube/datadir"
 	"github.com/wasmkube/wasmkube/etcd"
@@ -151,7 +152,16 @@ func Up(ctx context.Context, p *profiles.Loaded, opts Options) (*Cluster, error)
 	c := s.c
 	c.Server, c.KubeconfigPath, c.Kubeconfig, c.RESTConfig, c.Plan = s.plan.Server(), s.plan.Layout.Kubeconfig(), s.own, s.restConfig, s.plan
 	c.reload = &reloadState{mods: s.mods, opts: opts, plan: plan}
-	go c.watch(s.api, s.cm)
+	go c.watch("kube-apiserver", s.api)
+	if s.cm != nil {
+		go c.watch("kube-controller-manager", s.cm)
+	}
+	if s.sched != nil {
+		go c.watch("kube-scheduler", s.sched)
+	}
+	if c.etcdErr != nil {
+		go c.watchEtcd()
+	}
 	return c, nil
 }
 
@@ -216,6 +226,8 @@ type starting struct {
 	adm        *hook.Admission
 	api        *apiserver.APIServer
 	cm         *apiserver.ControllerManager
+	sched      *apiserver.Scheduler
+	sim        *nodes.Simulator
 	// bootstrapped: the embedded etcd held this Kubernetes version's bootstrap objects before
 	// this start (see waitReady).
 	bootstrapped bool
@@ -233,6 +245,8 @@ func (s *starting) steps() []step {
 		{name: "modules", run: s.loadModules, rollback: s.closeModules},
 		{name: "kube-apiserver", run: s.startAPIServer, rollback: func() error { return s.api.Stop() }},
 		{name: "controllers", run: s.startControllers, rollback: s.stopControllers},
+		{name: "scheduler", run: s.startScheduler, rollback: s.stopScheduler},
+		{name: "nodes", run: s.startNodes, rollback: s.stopNodes},
 		{name: "kubeconfig", run: s.writeKubeconfig},
 	}
 }
@@ -262,7 +276,9 @@ func (s *starting) listen(context.Context) (bool, string, error) {
 		return false, "", err
 	}
 	s.ln = ln
-	s.plan = &Plan{Plan: s.plan.WithPort(int32(ln.Addr().(*net.TCPAddr).Port)), Modules: s.plan.Modules}
+	bound := *s.plan
+	bound.Plan = s.plan.WithPort(int32(ln.Addr().(*net.TCPAddr).Port))
+	s.plan = &bound
 	return false, "", nil
 }
 
@@ -381,7 +397,8 @@ func (s *starting) startControllers(ctx context.Context) (bool, string, error) {
 	if s.plan.ControllerManagerArgs == nil {
 		return false, "", nil
 	}
-	if err := writeControllerManagerKubeconfig(s.plan.Plan, s.bundle); err != nil {
+	if err := writeComponentKubeconfig(s.plan.Plan, s.bundle, "kube-controller-manager",
+		s.bundle.ControllerManagerCert(), s.bundle.ControllerManagerKey(), s.plan.Layout.ControllerManagerKubeconfig()); err != nil {
 		return false, "", err
 	}
 	cm, err := apiserver.StartControllerManager(context.WithoutCancel(ctx), s.plan.Plan)
@@ -489,4 +506,48 @@ func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admi
 		}
 	}
 	return hooks
+}
+
+// startScheduler starts kube-scheduler when the plan runs it.
+func (s *starting) startScheduler(ctx context.Context) (bool, string, error) {
+	if s.plan.SchedulerArgs == nil {
+		return false, "", nil
+	}
+	if err := writeComponentKubeconfig(s.plan.Plan, s.bundle, "kube-scheduler",
+		s.bundle.SchedulerCert(), s.bundle.SchedulerKey(), s.plan.Layout.SchedulerKubeconfig()); err != nil {
+		return false, "", err
+	}
+	sched, err := apiserver.StartScheduler(context.WithoutCancel(ctx), s.plan.Plan)
+	if err != nil {
+		return false, "", err
+	}
+	s.sched = sched
+	return true, "", nil
+}
+
+func (s *starting) stopScheduler() error {
+	if s.sched == nil {
+		return nil
+	}
+	return s.sched.Stop()
+}
+
+// startNodes creates the simulated nodes and starts kwok's controllers when the plan has nodes.
+func (s *starting) startNodes(ctx context.Context) (bool, string, error) {
+	if s.plan.Nodes == nil {
+		return false, "", nil
+	}
+	sim, err := nodes.Start(ctx, s.restConfig, *s.plan.Nodes, klog.Background().WithName("kwok"))
+	if err != nil {
+		return false, "", fmt.Errorf("simulated nodes: %w", err)
+	}
+	s.sim = sim
+	return true, fmt.Sprintf("%d simulated (kwok)", s.plan.Nodes.Count), nil
+}
+
+func (s *starting) stopNodes() error {
+	if s.sim != nil {
+		s.sim.Stop()
+	}
+	return nil
 }

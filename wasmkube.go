@@ -23,7 +23,10 @@ import (
 
 	"github.com/adrg/xdg"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/wasmkube/wasmkube/apiserver"
+	"github.com/wasmkube/wasmkube/apiserver/nodes"
 	"github.com/wasmkube/wasmkube/profiles"
 )
 
@@ -66,6 +69,8 @@ type Plan struct {
 	// Modules is where the modules go, from the profile and the original proof of concept's
 	// flags (profiles.TakeWASMFlags), which kube-apiserver does not get.
 	Modules profiles.ModulePlan
+	// Nodes are the simulated nodes; nil without any.
+	Nodes *nodes.Spec
 }
 
 // PlanFor returns what Up would run for the profile and options, without running anything.
@@ -89,6 +94,7 @@ func PlanFor(p *profiles.Loaded, opts Options) (*Plan, error) {
 		AuthorizationModes: flags.AuthorizationModes, AdmissionPlugins: flags.AdmissionPlugins,
 		ExtraAPIServerArgs: flags.ExtraArgs, EtcdFsync: p.EtcdFsync(),
 		Controllers: p.ControllersEnabled(), ExtraControllerManagerArgs: p.Controllers.ExtraArgs,
+		Scheduler: p.SchedulerEnabled(), ExtraSchedulerArgs: p.Scheduler.ExtraArgs,
 	}
 	if opts.Address != "" {
 		in.Address = opts.Address
@@ -106,5 +112,26 @@ func PlanFor(p *profiles.Loaded, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Plan{Plan: plan, Modules: flags.Modules}, nil
+	spec, err := nodeSpec(p)
+	if err != nil {
+		return nil, err
+	}
+	return &Plan{Plan: plan, Modules: flags.Modules, Nodes: spec}, nil
+}
+
+// nodeSpec is the profile's simulated nodes, nil when it has none.
+func nodeSpec(p *profiles.Loaded) (*nodes.Spec, error) {
+	if p.NodeCount() == 0 {
+		return nil, nil
+	}
+	cpu, err := resource.ParseQuantity(p.Nodes.EffectiveCPU())
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: nodes.cpu: %w", p.Name, err)
+	}
+	mem, err := resource.ParseQuantity(p.Nodes.EffectiveMemory())
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: nodes.memory: %w", p.Name, err)
+	}
+	return &nodes.Spec{Prefix: p.Name + "-node", Count: int(p.Nodes.Count), CPU: cpu, Memory: mem, Pods: int64(p.Nodes.EffectivePods()),
+		KubeletVersion: apiserver.KubernetesVersion()}, nil
 }

@@ -13,11 +13,7 @@ import (
 )
 
 // ControllerManager is a running kube-controller-manager.
-type ControllerManager struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-}
+type ControllerManager struct{ component }
 
 // StartControllerManager builds kube-controller-manager from the plan's flags as its own command
 // does and runs it until Stop. It expects the kube-apiserver to be ready (the plan's kubeconfig
@@ -51,26 +47,12 @@ func StartControllerManager(ctx context.Context, plan *Plan) (*ControllerManager
 		return nil, fmt.Errorf("kube-controller-manager config: %w; check controllers.extraArgs in the profile", err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	cm := &ControllerManager{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(cm.done)
+	cm := &ControllerManager{}
+	cm.start(cancel, func() error {
 		// Run registers its configuration under a process-global name; release it so a later
 		// cluster in the same process can register again.
 		defer configz.Delete(app.ConfigzName)
-		cm.err = app.Run(runCtx, c.Complete())
-	}()
+		return app.Run(runCtx, c.Complete())
+	})
 	return cm, nil
-}
-
-// Done is closed when the controller manager has stopped.
-func (cm *ControllerManager) Done() <-chan struct{} { return cm.done }
-
-// Err is the error the controller manager stopped with; valid after Done is closed.
-func (cm *ControllerManager) Err() error { return cm.err }
-
-// Stop stops every controller and waits for them.
-func (cm *ControllerManager) Stop() error {
-	cm.cancel()
-	<-cm.done
-	return cm.err
 }

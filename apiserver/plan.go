@@ -78,6 +78,9 @@ func (l Layout) ControllerManagerKubeconfig() string {
 	return filepath.Join(l.DataDir, "controller-manager.kubeconfig")
 }
 
+// SchedulerKubeconfig is kube-scheduler's own kubeconfig.
+func (l Layout) SchedulerKubeconfig() string { return filepath.Join(l.DataDir, "scheduler.kubeconfig") }
+
 // Logs holds component logs.
 func (l Layout) Logs() string { return filepath.Join(l.DataDir, "logs") }
 
@@ -125,6 +128,9 @@ type PlanInput struct {
 	// its defaults.
 	Controllers                bool
 	ExtraControllerManagerArgs []string
+	// Scheduler says kube-scheduler runs, with ExtraSchedulerArgs laid over its defaults.
+	Scheduler          bool
+	ExtraSchedulerArgs []string
 }
 
 // ExternalEtcd names etcd servers that wasmkube does not run; files are absolute paths.
@@ -154,6 +160,8 @@ type Plan struct {
 	APIServerArgs []string
 	// ControllerManagerArgs are kube-controller-manager's flags; nil when it does not run.
 	ControllerManagerArgs []string
+	// SchedulerArgs are kube-scheduler's flags; nil when it does not run.
+	SchedulerArgs []string
 }
 
 // arg is one flag before rendering.
@@ -187,6 +195,9 @@ func NewPlan(in PlanInput) (*Plan, error) {
 	plan.APIServerArgs = render(mergeArgs(plan.apiserverDefaults(ip, in.AuthorizationModes, in.AdmissionPlugins), layers...))
 	if in.Controllers {
 		plan.ControllerManagerArgs = render(mergeArgs(plan.controllerManagerDefaults(), parseArgs(in.ExtraControllerManagerArgs)))
+	}
+	if in.Scheduler {
+		plan.SchedulerArgs = render(mergeArgs(plan.schedulerDefaults(), parseArgs(in.ExtraSchedulerArgs)))
 	}
 	return plan, nil
 }
@@ -269,6 +280,19 @@ func (p *Plan) controllerManagerDefaults() []arg {
 		{"kube-api-qps", "200"},
 		{"kube-api-burst", "400"},
 		{"flex-volume-plugin-dir", p.Layout.FlexVolumeDir()},
+	}
+}
+
+func (p *Plan) schedulerDefaults() []arg {
+	return []arg{
+		{"kubeconfig", p.Layout.SchedulerKubeconfig()},
+		// Off: with leader election, kube-scheduler ends the whole process when it stops.
+		{"leader-elect", "false"},
+		// No serving port: its health and metrics are the process's, through the kube-apiserver.
+		{"secure-port", "0"},
+		// The defaults (50 QPS, burst 100) bind at most 50 pods a second.
+		{"kube-api-qps", "500"},
+		{"kube-api-burst", "1000"},
 	}
 }
 

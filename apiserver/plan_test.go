@@ -39,6 +39,30 @@ func TestPlanDefaults(t *testing.T) {
 	}
 }
 
+func TestPlanScheduler(t *testing.T) {
+	in := input()
+	plan, err := NewPlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.SchedulerArgs != nil {
+		t.Errorf("scheduler not asked for, but planned: %v", plan.SchedulerArgs)
+	}
+	in.Scheduler, in.ExtraSchedulerArgs = true, []string{"kube-api-qps=20", "v=4"}
+	if plan, err = NewPlan(in); err != nil {
+		t.Fatal(err)
+	}
+	args := plan.SchedulerArgs
+	for _, want := range []string{"--kubeconfig=" + plan.Layout.SchedulerKubeconfig(), "--leader-elect=false", "--secure-port=0", "--kube-api-qps=20", "--v=4"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("scheduler flags lack %s: %v", want, args)
+		}
+	}
+	if slices.Contains(args, "--kube-api-qps=500") {
+		t.Errorf("the profile's kube-api-qps did not replace the default: %v", args)
+	}
+}
+
 func TestPlanExtraArgsOverride(t *testing.T) {
 	in := input()
 	in.Port = 0

@@ -53,9 +53,7 @@ type APIServer struct {
 	// Loopback is the server's own privileged client configuration (user system:apiserver).
 	Loopback *rest.Config
 	mark     func(phase, detail string)
-	cancel   context.CancelFunc
-	done     chan struct{}
-	err      error
+	component
 }
 
 // Listen opens the secure port. Port 0 binds a free port; the kernel picks it, so two clusters
@@ -109,12 +107,11 @@ func Start(ctx context.Context, in StartInput) (_ *APIServer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &APIServer{Loopback: loopback, mark: mark, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
+	a := &APIServer{Loopback: loopback, mark: mark}
+	a.start(cancel, func() error {
 		defer informerName.Release()
-		a.err = prepared.Run(runCtx)
-	}()
+		return prepared.Run(runCtx)
+	})
 	return a, nil
 }
 
@@ -196,19 +193,6 @@ func buildServer(ctx context.Context, s *options.ServerRunOptions, featureGate f
 
 // preparedServer is the server chain ready to run.
 type preparedServer interface{ Run(context.Context) error }
-
-// Done is closed when the server has stopped, by Stop or on its own.
-func (a *APIServer) Done() <-chan struct{} { return a.done }
-
-// Err is the error the server stopped with; valid after Done is closed.
-func (a *APIServer) Err() error { return a.err }
-
-// Stop shuts the server down and waits until it has drained.
-func (a *APIServer) Stop() error {
-	a.cancel()
-	<-a.done
-	return a.err
-}
 
 // klog, the logging configuration and its output are process-global in Kubernetes; this is the
 // one place wasmkube sets them, once per process.

@@ -62,7 +62,7 @@ const ReloadStatus = "reload.json"
 // layoutEntries are the names wasmkube writes in a data directory besides the marker (an older
 // wasmkube, before the marker, wrote all but ReloadStatus).
 func layoutEntries() []string {
-	return []string{"pki", "etcd", "etcd.sock", "kubeconfig", "controller-manager.kubeconfig", "logs",
+	return []string{"pki", "etcd", "etcd.sock", "kubeconfig", "controller-manager.kubeconfig", "scheduler.kubeconfig", "logs",
 		"wasmkube.lock", "wasmkube.pid", "kubectl-cache", "flexvolume", ReloadStatus}
 }
 

@@ -87,6 +87,12 @@ func TestInvalidProfiles(t *testing.T) {
 		"bad-values.yaml":         {"bad-values.yaml:3: name", "bad-values.yaml:4: address", "bad-values.yaml:5: port"},
 		"duplicate-field.yaml":    {"duplicate-field.yaml", "line 5", `"port" already defined`},
 		"owned-flag.yaml":         {"owned-flag.yaml:5", "apiserver.extraArgs[0]", "profile field port"},
+		"bad-nodes.yaml": {
+			"bad-nodes.yaml:5: scheduler.extraArgs[0]: Forbidden", "without leader election",
+			"bad-nodes.yaml:7: nodes.count: Invalid value: 1001", "must be 0-1000",
+			`bad-nodes.yaml:8: nodes.cpu: Invalid value: "lots"`, `nodes.memory: Invalid value: "-1Gi"`,
+			"bad-nodes.yaml:10: nodes.pods: Invalid value: 0",
+		},
 		"bad-modules.yaml": {
 			"authorization.chain", "add WASM", "authorization.cacheTTL",
 			"authorization.modules[0].failurePolicy", `"Maybe"`,
@@ -296,6 +302,32 @@ func TestDefaultModuleNameOfRemoteModules(t *testing.T) {
 	} {
 		if got := DefaultModuleName(ref); got != want {
 			t.Errorf("DefaultModuleName(%q) = %q, want %q", ref, got, want)
+		}
+	}
+}
+
+func TestSchedulerFollowsNodes(t *testing.T) {
+	cases := []struct {
+		doc   string
+		sched bool
+		nodes int32
+	}{
+		{"", false, 0},
+		{"nodes: {count: 2}\n", true, 2},
+		{"nodes: {count: 2}\nscheduler: {enabled: false}\n", false, 2},
+		{"scheduler: {enabled: true}\n", true, 0},
+		{"nodes: {count: 0}\n", false, 0},
+	}
+	for _, c := range cases {
+		p, err := Parse([]byte("apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\nname: sim\n"+c.doc), "sim.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.SchedulerEnabled() != c.sched || p.NodeCount() != c.nodes {
+			t.Errorf("%q: scheduler %v, nodes %d; want %v, %d", c.doc, p.SchedulerEnabled(), p.NodeCount(), c.sched, c.nodes)
+		}
+		if p.Nodes != nil && (p.Nodes.EffectiveCPU() != "4" || p.Nodes.EffectiveMemory() != "16Gi" || p.Nodes.EffectivePods() != 110) {
+			t.Errorf("%q: node capacity defaults %s %s %d", c.doc, p.Nodes.EffectiveCPU(), p.Nodes.EffectiveMemory(), p.Nodes.EffectivePods())
 		}
 	}
 }

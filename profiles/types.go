@@ -14,6 +14,7 @@
 package profiles
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 
@@ -54,6 +55,10 @@ type Profile struct {
 	Etcd Etcd `json:"etcd,omitempty"`
 	// Controllers configures the in-process kube-controller-manager.
 	Controllers Controllers `json:"controllers,omitempty"`
+	// Scheduler configures the in-process kube-scheduler.
+	Scheduler Scheduler `json:"scheduler,omitempty"`
+	// Nodes are simulated nodes (kwok): Pods bound to them report Running without containers.
+	Nodes *Nodes `json:"nodes,omitempty"`
 	// APIServer configures the kube-apiserver beyond what wasmkube sets.
 	APIServer APIServer `json:"apiserver,omitempty"`
 	// Authentication lists token authenticator modules.
@@ -97,6 +102,37 @@ type Controllers struct {
 	// ExtraArgs are extra kube-controller-manager flags, "name=value" (a leading "--" is optional).
 	// A flag named here replaces wasmkube's own value for it.
 	ExtraArgs []string `json:"extraArgs,omitempty"`
+}
+
+// Scheduler configures the in-process kube-scheduler.
+type Scheduler struct {
+	// Enabled runs kube-scheduler in-process. Default: true when the profile has nodes.
+	Enabled *bool `json:"enabled,omitempty"`
+	// ExtraArgs are extra kube-scheduler flags, "name=value" (a leading "--" is optional), e.g.
+	// config=scheduler-config.yaml for scheduling profiles and plugin settings.
+	ExtraArgs []string `json:"extraArgs,omitempty"`
+}
+
+// Defaults of Nodes.
+const (
+	DefaultNodeCPU    = "4"
+	DefaultNodeMemory = "16Gi"
+	DefaultNodePods   = 110
+	// MaxNodes bounds nodes.count.
+	MaxNodes = 1000
+)
+
+// Nodes describes simulated nodes, run by kwok's controllers: Node objects that stay Ready, and
+// Pods bound to them that get IPs and report Running (or Succeeded, when a Job's containers
+// would have ended) without running anything.
+type Nodes struct {
+	// Count is how many nodes, 0-1000. Nodes are named NAME-node-0, NAME-node-1, … (NAME: the
+	// profile's name).
+	Count int32 `json:"count"`
+	// CPU, Memory and Pods are each node's capacity, as quantities. Defaults 4, 16Gi, 110.
+	CPU    string `json:"cpu,omitempty"`
+	Memory string `json:"memory,omitempty"`
+	Pods   *int32 `json:"pods,omitempty"`
 }
 
 // APIServer configures the kube-apiserver.
@@ -245,6 +281,33 @@ func (m *AdmissionModule) IsMutating() bool { return m.Mutating != nil && *m.Mut
 // ControllersEnabled reports whether kube-controller-manager runs (default true).
 func (p *Profile) ControllersEnabled() bool {
 	return p.Controllers.Enabled == nil || *p.Controllers.Enabled
+}
+
+// SchedulerEnabled reports whether kube-scheduler runs: scheduler.enabled, else whether the
+// profile has nodes.
+func (p *Profile) SchedulerEnabled() bool {
+	if p.Scheduler.Enabled != nil {
+		return *p.Scheduler.Enabled
+	}
+	return p.NodeCount() > 0
+}
+
+// NodeCount is the number of simulated nodes (0 without nodes).
+func (p *Profile) NodeCount() int32 {
+	if p.Nodes == nil {
+		return 0
+	}
+	return p.Nodes.Count
+}
+
+// EffectiveCPU, EffectiveMemory and EffectivePods are a node's capacity, defaults applied.
+func (n *Nodes) EffectiveCPU() string    { return cmp.Or(n.CPU, DefaultNodeCPU) }
+func (n *Nodes) EffectiveMemory() string { return cmp.Or(n.Memory, DefaultNodeMemory) }
+func (n *Nodes) EffectivePods() int32 {
+	if n.Pods == nil {
+		return DefaultNodePods
+	}
+	return *n.Pods
 }
 
 // EffectivePort returns the configured port or DefaultPort.

@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"path"
@@ -78,6 +79,10 @@ func Validate(p *Profile) field.ErrorList {
 	errs = append(errs, validateEtcd(&p.Etcd, fp("etcd"))...)
 	errs = append(errs, validateExtraArgs(p.APIServer.ExtraArgs, fp("apiserver").Child("extraArgs"), apiserverOwnedFlags)...)
 	errs = append(errs, validateExtraArgs(p.Controllers.ExtraArgs, fp("controllers").Child("extraArgs"), nil)...)
+	errs = append(errs, validateScheduler(&p.Scheduler, fp("scheduler"))...)
+	if p.Nodes != nil {
+		errs = append(errs, validateNodes(p.Nodes, fp("nodes"))...)
+	}
 	if a := p.Authentication; a != nil {
 		errs = append(errs, validateAuthentication(a, fp("authentication"))...)
 	}
@@ -135,6 +140,35 @@ func validateExtraArgs(args []string, fld *field.Path, owned map[string]string) 
 		case owned[name] != "":
 			errs = append(errs, field.Forbidden(fld.Index(i), "--"+name+" is set by the profile field "+owned[name]+" (or the up flag --"+owned[name]+"); set it there"))
 		}
+	}
+	return errs
+}
+
+func validateScheduler(s *Scheduler, fld *field.Path) field.ErrorList {
+	errs := validateExtraArgs(s.ExtraArgs, fld.Child("extraArgs"), nil)
+	for i, a := range s.ExtraArgs {
+		if name, _, _ := SplitArg(a); name == "leader-elect" {
+			errs = append(errs, field.Forbidden(fld.Child("extraArgs").Index(i), "wasmkube runs one kube-scheduler without leader election (with it, kube-scheduler ends the whole process when it stops): remove it"))
+		}
+	}
+	return errs
+}
+
+func validateNodes(n *Nodes, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if n.Count < 0 || n.Count > MaxNodes {
+		errs = append(errs, field.Invalid(fld.Child("count"), n.Count, fmt.Sprintf("must be 0-%d", MaxNodes)))
+	}
+	for _, q := range []struct{ name, value, example string }{{"cpu", n.CPU, "4 or 3500m"}, {"memory", n.Memory, "16Gi"}} {
+		if q.value == "" {
+			continue
+		}
+		if v, err := resource.ParseQuantity(q.value); err != nil || v.Sign() <= 0 {
+			errs = append(errs, field.Invalid(fld.Child(q.name), q.value, "must be a positive quantity such as "+q.example))
+		}
+	}
+	if n.Pods != nil && *n.Pods < 1 {
+		errs = append(errs, field.Invalid(fld.Child("pods"), *n.Pods, "must be at least 1 (a kubelet's default is 110)"))
 	}
 	return errs
 }

@@ -44,6 +44,7 @@ const (
 	AdminUser             = "kubernetes-admin"
 	AdminGroup            = "system:masters"
 	ControllerManagerUser = "system:kube-controller-manager"
+	SchedulerUser         = "system:kube-scheduler"
 )
 
 // Paths names the files of a PKI directory.
@@ -62,6 +63,8 @@ func (p Paths) AdminCert() string             { return p.file("admin.crt") }
 func (p Paths) AdminKey() string              { return p.file("admin.key") }
 func (p Paths) ControllerManagerCert() string { return p.file("controller-manager.crt") }
 func (p Paths) ControllerManagerKey() string  { return p.file("controller-manager.key") }
+func (p Paths) SchedulerCert() string         { return p.file("scheduler.crt") }
+func (p Paths) SchedulerKey() string          { return p.file("scheduler.key") }
 func (p Paths) AdminToken() string            { return p.file("admin.token") }
 func (p Paths) TokenAuthFile() string         { return p.file("tokens.csv") }
 
@@ -140,6 +143,8 @@ func Ensure(req Request) (*Bundle, error) {
 			subject: pkix.Name{CommonName: AdminUser, Organization: []string{AdminGroup}}, usage: x509.ExtKeyUsageClientAuth},
 		{name: "controller-manager", certPath: s.paths.ControllerManagerCert(), keyPath: s.paths.ControllerManagerKey(),
 			subject: pkix.Name{CommonName: ControllerManagerUser}, usage: x509.ExtKeyUsageClientAuth},
+		{name: "scheduler", certPath: s.paths.SchedulerCert(), keyPath: s.paths.SchedulerKey(),
+			subject: pkix.Name{CommonName: SchedulerUser}, usage: x509.ExtKeyUsageClientAuth},
 	}
 	for _, l := range leaves {
 		if err := s.ensureLeaf(l); err != nil {

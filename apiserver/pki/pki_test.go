@@ -21,8 +21,8 @@ func TestEnsureCreatesThenReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Generated) != 12 {
-		t.Fatalf("first run generated %v, want all 12 files", b.Generated)
+	if len(b.Generated) != 14 {
+		t.Fatalf("first run generated %v, want all 14 files", b.Generated)
 	}
 	st, err := os.Stat(dir)
 	if err != nil || st.Mode().Perm() != 0o700 {
@@ -35,8 +35,8 @@ func TestEnsureCreatesThenReuses(t *testing.T) {
 			t.Errorf("%s mode = %v, want 0600", e.Name(), info.Mode().Perm())
 		}
 	}
-	if len(entries) != 12 {
-		t.Errorf("pki dir has %d entries (temp files left?), want 12", len(entries))
+	if len(entries) != 14 {
+		t.Errorf("pki dir has %d entries (temp files left?), want 14", len(entries))
 	}
 
 	before := readAll(t, dir)
@@ -111,8 +111,8 @@ func TestRegeneratesExpiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Generated) != 6 || slices.Contains(b.Generated, "ca.crt") {
-		t.Fatalf("leaves close to expiry: regenerated %v, want the three leaf pairs and not the CA", b.Generated)
+	if len(b.Generated) != 8 || slices.Contains(b.Generated, "ca.crt") {
+		t.Fatalf("leaves close to expiry: regenerated %v, want the four leaf pairs and not the CA", b.Generated)
 	}
 
 	muchLater := func() time.Time { return time.Now().Add(10 * 365 * 24 * time.Hour) }

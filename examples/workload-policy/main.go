@@ -58,7 +58,12 @@ func validate(r *admission.Request, s Settings) admission.Response {
 		}
 	}
 	if len(missing) > 0 {
-		return admission.Reject(r.Kind.Kind+" "+r.Name+" lacks required labels: "+strings.Join(missing, ", "), 400)
+		// A Pod a ReplicaSet or Job creates has no name yet (the server generates it).
+		who := r.Kind.Kind
+		if r.Name != "" {
+			who += " " + r.Name
+		}
+		return admission.Reject(who+" lacks required labels: "+strings.Join(missing, ", "), 400)
 	}
 
 	spec := r.Object.Get(path...)

@@ -147,7 +147,9 @@ func TestMarkdown(t *testing.T) {
 			{Name: "wasmkube minimal, warm", Ready: Series{0.8, 0.9}, RSS: Series{200, 210}, Stop: Series{0.1, 0.2}},
 			{Name: "etcd + kube-apiserver binaries, warm", Ready: Series{2, 2.2}, RSS: Series{300}, Stop: Series{1}},
 			{Name: "wasmkube demo, warm", Ready: Series{1.2, 1.3}, RSS: Series{320}, Stop: Series{0.2}},
+			{Name: bareStartRow, Ready: Series{1.1, 1.2}, RSS: Series{300}, Stop: Series{0.2}},
 		},
+		Workloads: &WorkloadResult{Pods: 1000, Nodes: 10, Scheduled: Series{4, 5}, Running: Series{6, 21}, Deleted: Series{4}},
 		Admit: &AdmissionResult{Creates: 10, Clients: 16, Clusters: []AdmissionCluster{
 			{Added: map[string]Series{wayWASM: {60}, wayRust: {90}, wayCEL: {40}, wayWebhook: {600}}, AddedP99: map[string]Series{}, Throughput: map[string]Series{wayWASM: {0.97}, wayRust: {0.9}}},
 			{Label: "abc123", Added: map[string]Series{wayWASM: {300}}, AddedP99: map[string]Series{}, Throughput: map[string]Series{}},
@@ -169,6 +171,10 @@ func TestMarkdown(t *testing.T) {
 		"| WASM module, Go (magic-validate) — base abc123 | 300 |",
 		"stripped (without the symbol\ntable and DWARF",
 		"| b | 0.0 | 0.0 | 2 |\n| a | 0.0 | 0.0 | 1 |",
+		"- warm start +≤ 0.1 s: +0.10 s (1.25 vs 1.15 s): **met**",
+		"- RSS at ready +≤ 30 MB: +20 MB (320 vs 300 MB): **met**",
+		"| 1000 | 4.50 (4.00–5.00) | 13.50 (6.00–21.00) | 4.00 |",
+		"scheduled and Running in ≤ 20 s: 13.50 s: **not met**",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)

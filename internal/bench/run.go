@@ -30,7 +30,8 @@ type Config struct {
 	// Base is a git revision whose wasmkube the start and admission comparisons also run,
 	// interleaved with this tree's (before/after in one run); none when empty.
 	Base string
-	// Steps to run (build, start, admission, reload, access, calls, binary); all when empty. build is
+	// Steps to run (build, start, admission, reload, access, workloads, calls, binary); all when
+	// empty. build is
 	// always run when another step needs its binaries.
 	Steps []string
 	Log   *slog.Logger
@@ -56,6 +57,8 @@ type Report struct {
 	Access   *AccessResult
 	Calls    []CallBench
 	Binary   *BinaryResult
+	// Workloads is the 1,000-pod run on simulated nodes.
+	Workloads *WorkloadResult
 }
 
 // Run builds what it needs and runs every comparison in turn.
@@ -74,6 +77,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"admission", runAdmission},
 		{"reload", runReload},
 		{"access", runAccess},
+		{"workloads", runWorkloads},
 		{"calls", runCalls},
 		{"binary", runBinary},
 	}
@@ -137,6 +141,11 @@ func runStart(ctx context.Context, cfg Config, rep *Report) error {
 	fresh, _, err := cfg.homes("start-fresh")
 	if err != nil {
 		return err
+	}
+	for _, h := range warm {
+		if err := writeDemoVariant(ctx, h, bareProfile, withoutNodes); err != nil {
+			return err
+		}
 	}
 	rep.Start, err = measureStart(ctx, warm, fresh, labels, rep.Separate, cfg.Rounds)
 	return err

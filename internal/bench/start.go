@@ -70,7 +70,7 @@ func startVariants(warm, fresh home, bins separateBinaries) []startVariant {
 	v := wasmkubeVariants(warm, fresh, "")
 	return []startVariant{v[0],
 		{name: "etcd + kube-apiserver binaries, warm", run: separateOnce(sep)},
-		v[1], v[2],
+		v[1], v[4], v[2],
 		{name: "etcd + kube-apiserver binaries, fresh etcd", run: separateOnce(sepFresh), reset: removeAll(sepFresh.etcdDir)},
 		v[3],
 	}
@@ -83,8 +83,12 @@ func wasmkubeVariants(warm, fresh home, suffix string) []startVariant {
 		{name: "wasmkube demo, warm" + suffix, run: upOnce(warm, "demo")},
 		{name: "wasmkube minimal, fresh" + suffix, run: upOnce(fresh, "minimal"), reset: removeAll(fresh.dataDir("minimal"))},
 		{name: "wasmkube demo, fresh" + suffix, run: upOnce(fresh, "demo"), reset: removeAll(fresh.dataDir("demo"))},
+		{name: bareStartRow + suffix, run: upOnce(warm, bareProfile)},
 	}
 }
+
+// bareStartRow is the row of the demo without kube-scheduler and simulated nodes.
+const bareStartRow = "wasmkube demo without scheduler and nodes, warm"
 
 func removeAll(dir string) func() error {
 	return func() error { return os.RemoveAll(dir) }

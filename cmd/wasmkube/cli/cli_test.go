@@ -214,7 +214,8 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	e := newEnv(t)
 	up := e.startUp("--profile", "demo", "--port", "0", "--merge-kubeconfig")
 	up.waitReady(t)
-	for _, want := range []string{"✓ pki ready", "✓ etcd ready", "✓ modules ready (", "5 loaded", "✓ kube-apiserver ready", "✓ controllers started", "context wasmkube-demo"} {
+	for _, want := range []string{"✓ pki ready", "✓ etcd ready", "✓ modules ready (", "5 loaded", "✓ kube-apiserver ready", "✓ controllers started",
+		"✓ scheduler started", "✓ nodes ready", "3 simulated (kwok)", "context wasmkube-demo"} {
 		if !strings.Contains(up.text(), want) {
 			t.Errorf("up output lacks %q:\n%s", want, up.text())
 		}
@@ -257,6 +258,7 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 		magicWalkthrough(t, which, kubectl)
 	}
 	t.Run("DecisionsFollow", func(t *testing.T) { testDecisionsFollow(t, e) })
+	t.Run("Workloads", func(t *testing.T) { testWorkloads(t, e) })
 	code, _, stderr = e.run("kubectl", "get", "nosuchkind")
 	if code == 0 || !strings.Contains(stderr, "nosuchkind") {
 		t.Errorf("kubectl error: exit %d, stderr %q; want non-zero and the message", code, stderr)
@@ -297,6 +299,15 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	}
 	if !strings.Contains(up.text(), "pki ready") || !strings.Contains(up.text(), "reused") {
 		t.Errorf("restart did not reuse the PKI:\n%s", up.text())
+	}
+	// The simulated nodes and the workloads on them survive the restart.
+	code, out, _ = e.run("kubectl", "get", "nodes", "-l", "type=kwok", "--no-headers")
+	if code != 0 || strings.Count(out, " Ready ") != 3 {
+		t.Errorf("after restart the nodes are not Ready: %d\n%s", code, out)
+	}
+	code, out, _ = e.run("kubectl", "get", "pods", "-l", "app=wl-agent", "-o", "jsonpath={.items[*].status.phase}")
+	if code != 0 || out != "Running Running Running" {
+		t.Errorf("after restart the DaemonSet's pods: %d %q, want Running ×3", code, out)
 	}
 	if code := up.signal(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code after SIGTERM = %d, want 0", code)

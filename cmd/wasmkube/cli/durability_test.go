@@ -146,8 +146,8 @@ func TestDurability(t *testing.T) {
 	if !strings.Contains(up.text(), "NEW CA over existing cluster data") {
 		t.Errorf("up --new-ca did not say it made a new CA:\n%s", up.text())
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dataDir, "pki")); len(entries) != 12 {
-		t.Errorf("pki/ holds %d files, want 12 (temporary files of killed writes left?)", len(entries))
+	if entries, _ := os.ReadDir(filepath.Join(dataDir, "pki")); len(entries) != 14 {
+		t.Errorf("pki/ holds %d files, want 14 (temporary files of killed writes left?)", len(entries))
 	}
 	c := kubeClient(t, dataDir)
 	checkPresent(t, c, acked, "after the last round")

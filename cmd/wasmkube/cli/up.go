@@ -17,6 +17,7 @@ import (
 
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
+	"github.com/wasmkube/wasmkube/apiserver/nodes"
 	"github.com/wasmkube/wasmkube/examples"
 	"github.com/wasmkube/wasmkube/profiles"
 )
@@ -207,7 +208,7 @@ func printStep(s streams) func(wasmkube.Step) {
 			detail = " " + st.Detail
 		}
 		state := "ready"
-		if st.Name == "controllers" {
+		if st.Name == "controllers" || st.Name == "scheduler" {
 			state = "started"
 		}
 		fmt.Fprintf(s.out, "  ✓ %s %s (%.1fs)%s\n", st.Name, state, st.Duration.Seconds(), detail)
@@ -261,7 +262,21 @@ type planView struct {
 	EtcdFsync             *bool    `json:"etcdFsync,omitempty"`
 	APIServerArgs         []string `json:"kubeAPIServerArgs"`
 	ControllerManagerArgs []string `json:"kubeControllerManagerArgs,omitempty"`
+	SchedulerArgs         []string `json:"kubeSchedulerArgs,omitempty"`
+	Nodes                 []string `json:"nodes,omitempty"`
 	Modules               any      `json:"modules"`
+}
+
+// nodeLines describes each simulated node in a line.
+func nodeLines(spec *nodes.Spec) []string {
+	if spec == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range spec.Names() {
+		out = append(out, fmt.Sprintf("%s: cpu %s, memory %s, pods %d (kwok)", name, spec.CPU.String(), spec.Memory.String(), spec.Pods))
+	}
+	return out
 }
 
 func printPlan(s streams, plan *wasmkube.Plan, source string) error {
@@ -278,6 +293,7 @@ func printPlan(s streams, plan *wasmkube.Plan, source string) error {
 		Profile:   plan.Name, Source: source, DataDir: plan.Layout.DataDir, Server: server,
 		Kubeconfig: plan.Layout.Kubeconfig(), Etcd: plan.EtcdServers,
 		APIServerArgs: plan.APIServerArgs, ControllerManagerArgs: plan.ControllerManagerArgs,
+		SchedulerArgs: plan.SchedulerArgs, Nodes: nodeLines(plan.Nodes),
 		Modules: plan.Modules,
 	})
 	if err != nil {

@@ -25,7 +25,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	out := fs.String("o", "docs/benchmarks.md", "write the report here (- for stdout)")
 	rounds := fs.Int("rounds", 5, "repeats of every comparison")
-	only := fs.String("only", "", "comma-separated steps to run (build, start, admission, reload, access, calls, binary); all when empty")
+	only := fs.String("only", "", "comma-separated steps to run (build, start, admission, reload, access, workloads, calls, binary); all when empty")
 	base := fs.String("base", "", "a git revision whose wasmkube the start and admission comparisons also run, interleaved (before/after)")
 	keep := fs.Bool("keep", false, "keep the work dir (binaries, data dirs, logs) for a look afterwards")
 	if err := fs.Parse(args); err != nil {

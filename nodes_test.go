@@ -1,0 +1,105 @@
+package wasmkube_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/wasmkube/wasmkube/apiserver/nodes"
+)
+
+// TestSimulatedNodes runs package nodes on the shared cluster: nodes made Ready, a Pod bound to
+// one reported Running with the node's IPs, its deletion completed, and nodes no longer in the
+// spec removed by the next Start.
+func TestSimulatedNodes(t *testing.T) {
+	ctx := context.Background()
+	c := client(t)
+	spec := nodes.Spec{Prefix: "sim", Count: 2, CPU: resource.MustParse("2"), Memory: resource.MustParse("4Gi"), Pods: 10}
+	sim, err := nodes.Start(ctx, cluster.RESTConfig, spec, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanUpNodes(t) })
+	for _, name := range spec.Names() {
+		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil || n.Status.Allocatable.Cpu().String() != "2" || !nodeReady(n) {
+			t.Fatalf("node %s: %v %+v", name, err, n.Status)
+		}
+	}
+
+	ns := createNamespace(t, c, "sim")
+	if _, err := c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "on-sim-1", Labels: map[string]string{"team": "a"}},
+		Spec: corev1.PodSpec{NodeName: "sim-1", AutomountServiceAccountToken: ptr.To(false),
+			Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10"}}},
+	}
+	if _, err := c.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the pod Running", func(ctx context.Context) (bool, error) {
+		p, err := c.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return p.Status.Phase == corev1.PodRunning && strings.HasPrefix(p.Status.PodIP, "10.244.1.") && p.Status.HostIP == "172.18.0.3" &&
+			len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready && podReady(p), nil
+	})
+	if err := c.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the pod gone", func(ctx context.Context) (bool, error) {
+		_, err := c.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	sim.Stop()
+
+	spec.Count = 1
+	if sim, err = nodes.Start(ctx, cluster.RESTConfig, spec, logr.Discard()); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	if _, err := c.CoreV1().Nodes().Get(ctx, "sim-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("sim-1, no longer in the spec, is still there: %v", err)
+	}
+	if _, err := c.CoreV1().Nodes().Get(ctx, "sim-0", metav1.GetOptions{}); err != nil {
+		t.Errorf("sim-0: %v", err)
+	}
+}
+
+// cleanUpNodes removes the nodes the test made (a Start with none).
+func cleanUpNodes(t *testing.T) {
+	sim, err := nodes.Start(context.Background(), cluster.RESTConfig, nodes.Spec{Prefix: "sim"}, logr.Discard())
+	if err != nil {
+		t.Errorf("clean up nodes: %v", err)
+		return
+	}
+	sim.Stop()
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
