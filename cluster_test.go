@@ -119,6 +119,7 @@ func TestCluster(t *testing.T) {
 	t.Run("NamespaceLifecycle", testNamespaceLifecycle)
 	t.Run("DefaultServiceAccountAndRootCA", testDefaultServiceAccount)
 	t.Run("DeploymentCreatesReplicaSet", testDeployment)
+	t.Run("SimulatedNodes", testSimulatedNodes)
 	t.Run("AggregatedRolesHaveRules", testAggregatedRoles)
 	t.Run("SecondUpOnSameDataDirFails", testSecondUp)
 	t.Run("BusyPortIsAClearError", testBusyPort)

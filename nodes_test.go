@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -15,10 +16,11 @@ import (
 	"github.com/wasmkube/wasmkube/apiserver/nodes"
 )
 
-// TestSimulatedNodes runs package nodes on the shared cluster: nodes made Ready, a Pod bound to
+// testSimulatedNodes runs package nodes on the shared cluster: nodes made Ready, a Pod bound to
 // one reported Running with the node's IPs, its deletion completed, and nodes no longer in the
-// spec removed by the next Start.
-func TestSimulatedNodes(t *testing.T) {
+// spec removed by the next Start. It runs before the restarts that put a deny-all module first
+// in the authorizer chain, which kwok's user meets like any other.
+func testSimulatedNodes(t *testing.T) {
 	ctx := context.Background()
 	c := client(t)
 	spec := nodes.Spec{Prefix: "sim", Count: 2, CPU: resource.MustParse("2"), Memory: resource.MustParse("4Gi"), Pods: 10}
@@ -31,6 +33,23 @@ func TestSimulatedNodes(t *testing.T) {
 		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil || n.Status.Allocatable.Cpu().String() != "2" || !nodeReady(n) {
 			t.Fatalf("node %s: %v %+v", name, err, n.Status)
+		}
+	}
+
+	// kwok acts as a user of its own, allowed what kubelets do and no more.
+	for _, ra := range []struct {
+		attrs authorizationv1.ResourceAttributes
+		want  bool
+	}{
+		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "pods", Subresource: "status"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-node-lease"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods"}, false},
+	} {
+		sar, err := c.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: nodes.User, Groups: []string{"system:authenticated"}, ResourceAttributes: &ra.attrs}}, metav1.CreateOptions{})
+		if err != nil || sar.Status.Allowed != ra.want {
+			t.Errorf("%s may %s %s/%s: %v (%v), want %v", nodes.User, ra.attrs.Verb, ra.attrs.Resource, ra.attrs.Subresource, sar.Status.Allowed, err, ra.want)
 		}
 	}
 
@@ -76,14 +95,11 @@ func TestSimulatedNodes(t *testing.T) {
 	}
 }
 
-// cleanUpNodes removes the nodes the test made (a Start with none).
+// cleanUpNodes removes the nodes the test made, as an up without nodes does.
 func cleanUpNodes(t *testing.T) {
-	sim, err := nodes.Start(context.Background(), cluster.RESTConfig, nodes.Spec{Prefix: "sim"}, logr.Discard())
-	if err != nil {
-		t.Errorf("clean up nodes: %v", err)
-		return
+	if n, err := nodes.Remove(context.Background(), cluster.RESTConfig); err != nil || n != 1 {
+		t.Errorf("remove the nodes left: %d removed, %v; want 1 (sim-0)", n, err)
 	}
-	sim.Stop()
 }
 
 func nodeReady(n *corev1.Node) bool {

@@ -114,7 +114,8 @@ func (o Options) moduleReader() moduleReader {
 }
 
 // Up starts the cluster a profile describes and returns when it is ready: /readyz answers ok,
-// the default namespace exists, the controllers run and the kubeconfig is written.
+// the default namespace exists, the controllers and the scheduler run, the simulated nodes are
+// Ready and the kubeconfig is written.
 //
 // # Notes
 //
@@ -532,14 +533,20 @@ func (s *starting) stopScheduler() error {
 	return s.sched.Stop()
 }
 
-// startNodes creates the simulated nodes and starts kwok's controllers when the plan has nodes.
+// startNodes creates the simulated nodes and starts kwok's controllers when the plan has nodes,
+// and removes those an earlier start made when it has none.
 func (s *starting) startNodes(ctx context.Context) (bool, string, error) {
 	if s.plan.Nodes == nil {
-		return false, "", nil
+		// Nodes an earlier start made would stay NotReady, their Pods stranded.
+		n, err := nodes.Remove(ctx, s.restConfig)
+		if err != nil {
+			return false, "", fmt.Errorf("simulated nodes no longer in the profile: %w", err)
+		}
+		return n > 0, fmt.Sprintf("removed %d simulated (the profile has none)", n), nil
 	}
 	sim, err := nodes.Start(ctx, s.restConfig, *s.plan.Nodes, klog.Background().WithName("kwok"))
 	if err != nil {
-		return false, "", fmt.Errorf("simulated nodes: %w", err)
+		return false, "", fmt.Errorf("simulated nodes: %w (logs: %s)", err, s.plan.Layout.Logs())
 	}
 	s.sim = sim
 	return true, fmt.Sprintf("%d simulated (kwok)", s.plan.Nodes.Count), nil

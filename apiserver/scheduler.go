@@ -34,11 +34,14 @@ func StartScheduler(ctx context.Context, plan *Plan) (*Scheduler, error) {
 	}
 	// As for kube-controller-manager, the feature gates and logging are the kube-apiserver's
 	// (process-global) and are not set again.
-	cc, sched, err := app.Setup(ctx, o)
+	// Setup starts what runs for the scheduler's life (its cache, metrics recorder, event
+	// broadcaster) on the context it is given: the one Stop cancels, as upstream.
+	runCtx, cancel := context.WithCancel(ctx)
+	cc, sched, err := app.Setup(runCtx, o)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("kube-scheduler config: %w; check scheduler.extraArgs in the profile", err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
 	s := &Scheduler{}
 	s.start(cancel, func() error {
 		// Run registers its configuration under a process-global name; release it so a later

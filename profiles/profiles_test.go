@@ -88,11 +88,14 @@ func TestInvalidProfiles(t *testing.T) {
 		"duplicate-field.yaml":    {"duplicate-field.yaml", "line 5", `"port" already defined`},
 		"owned-flag.yaml":         {"owned-flag.yaml:5", "apiserver.extraArgs[0]", "profile field port"},
 		"bad-nodes.yaml": {
-			"bad-nodes.yaml:5: scheduler.extraArgs[0]: Forbidden", "without leader election",
-			"bad-nodes.yaml:7: nodes.count: Invalid value: 1001", "must be 0-1000",
-			`bad-nodes.yaml:8: nodes.cpu: Invalid value: "lots"`, `nodes.memory: Invalid value: "-1Gi"`,
-			"bad-nodes.yaml:10: nodes.pods: Invalid value: 0",
+			"bad-nodes.yaml:5: scheduler.extraArgs[0]: Forbidden: --leader-elect: wasmkube runs one kube-scheduler without leader election",
+			"scheduler.extraArgs[1]: Forbidden: --write-config-to", "scheduler.extraArgs[2]: Forbidden: --v: logging is the process's",
+			"scheduler.extraArgs[3]: Forbidden: --leader-elect-lease-duration",
+			"bad-nodes.yaml:8: nodes.cpu: Invalid value: \"lots\"", `nodes.memory: Invalid value: "-1Gi"`,
+			"bad-nodes.yaml:10: nodes.pods: Invalid value: 251", "must be 1-250",
+			"bad-nodes.yaml:3: name", "too long for node names", "-node-999 has 66 characters",
 		},
+
 		"bad-modules.yaml": {
 			"authorization.chain", "add WASM", "authorization.cacheTTL",
 			"authorization.modules[0].failurePolicy", `"Maybe"`,

@@ -109,7 +109,8 @@ type Scheduler struct {
 	// Enabled runs kube-scheduler in-process. Default: true when the profile has nodes.
 	Enabled *bool `json:"enabled,omitempty"`
 	// ExtraArgs are extra kube-scheduler flags, "name=value" (a leading "--" is optional), e.g.
-	// config=scheduler-config.yaml for scheduling profiles and plugin settings.
+	// pod-max-in-unschedulable-pods-duration=1m. Flags that would change what wasmkube owns
+	// (identity, ports, leader election, logging, feature gates, a config file) are refused.
 	ExtraArgs []string `json:"extraArgs,omitempty"`
 }
 
@@ -118,8 +119,9 @@ const (
 	DefaultNodeCPU    = "4"
 	DefaultNodeMemory = "16Gi"
 	DefaultNodePods   = 110
-	// MaxNodes bounds nodes.count.
-	MaxNodes = 1000
+	// MaxNodes bounds nodes.count; MaxNodePods bounds nodes.pods (each node's pod IPs are a /24).
+	MaxNodes    = 1000
+	MaxNodePods = 250
 )
 
 // Nodes describes simulated nodes, run by kwok's controllers: Node objects that stay Ready, and
@@ -129,7 +131,8 @@ type Nodes struct {
 	// Count is how many nodes, 0-1000. Nodes are named NAME-node-0, NAME-node-1, … (NAME: the
 	// profile's name).
 	Count int32 `json:"count"`
-	// CPU, Memory and Pods are each node's capacity, as quantities. Defaults 4, 16Gi, 110.
+	// CPU, Memory and Pods are each node's capacity, as quantities. Defaults 4, 16Gi, 110; Pods
+	// at most 250.
 	CPU    string `json:"cpu,omitempty"`
 	Memory string `json:"memory,omitempty"`
 	Pods   *int32 `json:"pods,omitempty"`

@@ -82,6 +82,7 @@ func Validate(p *Profile) field.ErrorList {
 	errs = append(errs, validateScheduler(&p.Scheduler, fp("scheduler"))...)
 	if p.Nodes != nil {
 		errs = append(errs, validateNodes(p.Nodes, fp("nodes"))...)
+		errs = append(errs, validateNodeNames(p)...)
 	}
 	if a := p.Authentication; a != nil {
 		errs = append(errs, validateAuthentication(a, fp("authentication"))...)
@@ -144,11 +145,32 @@ func validateExtraArgs(args []string, fld *field.Path, owned map[string]string) 
 	return errs
 }
 
+// schedulerRefusedFlags are kube-scheduler flags a profile may not set, and why.
+var schedulerRefusedFlags = map[string]string{
+	"leader-elect":              "wasmkube runs one kube-scheduler without leader election (with it, kube-scheduler ends the whole process when it stops): remove it",
+	"write-config-to":           "kube-scheduler would write the file and end the whole process: remove it (up --dry-run prints the flags)",
+	"config":                    "a configuration file replaces the kubeconfig, rate limits and leader election wasmkube sets; not supported yet: remove it",
+	"kubeconfig":                "wasmkube's scheduler uses its own identity on this cluster: remove it",
+	"master":                    "wasmkube's scheduler uses its own identity on this cluster: remove it",
+	"secure-port":               "kube-scheduler serves no port of its own (its metrics are kube-apiserver's /metrics): remove it",
+	"bind-address":              "kube-scheduler serves no port of its own (its metrics are kube-apiserver's /metrics): remove it",
+	"feature-gates":             "feature gates are the process's: set them in apiserver.extraArgs",
+	"emulated-version":          "the emulated version is the process's: set it in apiserver.extraArgs",
+	"min-compatibility-version": "the compatibility version is the process's: set it in apiserver.extraArgs",
+	"v":                         "logging is the process's: set v in apiserver.extraArgs",
+	"vmodule":                   "logging is the process's: set vmodule in apiserver.extraArgs",
+	"logging-format":            "logging is the process's: set logging-format in apiserver.extraArgs",
+}
+
 func validateScheduler(s *Scheduler, fld *field.Path) field.ErrorList {
 	errs := validateExtraArgs(s.ExtraArgs, fld.Child("extraArgs"), nil)
 	for i, a := range s.ExtraArgs {
-		if name, _, _ := SplitArg(a); name == "leader-elect" {
-			errs = append(errs, field.Forbidden(fld.Child("extraArgs").Index(i), "wasmkube runs one kube-scheduler without leader election (with it, kube-scheduler ends the whole process when it stops): remove it"))
+		name, _, _ := SplitArg(a)
+		if why, refused := schedulerRefusedFlags[name]; refused || strings.HasPrefix(name, "leader-elect-") {
+			if !refused {
+				why = schedulerRefusedFlags["leader-elect"]
+			}
+			errs = append(errs, field.Forbidden(fld.Child("extraArgs").Index(i), "--"+name+": "+why))
 		}
 	}
 	return errs
@@ -167,10 +189,20 @@ func validateNodes(n *Nodes, fld *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(fld.Child(q.name), q.value, "must be a positive quantity such as "+q.example))
 		}
 	}
-	if n.Pods != nil && *n.Pods < 1 {
-		errs = append(errs, field.Invalid(fld.Child("pods"), *n.Pods, "must be at least 1 (a kubelet's default is 110)"))
+	if n.Pods != nil && (*n.Pods < 1 || *n.Pods > MaxNodePods) {
+		errs = append(errs, field.Invalid(fld.Child("pods"), *n.Pods, fmt.Sprintf("must be 1-%d: a node's pod IPs are a /24 (a kubelet's default is 110)", MaxNodePods)))
 	}
 	return errs
+}
+
+// validateNodeNames checks that the nodes' names, NAME-node-N, fit in a label value (the
+// kubernetes.io/hostname label): at most 63 characters.
+func validateNodeNames(p *Profile) field.ErrorList {
+	longest := fmt.Sprintf("%s-node-%d", p.Name, max(p.NodeCount()-1, 0))
+	if p.NodeCount() == 0 || len(longest) <= validation.LabelValueMaxLength {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(field.NewPath("name"), p.Name, fmt.Sprintf("too long for node names: %s has %d characters, a node name at most %d; shorten the name", longest, len(longest), validation.LabelValueMaxLength))}
 }
 
 func validateAuthentication(a *Authentication, fld *field.Path) field.ErrorList {

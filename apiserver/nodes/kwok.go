@@ -51,11 +51,12 @@ func stages() (map[internalversion.StageResourceRef][]*internalversion.Stage, er
 	return out, nil
 }
 
-// controllerConfig is kwok's controller configuration over clients made from cfg. The clients
-// are not rate-limited on the client side, as kwok's own command makes them: the apiserver is
-// local and its priority and fairness still apply.
-func controllerConfig(cfg *rest.Config) (controllers.Config, error) {
-	cfg = rest.CopyConfig(cfg)
+// controllerConfig is kwok's controller configuration over clients made from admin,
+// impersonating User. The clients are not rate-limited on the client side, as kwok's own command
+// makes them: the apiserver is local, and its priority and fairness apply to User.
+func controllerConfig(admin *rest.Config) (controllers.Config, error) {
+	cfg := rest.CopyConfig(admin)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: User}
 	cfg.QPS, cfg.Burst = -1, 0
 	cfg.UserAgent = "wasmkube-nodes (kwok)"
 	typed, err := kubernetes.NewForConfig(cfg)
