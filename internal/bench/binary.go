@@ -39,6 +39,8 @@ type BinaryPart struct {
 var binaryParts = []struct{ name, prefixes string }{
 	{"built-in kubectl (k8s.io/kubectl, cli-runtime)", "k8s.io/kubectl/ k8s.io/cli-runtime/ k8s.io/kubernetes/pkg/kubectl"},
 	{"kube-controller-manager and controllers", "k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/pkg/controller k8s.io/controller-manager k8s.io/cloud-provider"},
+	{"kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/pkg/scheduler k8s.io/kube-scheduler"},
+	{"simulated nodes (kwok's controllers and their template, jq and CEL helpers)", "sigs.k8s.io/kwok github.com/itchyny/ github.com/Masterminds/ github.com/wzshiming/ github.com/huandu/ github.com/shopspring/ github.com/spf13/cast github.com/mitchellh/copystructure github.com/mitchellh/reflectwalk"},
 	{"kube-apiserver (k8s.io/kubernetes, apiserver, aggregator, apiextensions)", "k8s.io/kubernetes/ k8s.io/apiserver/ k8s.io/kube-aggregator/ k8s.io/apiextensions-apiserver/ k8s.io/kms"},
 	{"API types, client-go, apimachinery", "k8s.io/api/ k8s.io/client-go/ k8s.io/apimachinery/ k8s.io/kube-openapi k8s.io/component-base k8s.io/component-helpers k8s.io/"},
 	{"etcd (server and client)", "go.etcd.io/"},
