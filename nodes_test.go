@@ -31,7 +31,7 @@ func testSimulatedNodes(t *testing.T) {
 	t.Cleanup(func() { cleanUpNodes(t) })
 	for _, name := range spec.Names() {
 		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil || n.Status.Allocatable.Cpu().String() != "2" || !nodeReady(n) {
+		if err != nil || n.Status.Allocatable.Cpu().String() != "2" || !nodes.IsReady(n) {
 			t.Fatalf("node %s: %v %+v", name, err, n.Status)
 		}
 	}
@@ -100,15 +100,6 @@ func cleanUpNodes(t *testing.T) {
 	if n, err := nodes.Remove(context.Background(), cluster.RESTConfig); err != nil || n != 1 {
 		t.Errorf("remove the nodes left: %d removed, %v; want 1 (sim-0)", n, err)
 	}
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func podReady(p *corev1.Pod) bool {

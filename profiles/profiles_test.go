@@ -321,6 +321,10 @@ func TestSchedulerFollowsNodes(t *testing.T) {
 		{"scheduler: {enabled: true}\n", true, 0},
 		{"nodes: {count: 0}\n", false, 0},
 	}
+	if _, err := Parse([]byte("apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\nname: sim\nnodes: {count: 1001}\n"), "sim.yaml"); err == nil ||
+		!strings.Contains(err.Error(), "sim.yaml:4: nodes.count: Invalid value: 1001") || !strings.Contains(err.Error(), "must be 0-1000") {
+		t.Errorf("1001 nodes: %v, want the bound named", err)
+	}
 	for _, c := range cases {
 		p, err := Parse([]byte("apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\nname: sim\n"+c.doc), "sim.yaml")
 		if err != nil {

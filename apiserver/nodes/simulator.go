@@ -96,7 +96,7 @@ func waitReady(ctx context.Context, client kubernetes.Interface, names []string)
 			return false, nil // the next poll tells
 		}
 		notReady = slices.DeleteFunc(slices.Clone(names), func(name string) bool {
-			return slices.ContainsFunc(list.Items, func(n corev1.Node) bool { return n.Name == name && isReady(&n) })
+			return slices.ContainsFunc(list.Items, func(n corev1.Node) bool { return n.Name == name && IsReady(&n) })
 		})
 		return len(notReady) == 0, nil
 	})
@@ -106,7 +106,8 @@ func waitReady(ctx context.Context, client kubernetes.Interface, names []string)
 	return nil
 }
 
-func isReady(n *corev1.Node) bool {
+// IsReady reports whether a node's Ready condition is True.
+func IsReady(n *corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
 			return c.Status == corev1.ConditionTrue
