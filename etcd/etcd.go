@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -239,6 +240,11 @@ type External struct {
 func CheckReachable(ctx context.Context, ext External, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// A server that takes no TCP connection is reported without starting gRPC, whose retries
+	// would log a warning per attempt to the terminal (its logger is klog's, process-wide).
+	if err := dialAny(ctx, ext.Servers); err != nil {
+		return fmt.Errorf("no external etcd server answered (%w); check that etcd runs and that etcd.external.servers in the profile is right, or remove etcd.external to use the embedded etcd", err)
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   ext.Servers,
 		TLS:         ext.TLS,
@@ -260,4 +266,25 @@ func CheckReachable(ctx context.Context, ext External, timeout time.Duration) er
 	}
 	return fmt.Errorf("no external etcd server answered within %s (%w); check that etcd runs and that etcd.external.servers, caFile, certFile and keyFile in the profile are right, or remove etcd.external to use the embedded etcd",
 		timeout, errors.Join(errs...))
+}
+
+// dialAny returns nil once one of servers (URLs) takes a TCP connection, else why none did.
+func dialAny(ctx context.Context, servers []string) error {
+	var errs []error
+	var d net.Dialer
+	for _, server := range servers {
+		u, err := url.Parse(server)
+		if err != nil || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: not a URL (want http(s)://HOST:PORT)", server))
+			continue
+		}
+		conn, err := d.DialContext(ctx, "tcp", u.Host)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", server, err))
+			continue
+		}
+		_ = conn.Close()
+		return nil
+	}
+	return errors.Join(errs...)
 }

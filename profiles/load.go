@@ -88,7 +88,9 @@ func Parse(data []byte, source string) (*Loaded, error) {
 	if err := decodeStrict(data, "profile", source, lines, p, func() field.ErrorList { return Validate(p) }); err != nil {
 		return nil, err
 	}
-	return &Loaded{Profile: p, Source: source, Raw: data}, nil
+	l := &Loaded{Profile: p, Source: source, Raw: data}
+	l.resolveArgPaths()
+	return l, nil
 }
 
 // decodeStrict decodes the YAML or JSON document data into v, rejecting unknown and duplicated

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/profiles"
@@ -69,6 +70,11 @@ and writes a kubeconfig so kubectl works against it.
 		SilenceErrors: true,
 		Version:       wasmkube.Version(),
 	}
+	// Kubernetes' component-base registers a --version flag of its own (a k8s version string or
+	// "raw") on pflag's global flag set, which cobra merges into every command; wasmkube's
+	// --version is the root's own bool (cobra prints Version for it), and theirs stays hidden.
+	root.Flags().Bool("version", false, "print wasmkube's version (the version command says more)")
+	_ = pflag.CommandLine.MarkHidden("version")
 	root.AddCommand(
 		newUpCommand(s),
 		newKubeconfigCommand(s),

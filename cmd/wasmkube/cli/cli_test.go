@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -229,6 +230,10 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("kubectl create configmap: %d %s %s", code, out, stderr)
 	}
+	// kubectl's hints name the command that works.
+	if code, _, stderr = e.run("kubectl", "get", "configmap", "configmap/kept"); code == 0 || !strings.Contains(stderr, "'wasmkube kubectl get resource/<resource_name>'") {
+		t.Errorf("kubectl's hint: %d %s", code, stderr)
+	}
 	code, out, _ = e.run("kubectl", "version")
 	if code != 0 || !strings.Contains(out, "Server Version: v1.37.2") || !strings.Contains(out, "Client Version: v1.37.2") {
 		t.Errorf("kubectl version: %d %s", code, out)
@@ -324,6 +329,15 @@ func TestUpKubectlInterruptRestart(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.root, "data", "wasmkube", "demo")); !os.IsNotExist(err) {
 		t.Errorf("reset --yes left the data dir: %v", err)
 	}
+	// The compiled modules outlive the data dir, and reset says where; --cache deletes them.
+	cache := filepath.Join(e.root, "cache", "wasmkube", "modules")
+	if !strings.Contains(out, "compiled modules kept in "+cache) {
+		t.Errorf("reset --yes does not name the module cache %s:\n%s", cache, out)
+	}
+	code, out, stderr = e.run("reset", "--cache")
+	if _, err := os.Stat(cache); code != 0 || !os.IsNotExist(err) || !strings.Contains(out, "deleted "+cache) {
+		t.Errorf("reset --cache: %d %q %q; the cache: %v", code, out, stderr, err)
+	}
 	// Outside the data dir, only the merged kubeconfig was written.
 	var written []string
 	_ = filepath.WalkDir(filepath.Join(e.root, "home"), func(path string, d os.DirEntry, err error) error {
@@ -397,6 +411,9 @@ func TestUpErrors(t *testing.T) {
 		{"module without the export", []string{"up", "--profile", "testdata/bad-module.yaml"}, []string{"profile bad-module: authentication.modules[0] (magic-validate)", "missing function 'authn'"}},
 		{"module file missing", []string{"up", "--profile", "testdata/missing-module.yaml"}, []string{"profile missing-module: admission.modules[0] (nosuch)", "nosuch.wasm"}},
 		{"original config file missing", []string{"up", "--profile", "minimal", "--apiserver-arg", "authentication-wasm-config-file=testdata/nosuch.yaml"}, []string{"--authentication-wasm-config-file", "nosuch.yaml"}},
+		// --dry-run finds the files a start would miss.
+		{"dry run: module file missing", []string{"up", "--profile", "testdata/missing-module.yaml", "--dry-run"}, []string{"profile missing-module: admission.modules[0] (nosuch): module ", "testdata/nosuch.wasm is not a file"}},
+		{"dry run: granted directory missing", []string{"up", "--profile", "testdata/missing-dir.yaml", "--dry-run"}, []string{"profile missing-dir: admission.modules[0] (magic-validate): grants.readOnlyDirs[0].hostPath: ", "testdata/nosuch-dir is not a directory"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -408,6 +425,9 @@ func TestUpErrors(t *testing.T) {
 				if !strings.Contains(stderr, w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr)
 				}
+			}
+			if strings.Contains(stderr, "grpc") || strings.Count(strings.TrimSpace(stderr), "\n") > 3 {
+				t.Errorf("more than the error on stderr (raw logs?):\n%s", stderr)
 			}
 		})
 	}
@@ -440,12 +460,29 @@ func TestProfilesAndVersion(t *testing.T) {
 	if err := os.MkdirAll(userDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(userDir, "broken.yaml"), []byte("apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\n"), 0o600); err != nil {
+	broken := "apiVersion: wasmkube.dev/v1alpha1\nkind: Profile\nname: broken\nport: 70000\nnodes: {count: -1}\n"
+	if err := os.WriteFile(filepath.Join(userDir, "broken.yaml"), []byte(broken), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ := e.run("profiles", "list")
-	if code != 0 || !strings.Contains(out, "demo") || !strings.Contains(out, "minimal") || !strings.Contains(out, "broken") || !strings.Contains(out, "invalid") {
+	// One line per profile in the table; the reasons of an invalid one follow it, line by line.
+	table, details, _ := strings.Cut(out, "\n\n")
+	if code != 0 || len(strings.Split(table, "\n")) != 5 || !strings.Contains(table, "invalid (below)") ||
+		!strings.Contains(details, "broken.yaml is invalid:\n  ") || strings.Count(details, "\n  ") < 2 {
 		t.Errorf("profiles list: %d\n%s", code, out)
+	}
+	for _, name := range []string{"broken", "demo", "kubewarden-demo", "minimal"} {
+		if !regexp.MustCompile(`(?m)^` + name + ` `).MatchString(table) {
+			t.Errorf("profiles list lacks %s:\n%s", name, out)
+		}
+	}
+	// --version is wasmkube's, not Kubernetes' (whose flag component-base registers globally).
+	code, out, _ = e.run("--version")
+	if code != 0 || !strings.HasPrefix(out, "wasmkube version ") {
+		t.Errorf("--version: %d %q", code, out)
+	}
+	if _, help, _ := e.run("--help"); strings.Contains(help, "reported version") {
+		t.Errorf("--help shows component-base's --version:\n%s", help)
 	}
 	code, out, _ = e.run("profiles", "show", "minimal")
 	if code != 0 || !strings.Contains(out, "name: minimal") || !strings.Contains(out, "# source: builtin:minimal") {

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -19,6 +20,10 @@ type kubectlExit struct{ code int }
 
 func runKubectl(s streams, layout apiserver.Layout, args []string) (err error) {
 	apiserver.StampKubernetesVersion() // kubectl reports the same version as the server
+	// kubectl names itself by os.Args[0] in a few hints ("… 'wasmkube get resource/<name>'") and
+	// in --record's change-cause: while it runs, that is the command that works, "wasmkube kubectl".
+	defer func(arg0 string) { os.Args[0] = arg0 }(os.Args[0])
+	os.Args[0] = "wasmkube kubectl"
 	kubeconfigPath, cacheDir := layout.Kubeconfig(), layout.KubectlCache()
 	flags := genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().WithDiscoveryBurst(300).WithDiscoveryQPS(50.0)
 	flags.KubeConfig = &kubeconfigPath

@@ -246,12 +246,24 @@ func readModule(ctx context.Context, ref string) ([]byte, error) {
 	return m.Bytes, nil
 }
 
+// moduleRunLong is the help of `module run`, with its exit status.
+const moduleRunLong = `Run a module once, offline, on the request in FILE (a TokenReview, SubjectAccessReview or
+AdmissionReview, YAML or JSON; - reads stdin), and print the module's answer and the decision the
+API server makes of it, with the same functions the server calls.
+
+Exit status: 0 when the module answered, whatever it decided (allowed, denied, not
+authenticated, NoOpinion: the decision line says which); 1 when it did not answer (a trap, a
+timeout, a limit, an answer the host refuses: the decision line then shows what the failure
+policy makes of that) or the input is bad. To check decisions in scripts and CI, write them in
+a suite: 'wasmkube module test' exits 1 when a case decides otherwise.`
+
 func newModuleRunCommand(s streams) *cobra.Command {
 	var f moduleFlags
 	var isolation string
 	cmd := &cobra.Command{
 		Use:   "run MODULE.wasm --hook authn|authz|validate --request FILE|- [--settings FILE] [--mutating]",
 		Short: "Run a module once, offline, and show its answer and the API server's decision",
+		Long:  moduleRunLong,
 		Example: `  wasmkube module run examples/magic-validate/magic-validate.wasm --hook validate \
       --request examples/magic-validate/request.yaml`,
 		Args: cobra.ExactArgs(1),

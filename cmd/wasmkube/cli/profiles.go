@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -23,21 +24,7 @@ profiles; --profile PATH reads a file.`,
 		Use:   "list",
 		Short: "List user and built-in profiles",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSOURCE\tSTATUS")
-			for _, e := range profiles.NewFinder(wasmkube.UserProfileDir()).List() {
-				status := "ok"
-				switch {
-				case e.Err != nil:
-					status = "invalid: " + e.Err.Error()
-				case e.Shadowed:
-					status = "hidden by the user profile of the same name"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Name, e.Source, status)
-			}
-			return tw.Flush()
-		},
+		RunE:  func(*cobra.Command, []string) error { return listProfiles(s) },
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "show NAME|PATH",
@@ -54,4 +41,30 @@ profiles; --profile PATH reads a file.`,
 		},
 	})
 	return cmd
+}
+
+// listProfiles prints a table of the profiles found, one line each, and after it why each
+// invalid one is invalid (an error of several lines would break the table).
+func listProfiles(s streams) error {
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSOURCE\tSTATUS")
+	var invalid []profiles.Entry
+	for _, e := range profiles.NewFinder(wasmkube.UserProfileDir()).List() {
+		status := "ok"
+		switch {
+		case e.Err != nil:
+			status = "invalid (below)"
+			invalid = append(invalid, e)
+		case e.Shadowed:
+			status = "hidden by the user profile of the same name"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Name, e.Source, status)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range invalid {
+		fmt.Fprintf(s.out, "\n%s is invalid:\n  %s\n", e.Source, strings.ReplaceAll(strings.TrimSpace(e.Err.Error()), "\n", "\n  "))
+	}
+	return nil
 }

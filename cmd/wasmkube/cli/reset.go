@@ -3,11 +3,14 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/gofrs/flock"
 	"github.com/spf13/cobra"
 
+	"github.com/wasmkube/wasmkube"
 	"github.com/wasmkube/wasmkube/apiserver"
 	"github.com/wasmkube/wasmkube/apiserver/kubeconfig"
 	"github.com/wasmkube/wasmkube/datadir"
@@ -15,8 +18,9 @@ import (
 
 func newResetCommand(s streams) *cobra.Command {
 	var (
-		pf  profileFlags
-		yes bool
+		pf    profileFlags
+		yes   bool
+		cache bool
 	)
 	cmd := &cobra.Command{
 		Use:   "reset",
@@ -25,13 +29,62 @@ func newResetCommand(s streams) *cobra.Command {
 kubeconfig. With --yes, also delete the profile's data directory (certificates, etcd data,
 kubeconfig, logs). A running cluster is never reset: stop it first. Only a directory wasmkube
 created (it holds wasmkube-data.json) is deleted, never /, your home directory or a directory
-that holds the profile file.`,
+that holds the profile file.
+
+Compiled modules are cached outside the data directory, for every profile
+($XDG_CACHE_HOME/wasmkube/modules); --cache deletes that cache too (the next start of any profile
+compiles its modules again). Modules fetched from registries are kept
+($XDG_CACHE_HOME/wasmkube/sources): they are what starts work offline with.`,
+		Example: `  wasmkube reset --yes                     # start the demo profile over
+  wasmkube reset --profile minimal --yes --cache`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return reset(s, pf, yes) },
+		RunE: func(*cobra.Command, []string) error {
+			if err := reset(s, pf, yes); err != nil {
+				return err
+			}
+			return resetCache(s, cache)
+		},
 	}
 	pf.add(cmd)
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "also delete the profile's data directory")
+	cmd.Flags().BoolVar(&cache, "cache", false, "also delete the compiled-module cache that every profile shares ("+wasmkube.ModuleCacheDir()+")")
 	return cmd
+}
+
+// resetCache deletes the compiled-module cache when asked, and otherwise says where it is and
+// how large it has grown.
+func resetCache(s streams, remove bool) error {
+	dir := wasmkube.ModuleCacheDir()
+	size, err := dirSize(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("module cache %s: %w", dir, err)
+	case !remove:
+		fmt.Fprintf(s.out, "compiled modules kept in %s (%.0f MB, shared by every profile; --cache deletes them)\n", dir, float64(size)/1e6)
+		return nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("delete the module cache %s: %w", dir, err)
+	}
+	fmt.Fprintf(s.out, "deleted %s (%.0f MB of compiled modules)\n", dir, float64(size)/1e6)
+	return nil
+}
+
+// dirSize is the size of the regular files under dir.
+func dirSize(dir string) (int64, error) {
+	var size int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			size += info.Size()
+		}
+		return nil
+	})
+	return size, err
 }
 
 // reset removes the profile's merged context and, with yes, its data directory: only one

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -86,6 +87,9 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 	if o.dryRun {
 		plan, err := wasmkube.PlanFor(p, opts)
 		if err != nil {
+			return err
+		}
+		if err := wasmkube.CheckModuleFiles(p, opts); err != nil {
 			return err
 		}
 		return printPlan(s, plan, p.Source)
@@ -220,7 +224,7 @@ func printStep(s streams) func(wasmkube.Step) {
 func (o *upOptions) printReady(s streams, p *profiles.Loaded, c *wasmkube.Cluster, began time.Time) {
 	fmt.Fprintf(s.out, "Ready in %.1fs: %s\n", time.Since(began).Seconds(), c.Server)
 	fmt.Fprintf(s.out, "  kubeconfig: %s   (context %s)\n", c.KubeconfigPath, p.ContextName())
-	fmt.Fprintf(s.out, "  export KUBECONFIG=%s   # or: wasmkube kubectl --profile %s get ns\n", c.KubeconfigPath, p.Name)
+	fmt.Fprintf(s.out, "  export KUBECONFIG=%s   # or: wasmkube kubectl --profile %s get ns\n", c.KubeconfigPath, profileRef(p))
 	if !o.mergeKubeconfig {
 		return
 	}
@@ -230,6 +234,18 @@ func (o *upOptions) printReady(s streams, p *profiles.Loaded, c *wasmkube.Cluste
 		return
 	}
 	fmt.Fprintf(s.out, "  merged into %s; current context is now %s (kubectl --context %s …)\n", written, p.ContextName(), p.ContextName())
+}
+
+// profileRef is what --profile takes to find p again from any directory: the name of a
+// built-in profile or of one in the user profile directory, else the file's absolute path.
+func profileRef(p *profiles.Loaded) string {
+	if p.IsBuiltin() {
+		return p.Name
+	}
+	if dir, file := filepath.Split(p.Source); filepath.Clean(dir) == filepath.Clean(wasmkube.UserProfileDir()) {
+		return strings.TrimSuffix(file, ".yaml")
+	}
+	return p.Source
 }
 
 // runUntilStopped waits for ctx (SIGINT, SIGTERM) and stops the cluster cleanly, or returns
