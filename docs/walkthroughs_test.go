@@ -1,8 +1,10 @@
 package docs_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,6 +57,22 @@ func TestWalkthroughs(t *testing.T) {
 	}
 	pages := parsePages(t, root)
 	env := walkthroughEnv(t, root)
+	// The run ends itself before the test's deadline (and on Ctrl-C), killing what it started:
+	// no cluster outlives the test holding its ports.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if deadline, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-time.Minute))
+		defer cancel()
+	}
+	env.Context = ctx
+	before := checkoutStatus(t, root)
+	defer func() {
+		if after := checkoutStatus(t, root); after != before {
+			t.Errorf("the walkthroughs changed the checkout (git status --porcelain):\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	}()
 	for _, p := range pages {
 		t.Run(p.Path, func(t *testing.T) {
 			if len(p.Steps) == 0 {
@@ -66,6 +84,18 @@ func TestWalkthroughs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkoutStatus is `git status --porcelain` of the checkout ("" outside a git checkout).
+func checkoutStatus(t *testing.T, root string) string {
+	cmd := exec.Command("git", "status", "--porcelain")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Logf("git status: %v (the checkout is not compared)", err)
+		return ""
+	}
+	return string(out)
 }
 
 // parsePages reads the pages in reader order and fails on a page readerOrder lacks.
@@ -201,6 +231,9 @@ func TestExamplesCounted(t *testing.T) {
 		if !strings.Contains(string(table), "| ["+name+"]("+name+"/) |") {
 			t.Errorf("examples/README.md's table has no row for %s", name)
 		}
+	}
+	if rows := strings.Count(string(table), "\n| ["); rows != len(dirs) {
+		t.Errorf("examples/README.md's table has %d rows, and there are %d examples", rows, len(dirs))
 	}
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {

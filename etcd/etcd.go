@@ -256,35 +256,67 @@ func CheckReachable(ctx context.Context, ext External, timeout time.Duration) er
 		return fmt.Errorf("connect to external etcd %v: %w", ext.Servers, err)
 	}
 	defer cli.Close()
-	var errs []error
+	// All at once: a member that is down does not use up the time the others have to answer.
+	results := make(chan error, len(ext.Servers))
 	for _, ep := range ext.Servers {
-		if _, err := cli.Status(ctx, ep); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
-			continue
+		go func() {
+			_, err := cli.Status(ctx, ep)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", ep, err)
+			}
+			results <- err
+		}()
+	}
+	var errs []error
+	for range ext.Servers {
+		err := <-results
+		if err == nil {
+			return nil
 		}
-		return nil
+		errs = append(errs, err)
 	}
 	return fmt.Errorf("no external etcd server answered within %s (%w); check that etcd runs and that etcd.external.servers, caFile, certFile and keyFile in the profile are right, or remove etcd.external to use the embedded etcd",
 		timeout, errors.Join(errs...))
 }
 
-// dialAny returns nil once one of servers (URLs) takes a TCP connection, else why none did.
+// dialAny returns nil as soon as one of servers (http(s):// or unix:// URLs) takes a
+// connection, else why none did. It dials them all at once: a member that drops packets does
+// not use up the time of the others.
 func dialAny(ctx context.Context, servers []string) error {
-	var errs []error
-	var d net.Dialer
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan error, len(servers))
 	for _, server := range servers {
-		u, err := url.Parse(server)
-		if err != nil || u.Host == "" {
-			errs = append(errs, fmt.Errorf("%s: not a URL (want http(s)://HOST:PORT)", server))
-			continue
+		go func() { results <- dialServer(ctx, server) }()
+	}
+	var errs []error
+	for range servers {
+		err := <-results
+		if err == nil {
+			return nil
 		}
-		conn, err := d.DialContext(ctx, "tcp", u.Host)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", server, err))
-			continue
-		}
-		_ = conn.Close()
-		return nil
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// dialServer opens and closes one connection to the etcd server at the URL server.
+func dialServer(ctx context.Context, server string) error {
+	u, err := url.Parse(server)
+	if err != nil {
+		return fmt.Errorf("%s: not a URL: %w", server, err)
+	}
+	network, address := "tcp", u.Host
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
+		network, address = "unix", u.Host+u.Path
+	}
+	if address == "" {
+		return fmt.Errorf("%s: no host or socket path in the URL", server)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return fmt.Errorf("%s: %w", server, err)
+	}
+	return conn.Close()
 }

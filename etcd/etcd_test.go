@@ -266,6 +266,11 @@ func TestCheckReachable(t *testing.T) {
 	if err := CheckReachable(context.Background(), External{Servers: s.Endpoints()}, 5*time.Second); err != nil {
 		t.Fatalf("running etcd not reachable: %v", err)
 	}
+	// One member down (refused, or dropping packets: a blackhole address) leaves the others to answer.
+	mixed := append([]string{"http://127.0.0.1:1", "http://192.0.2.1:2379"}, s.Endpoints()...)
+	if err := CheckReachable(context.Background(), External{Servers: mixed}, 5*time.Second); err != nil {
+		t.Fatalf("a cluster with a member down: %v", err)
+	}
 	err := CheckReachable(context.Background(), External{Servers: []string{"http://127.0.0.1:1"}}, time.Second)
 	if err == nil || !strings.Contains(err.Error(), "etcd.external.servers") || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("unreachable etcd: got %v, want an error naming the server and the profile field", err)

@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -11,8 +12,20 @@ import (
 // the names follow this convention throughout.
 var pathFlagSuffixes = []string{"-file", "-path", "-dir", "-cafile", "-certfile", "-keyfile", "kubeconfig"}
 
+// pathFlags are the path flags of kube-apiserver, kube-controller-manager and kube-scheduler
+// whose names do not follow that convention.
+var pathFlags = []string{
+	"encryption-provider-config", "authentication-config", "authorization-config", "egress-selector-config-file",
+	"kubelet-certificate-authority", "kubelet-client-certificate", "kubelet-client-key", "cloud-config",
+	"pv-recycler-pod-template-filepath-nfs", "pv-recycler-pod-template-filepath-hostpath",
+	"config", "write-config-to",
+}
+
 // isPathFlag reports whether the component flag name takes a file or directory path.
 func isPathFlag(name string) bool {
+	if slices.Contains(pathFlags, name) {
+		return true
+	}
 	for _, s := range pathFlagSuffixes {
 		if strings.HasSuffix(name, s) {
 			return true

@@ -37,7 +37,7 @@ scheduler:
 	if p.Controllers.ExtraArgs[0] != "cluster-signing-cert-file=/abs/ca.crt" || p.Scheduler.ExtraArgs[0] != "percentage-of-nodes-to-score=50" {
 		t.Errorf("absolute paths and other flags changed: %q %q", p.Controllers.ExtraArgs, p.Scheduler.ExtraArgs)
 	}
-	for name, want := range map[string]bool{"audit-log-path": true, "cert-dir": true, "etcd-cafile": true, "kubeconfig": true, "v": false, "audit-log-maxage": false} {
+	for name, want := range map[string]bool{"audit-log-path": true, "cert-dir": true, "etcd-cafile": true, "kubeconfig": true, "encryption-provider-config": true, "kubelet-client-key": true, "v": false, "audit-log-maxage": false} {
 		if isPathFlag(name) != want {
 			t.Errorf("isPathFlag(%s) = %v", name, !want)
 		}

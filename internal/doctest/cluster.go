@@ -56,6 +56,7 @@ func startCluster(env Env, sh *shell, st *Step, running []*cluster) (*cluster, e
 	c.cmd.Dir, c.cmd.Env = dir, vars
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.cmd.WaitDelay = 10 * time.Second // a process that keeps the output open does not hold Wait
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
@@ -86,6 +87,8 @@ func (c *cluster) waitReady(env Env, st *Step) error {
 			return check(st, c.out.String(), exitCode(c.err))
 		case <-timeout:
 			return &Failure{Err: fmt.Errorf("not ready after %s", env.ReadyTimeout), Out: c.out.String()}
+		case <-env.done():
+			return &Failure{Err: errors.New("the run was ended (its deadline, or an interrupt)"), Out: c.out.String()}
 		case <-tick.C:
 		}
 	}
@@ -95,10 +98,20 @@ func (c *cluster) waitReady(env Env, st *Step) error {
 	if st.Exit != 0 {
 		return &Failure{Err: errors.New("the cluster started; the page shows it failing"), Out: c.out.String()}
 	}
-	if err := Match(st.Expect, c.out.String()); err != nil {
-		return &Failure{Err: fmt.Errorf("output (page line %d): %w", st.ExpectFrom, err), Out: c.out.String()}
+	return matchOutput(st, untilReady(c.out.String()))
+}
+
+// untilReady is up's output up to its ready line, which ends what a page shows of it.
+func untilReady(out string) string {
+	i := strings.Index(out, readyLine)
+	if i < 0 {
+		return out
 	}
-	return nil
+	end := strings.IndexByte(out[i:], '\n')
+	if end < 0 {
+		return out
+	}
+	return out[:i+end+1]
 }
 
 // stop interrupts the cluster, as Ctrl-C in its terminal does, and checks that it stopped

@@ -115,8 +115,9 @@ func TestMatch(t *testing.T) {
 	out := "NAME    STATUS   AGE\ndefault Active   3s\nkube-system   Active   3s\n"
 	for _, ok := range [][]string{
 		{"NAME STATUS AGE", "kube-system Active …"},
-		{"default   Active"},
+		{"default   Active …"},
 		{"…Active…", "…Active…"},
+		{"… 3s", "kube-system … 3s"},
 		{},
 	} {
 		if err := Match(ok, out); err != nil {
@@ -124,10 +125,13 @@ func TestMatch(t *testing.T) {
 		}
 	}
 	for expect, want := range map[string]string{
-		"kube-public Active":             "is not in the output",
-		"kube-system\x00default Active":  "before the line expected ahead of it",
-		"Active … Active":                "is not in the output",
-		"NAME STATUS AGE\x00NAME STATUS": "before the line",
+		"kube-public Active …":               "is not in the output",
+		"kube-system …\x00default Active …":  "before the line expected ahead of it",
+		"Active … Active":                    "is not in the output",
+		"NAME STATUS AGE\x00NAME STATUS AGE": "before the line",
+		"default Active":                     "is not in the output", // a part of a line is not the line
+		"default":                            "is not in the output",
+		"kube-system Active 3":               "is not in the output",
 	} {
 		err := Match(strings.Split(expect, "\x00"), out)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -173,7 +177,7 @@ func TestRunPage(t *testing.T) {
 	env := testEnv(t)
 	src := page + "\n```sh\nexport USER_NAME=ana\ngo run ./cmd/wasmkube up --profile demo\n# Ready in …: https://127.0.0.1:6443 as ana\n" +
 		"go run ./cmd/wasmkube kubectl get ns\n# wasmkube kubectl get ns\n" +
-		"go run ./cmd/wasmkube up --profile demo\n# Press Ctrl-C to stop\n```\n" +
+		"go run ./cmd/wasmkube up --profile demo\n# Press Ctrl-C to stop …\n```\n" +
 		"<!-- doctest: running wasmkube up --profile demo -->\n" +
 		"```sh\nwasmkube up --profile broken\n# error: profile broken: …\n```\n"
 	p, err := Parse("page.md", src)
@@ -192,6 +196,7 @@ func TestRunPageFails(t *testing.T) {
 	cases := map[string][]string{
 		"```sh\necho hello\n# goodbye\necho never\n# never\n```\n": {"p.md:2:", `"goodbye" is not in the output`, "command: echo hello", "output:\n    hello"},
 		"```sh\nfalse\n```\n":                        {"p.md:2:", "exit status 1; the page shows no failure"},
+		"```sh\nfalse | cat\n```\n":                  {"p.md:2:", "exit status 1; the page shows no failure"},
 		"```sh\ntrue\n# error: it fails\n```\n":      {"p.md:2:", "succeeded; the page shows it failing"},
 		"```sh\nexit 3\n```\n":                       {"p.md:2:", "the shell ended"},
 		"```sh\nsleep 10\n```\n":                     {"p.md:2:", "still running after"},
@@ -213,5 +218,61 @@ func TestRunPageFails(t *testing.T) {
 				t.Errorf("%q: failure %q lacks %q", src, errs[0], want)
 			}
 		}
+	}
+}
+
+func TestMatchExact(t *testing.T) {
+	out := "Starting\n\n  ✓ pki ready (0.1s)\nReady in 1.2s\n"
+	if err := MatchExact([]string{"Starting", "✓ pki ready (…s)", "Ready in …s"}, out); err != nil {
+		t.Errorf("MatchExact: %v", err)
+	}
+	for expect, want := range map[string]string{
+		"Starting\x00✓ pki ready (…s)":                    "1 more lines than the page shows",
+		"Starting\x00Ready in …s\x00✓ pki ready (…s)":     `line 2 is`,
+		"Starting\x00✓ pki ready (…s)\x00Ready in …\x00x": "the output has only 3 lines",
+	} {
+		err := MatchExact(strings.Split(expect, "\x00"), out)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("MatchExact(%q) = %v; want %q", expect, err, want)
+		}
+	}
+}
+
+// TestParseShapes: blocks in lists, ~~~ fences and longer fences run; another shell's block, an
+// empty output line and a here-string are what they are.
+func TestParseShapes(t *testing.T) {
+	src := "1. Step:\n\n   ```sh\n   echo a\n   # a\n   ```\n\n~~~bash\ncat <<< \"x y\"\n# x y\n~~~\n\n" +
+		"````shell\necho '```'\n````\n\n```sh\nwasmkube up --profile demo   # not --dry-run\nwasmkube up \\\n  --dry-run\nA=b wasmkube up\n```\n"
+	p, err := Parse("p.md", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scripts []string
+	for _, st := range p.Steps {
+		scripts = append(scripts, st.Script)
+	}
+	want := []string{"echo a", "cat <<< \"x y\"", "echo '```'", "wasmkube up --profile demo   # not --dry-run", "wasmkube up \\\n  --dry-run", "A=b wasmkube up"}
+	if strings.Join(scripts, "|") != strings.Join(want, "|") {
+		t.Fatalf("steps %q, want %q", scripts, want)
+	}
+	if p.Steps[0].Expect[0] != "a" || p.Steps[1].Expect[0] != "x y" {
+		t.Errorf("expected output: %q %q", p.Steps[0].Expect, p.Steps[1].Expect)
+	}
+	for i, up := range []bool{false, false, false, true, false, true} {
+		if p.Steps[i].Up() != up {
+			t.Errorf("%q: Up() = %v, want %v", p.Steps[i].Script, !up, up)
+		}
+	}
+	for source, want := range map[string]string{
+		"```console\n$ wasmkube version\n```\n": "a ```console block the run cannot run",
+		"```sh\necho\n#\n```\n":                 "an empty line of expected output",
+		"```sh\ncat <<\\EOF\nx\n```\n":          "here-document EOF never ends",
+	} {
+		if _, err := Parse("p.md", source); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v; want %q", source, err, want)
+		}
+	}
+	if p, _ := Parse("p.md", "```sh\nfalse\n# errors: none\n```\n"); p.Steps[0].Exit != 0 {
+		t.Errorf("a line beginning with the word errors taken for a failure")
 	}
 }

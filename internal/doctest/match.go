@@ -5,9 +5,9 @@ import (
 	"strings"
 )
 
-// Match checks that every expected line appears in out, in order, each within one line of its
-// own: runs of white space compare equal and "…" stands for any text. It returns the first
-// expected line that does not, with the reason.
+// Match checks that every expected line is a line of out, in order (out may have other lines
+// between them): runs of white space compare equal, the ends of lines are trimmed and "…" stands
+// for any text. It returns the first expected line that is not, with the reason.
 func Match(expect []string, out string) error {
 	got := lines(out)
 	at := 0
@@ -24,6 +24,29 @@ func Match(expect []string, out string) error {
 	return nil
 }
 
+// MatchExact checks that the lines of out that are not blank are the expected lines, one for
+// one, in order, compared as Match compares them.
+func MatchExact(expect []string, out string) error {
+	var got []string
+	for _, l := range lines(out) {
+		if strings.TrimSpace(l) != "" {
+			got = append(got, l)
+		}
+	}
+	for i, want := range expect {
+		if i >= len(got) {
+			return fmt.Errorf("%q: the output has only %d lines", want, len(got))
+		}
+		if findLine(want, got[i:i+1], 0) < 0 {
+			return fmt.Errorf("line %d is %q, the page shows %q", i+1, got[i], want)
+		}
+	}
+	if len(got) > len(expect) {
+		return fmt.Errorf("the output has %d more lines than the page shows, from %q", len(got)-len(expect), got[len(expect)])
+	}
+	return nil
+}
+
 // findLine returns the index of the first line of got at or after from that pattern matches, or -1.
 func findLine(pattern string, got []string, from int) int {
 	parts := strings.Split(normalize(pattern), "…")
@@ -35,18 +58,28 @@ func findLine(pattern string, got []string, from int) int {
 	return -1
 }
 
-// matchLine reports whether the parts appear in line in order (a pattern's text between its
-// "…"s, trimmed).
+// matchLine reports whether line is the pattern whose text between "…"s is parts: it begins
+// with the first part, ends with the last and has the others between, in order.
 func matchLine(parts []string, line string) bool {
-	for _, part := range parts {
-		part = strings.TrimSpace(part)
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	if len(parts) == 1 {
+		return line == parts[0]
+	}
+	first, last := parts[0], parts[len(parts)-1]
+	if !strings.HasPrefix(line, first) {
+		return false
+	}
+	line = line[len(first):]
+	for _, part := range parts[1 : len(parts)-1] {
 		i := strings.Index(line, part)
 		if i < 0 {
 			return false
 		}
 		line = line[i+len(part):]
 	}
-	return true
+	return strings.HasSuffix(line, last)
 }
 
 // normalize turns every run of white space into one space and trims the ends.

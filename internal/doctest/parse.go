@@ -3,17 +3,20 @@
 //
 // The conventions a page follows (docs/walkthroughs.md says them for writers):
 //
-//   - Every ```sh or ```bash block runs, in page order, in one shell per run (variables,
-//     `export` and `cd` carry over, as in a reader's terminal), unless the line before it is
-//     <!-- doctest: skip REASON -->.
+//   - Every ```sh, ```bash or ```shell block runs (fenced by ``` or ~~~, indented in a list or
+//     not), in page order, in one shell per page (variables, `export` and `cd` carry over, as in
+//     a reader's terminal), unless the line before it is <!-- doctest: skip REASON -->. A block
+//     of another shell (```console, ```zsh…) is an error: the run would not run it.
 //   - A command is a line that is not a comment, with its `\` continuation lines and here-document.
 //     A comment after a command on the same line is a note for the reader and not checked.
 //   - Comment lines right below a command (no blank line between) are output it must print: each
-//     appears in its output (stdout and stderr), in that order, as part of a line; runs of spaces
-//     compare equal and … stands for any text. A command must exit 0, unless one of its output
-//     lines begins with "error" (any case), when it must fail; "# (exit N)" asks for status N.
-//   - <!-- doctest: output --> before any block makes that block's lines the output of the
-//     command run last (a sample output shown as text).
+//     is a line of its output (stdout and stderr), in that order, other lines may come between;
+//     runs of spaces compare equal and … stands for any text. A command must exit 0, unless one
+//     of its output lines begins with the word "error" (any case), when it must fail;
+//     "# (exit N)" asks for status N.
+//   - <!-- doctest: output --> before any block makes that block's lines the whole output of the
+//     command run last (a sample output shown as text): every line that is not blank, one for
+//     one.
 //   - A command `wasmkube up …` (not --dry-run) or `make up` runs in the background, as in a
 //     second terminal: the run waits until it is ready (or has ended) and interrupts it, as
 //     Ctrl-C does, when the page ends. The same command again, while it runs, checks its output
@@ -25,6 +28,7 @@ import (
 	"bufio"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -47,6 +51,8 @@ type Step struct {
 	Exit int
 	// ExpectFrom is the line the expected output was read from (for messages).
 	ExpectFrom int
+	// Exact says that Expect is the whole output (an output block), not lines of it.
+	Exact bool
 }
 
 // Up reports whether the step starts a cluster in the background.
@@ -56,16 +62,31 @@ func (s *Step) Up() bool {
 
 var (
 	directiveRE = regexp.MustCompile(`^<!--\s*doctest:\s*(\S+)\s*(.*?)\s*-->\s*$`)
-	fenceRE     = regexp.MustCompile("^```\\s*([A-Za-z0-9_-]*)")
-	heredocRE   = regexp.MustCompile(`<<-?\s*['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?`)
-	upRE        = regexp.MustCompile(`^\s*((wasmkube|go run \./cmd/wasmkube)\s+up|make up)(\s|$)`)
+	fenceRE     = regexp.MustCompile("^( *)(```+|~~~+)\\s*([A-Za-z0-9_-]*)")
+	heredocRE   = regexp.MustCompile(`(?:^|[^<])<<-?\s*\\?['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?`)
+	upRE        = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*=\S*\s+)*((wasmkube|go run \./cmd/wasmkube)\s+up|make up)(\s|$)`)
 	exitRE      = regexp.MustCompile(`^\(exit (\d+)\)$`)
+	errorRE     = regexp.MustCompile(`(?i)^error\b`)
+	// otherShells are info strings of shell blocks that the run would not run: refused.
+	otherShells = []string{"console", "shell-session", "zsh", "fish", "sh-session", "terminal"}
 )
 
-// isUpCommand reports whether script is `wasmkube up` that starts a cluster.
+// isUpCommand reports whether script is `wasmkube up` (or `make up`) that starts a cluster:
+// its first line without the note after it, and no --dry-run anywhere.
 func isUpCommand(script string) bool {
 	first, _, _ := strings.Cut(script, "\n")
-	return upRE.MatchString(first) && !strings.Contains(first, "--dry-run") && !strings.Contains(first, "|")
+	command, _, _ := strings.Cut(first, " #")
+	return upRE.MatchString(command) && !strings.Contains(command, "|") && !strings.Contains(withoutNotes(script), "--dry-run")
+}
+
+// withoutNotes is script without the notes after its commands (" # …" to the end of a line).
+func withoutNotes(script string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(script, "\n") {
+		l, _, _ = strings.Cut(l, " #")
+		b.WriteString(l + "\n")
+	}
+	return b.String()
 }
 
 // pending is what directives said about the next block.
@@ -96,11 +117,11 @@ func Parse(path, source string) (*Page, error) {
 			}
 			continue
 		}
-		end := closingFence(lines, i)
+		end := closingFence(lines, i, m[2])
 		if end < 0 {
 			return nil, fmt.Errorf("%s:%d: code block never closed", path, i+1)
 		}
-		if err := p.block(m[1], lines[i+1:end], i+2, next); err != nil {
+		if err := p.block(strings.ToLower(m[3]), dedent(lines[i+1:end], len(m[1])), i+2, next); err != nil {
 			return nil, err
 		}
 		next, i = nil, end
@@ -134,26 +155,41 @@ func (p *Page) directive(verb, args string, line int, next *pending) (*pending, 
 	return nil, fmt.Errorf("%s:%d: unknown doctest directive %q (skip, output or running)", p.Path, line, verb)
 }
 
-// closingFence returns the index of the line that closes the block opened at lines[open].
-func closingFence(lines []string, open int) int {
+// closingFence returns the index of the line that closes the block opened at lines[open] by
+// fence (a run of ` or ~): a line of at least as many of the same character and nothing else.
+func closingFence(lines []string, open int, fence string) int {
 	for j := open + 1; j < len(lines); j++ {
-		if strings.HasPrefix(strings.TrimSpace(lines[j]), "```") {
+		l := strings.TrimSpace(lines[j])
+		if strings.HasPrefix(l, fence) && strings.Trim(l, fence[:1]) == "" {
 			return j
 		}
 	}
 	return -1
 }
 
+// dedent removes up to n leading spaces from each line (a block indented in a list).
+func dedent(body []string, n int) []string {
+	out := make([]string, len(body))
+	for i, l := range body {
+		trim := len(l) - len(strings.TrimLeft(l, " "))
+		out[i] = l[min(trim, n):]
+	}
+	return out
+}
+
 // block adds a code block's steps (body starts at line first of the page).
 func (p *Page) block(lang string, body []string, first int, next *pending) error {
-	runnable := lang == "sh" || lang == "bash"
+	runnable := lang == "sh" || lang == "bash" || lang == "shell"
+	if next == nil && slices.Contains(otherShells, lang) {
+		return fmt.Errorf("%s:%d: a ```%s block the run cannot run: write ```sh (commands, with their output as comments) or add <!-- doctest: skip WHY -->", p.Path, first-1, lang)
+	}
 	switch {
 	case next != nil && next.output:
 		if len(p.Steps) == 0 || p.Steps[len(p.Steps)-1].Script == "" && p.Steps[len(p.Steps)-1].Running == "" {
 			return fmt.Errorf("%s:%d: an output block with no command before it", p.Path, next.line)
 		}
 		last := p.Steps[len(p.Steps)-1]
-		last.ExpectFrom = first
+		last.ExpectFrom, last.Exact = first, true
 		for _, l := range body {
 			if strings.TrimSpace(l) != "" {
 				last.expect(l)
@@ -189,6 +225,9 @@ func commands(body []string, first int) ([]*Step, error) {
 			if last != nil {
 				if last.ExpectFrom == 0 {
 					last.ExpectFrom = first + i
+				}
+				if strings.TrimSpace(strings.TrimPrefix(trimmed, "#")) == "" {
+					return nil, fmt.Errorf("%d: an empty line of expected output (it would match anything): remove it, or leave a blank line before prose", first+i)
 				}
 				last.expect(strings.TrimPrefix(trimmed, "#"))
 			}
@@ -236,7 +275,7 @@ func (s *Step) expect(text string) {
 		s.Exit, _ = strconv.Atoi(m[1])
 		return
 	}
-	if strings.HasPrefix(strings.ToLower(text), "error") && s.Exit == 0 {
+	if errorRE.MatchString(text) && s.Exit == 0 {
 		s.Exit = -1
 	}
 	s.Expect = append(s.Expect, text)

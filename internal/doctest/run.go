@@ -2,6 +2,7 @@ package doctest
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +17,10 @@ import (
 
 // Prelude is sourced by every shell a run starts: `go run ./cmd/wasmkube ARGS` runs the
 // wasmkube under test (on PATH) rather than building it again, and `go install ./cmd/wasmkube`
-// finds it installed already; every other go command is Go's.
-const Prelude = `go() {
+// finds it installed already; every other go command is Go's. pipefail: a command that fails
+// inside a pipeline fails the line, rather than hiding behind the pipeline's last command.
+const Prelude = `set -o pipefail
+go() {
 	if [ "$1" = run ] && [ "$2" = ./cmd/wasmkube ]; then shift 2; command wasmkube "$@"
 	elif [ "$1" = install ] && [ "$2" = ./cmd/wasmkube ] && [ $# = 2 ]; then :
 	else command go "$@"; fi
@@ -26,6 +29,8 @@ const Prelude = `go() {
 
 // Env is where a page's commands run.
 type Env struct {
+	// Context ends the run early: its commands and clusters are killed (nil: never).
+	Context context.Context
 	// Dir is the shell's working directory; Vars its environment (PATH with wasmkube on it).
 	Dir  string
 	Vars []string
@@ -127,10 +132,27 @@ func check(st *Step, out string, code int) error {
 	case st.Exit > 0 && code != st.Exit:
 		return &Failure{Err: fmt.Errorf("exit status %d; the page shows %d", code, st.Exit), Out: out}
 	}
-	if err := Match(st.Expect, out); err != nil {
+	return matchOutput(st, out)
+}
+
+// matchOutput checks out against the step's expected output: its lines, or all of it.
+func matchOutput(st *Step, out string) error {
+	match := Match
+	if st.Exact {
+		match = MatchExact
+	}
+	if err := match(st.Expect, out); err != nil {
 		return &Failure{Err: fmt.Errorf("output (page line %d): %w", st.ExpectFrom, err), Out: out}
 	}
 	return nil
+}
+
+// done is the context's Done channel, or nil (never) without a context.
+func (env Env) done() <-chan struct{} {
+	if env.Context == nil {
+		return nil
+	}
+	return env.Context.Done()
 }
 
 // shell is a bash process that runs commands one after another, keeping its state between them.
@@ -140,6 +162,7 @@ type shell struct {
 	status  chan string // the status lines the shell prints after each command
 	stderr  *syncBuffer
 	scratch string
+	cancel  <-chan struct{}
 	n       int
 	closed  bool
 }
@@ -158,7 +181,7 @@ func startShell(env Env) (*shell, error) {
 	if err != nil {
 		return nil, err
 	}
-	sh := &shell{cmd: cmd, stdin: stdin, status: make(chan string), stderr: &syncBuffer{}, scratch: env.Scratch}
+	sh := &shell{cmd: cmd, stdin: stdin, status: make(chan string, 1), stderr: &syncBuffer{}, scratch: env.Scratch, cancel: env.done()}
 	cmd.Stderr = sh.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start bash: %w", err)
@@ -204,6 +227,10 @@ func (sh *shell) run(script string, timeout time.Duration) (string, int, error) 
 		out, _ := os.ReadFile(outFile)
 		sh.close()
 		return string(out), 0, fmt.Errorf("still running after %s", timeout)
+	case <-sh.cancel:
+		out, _ := os.ReadFile(outFile)
+		sh.close()
+		return string(out), 0, errors.New("the run was ended (its deadline, or an interrupt)")
 	}
 }
 

@@ -75,6 +75,12 @@ and writes a kubeconfig so kubectl works against it.
 	// --version is the root's own bool (cobra prints Version for it), and theirs stays hidden.
 	root.Flags().Bool("version", false, "print wasmkube's version (the version command says more)")
 	_ = pflag.CommandLine.MarkHidden("version")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if f := cmd.Flags().Lookup("version"); cmd != root && f != nil && f.Changed {
+			return fmt.Errorf("unknown flag: --version for %q (wasmkube --version or wasmkube version prints the versions)", cmd.CommandPath())
+		}
+		return nil
+	}
 	root.AddCommand(
 		newUpCommand(s),
 		newKubeconfigCommand(s),

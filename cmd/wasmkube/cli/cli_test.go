@@ -484,6 +484,17 @@ func TestProfilesAndVersion(t *testing.T) {
 	if _, help, _ := e.run("--help"); strings.Contains(help, "reported version") {
 		t.Errorf("--help shows component-base's --version:\n%s", help)
 	}
+	if code, _, stderr := e.run("up", "--version"); code == 0 || !strings.Contains(stderr, `unknown flag: --version for "wasmkube up"`) {
+		t.Errorf("up --version: %d %q (component-base's hidden flag must not start a cluster)", code, stderr)
+	}
+	// A file profile's hints name it by its absolute path, which works from any directory.
+	abs, _ := filepath.Abs(filepath.Join("testdata", "missing-module.yaml"))
+	for _, args := range [][]string{{"reload"}, {"kubeconfig"}, {"decisions"}} {
+		code, _, stderr := e.run(append(args, "--profile", "testdata/missing-module.yaml")...)
+		if code == 0 || !strings.Contains(stderr, "start it with `wasmkube up --profile "+abs+"`") {
+			t.Errorf("%s before up: %d %q, want the hint with %s", args[0], code, stderr, abs)
+		}
+	}
 	code, out, _ = e.run("profiles", "show", "minimal")
 	if code != 0 || !strings.Contains(out, "name: minimal") || !strings.Contains(out, "# source: builtin:minimal") {
 		t.Errorf("profiles show: %d\n%s", code, out)

@@ -69,7 +69,7 @@ func (o *decisionsOptions) run(ctx context.Context, s streams) error {
 		}
 		path = apiserver.Layout{DataDir: dataDir}.Kubeconfig()
 		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("profile %s has no kubeconfig yet (%s): start it with `wasmkube up --profile %s`", p.Name, path, o.profile)
+			return fmt.Errorf("profile %s has no kubeconfig yet (%s): start it with `wasmkube up --profile %s`", p.Name, path, profileRef(p))
 		}
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)

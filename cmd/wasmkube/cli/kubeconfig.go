@@ -28,7 +28,7 @@ func newKubeconfigCommand(s streams) *cobra.Command {
 			path := apiserver.Layout{DataDir: dataDir}.Kubeconfig()
 			data, err := os.ReadFile(path)
 			if os.IsNotExist(err) {
-				return fmt.Errorf("profile %s has no kubeconfig yet (%s): start it with `wasmkube up --profile %s`", p.Name, path, pf.profile)
+				return fmt.Errorf("profile %s has no kubeconfig yet (%s): start it with `wasmkube up --profile %s`", p.Name, path, profileRef(p))
 			} else if err != nil {
 				return err
 			}

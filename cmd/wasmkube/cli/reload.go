@@ -125,7 +125,7 @@ func (o *reloadOptions) run(ctx context.Context, s streams) error {
 	if err != nil {
 		return err
 	}
-	pid, err := runningPID(dataDir, p.Name)
+	pid, err := runningPID(dataDir, p.Name, profileRef(p))
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (o *reloadOptions) run(ctx context.Context, s streams) error {
 }
 
 // runningPID returns the process of the `up` holding the data dir, or says that none runs.
-func runningPID(dataDir, name string) (int, error) {
+func runningPID(dataDir, name, ref string) (int, error) {
 	layout := apiserver.Layout{DataDir: dataDir}
 	lk := flock.New(layout.Lock())
 	locked, err := lk.TryLock()
@@ -173,7 +173,7 @@ func runningPID(dataDir, name string) (int, error) {
 	}
 	if locked || errors.Is(err, os.ErrNotExist) {
 		_ = lk.Unlock()
-		return 0, fmt.Errorf("profile %s is not running (data dir %s): start it with `wasmkube up --profile %s`", name, dataDir, name)
+		return 0, fmt.Errorf("profile %s is not running (data dir %s): start it with `wasmkube up --profile %s`", name, dataDir, ref)
 	}
 	b, err := os.ReadFile(layout.PIDFile())
 	if err != nil {

@@ -94,6 +94,10 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 		}
 		return printPlan(s, plan, p.Source)
 	}
+	// The module files and granted directories, before anything starts (and is rolled back).
+	if err := wasmkube.CheckModuleFiles(p, opts); err != nil {
+		return err
+	}
 	began := time.Now()
 	fmt.Fprintf(s.out, "Starting profile %s (%s), data in %s\n", p.Name, p.Source, dataDir)
 	for _, d := range p.Deprecations() {
