@@ -2,6 +2,7 @@ package docs_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -56,6 +57,14 @@ func TestWalkthroughs(t *testing.T) {
 		t.Fatal(err)
 	}
 	pages := parsePages(t, root)
+	// The pages start the demo profiles on their own ports, as a reader does.
+	for _, port := range []string{"6443", "6444"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatalf("port %s is taken (%v): the walkthroughs start the demo and kubewarden-demo profiles on 6443 and 6444, as the README does; stop what listens there (a wasmkube up?) and run again", port, err)
+		}
+		_ = ln.Close()
+	}
 	env := walkthroughEnv(t, root)
 	// The run ends itself before the test's deadline (and on Ctrl-C), killing what it started:
 	// no cluster outlives the test holding its ports.

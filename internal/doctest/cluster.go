@@ -33,8 +33,7 @@ func startCluster(env Env, sh *shell, st *Step, running []*cluster) (*cluster, e
 		script = st.Running
 	}
 	first, _, _ := strings.Cut(script, "\n")
-	command, _, _ := strings.Cut(first, " #") // the note after the command is not part of it
-	key := normalize(command)
+	key := normalize(withoutNote(first)) // the note after the command is not part of it
 	for _, c := range running {
 		if c.key != key {
 			continue
@@ -42,10 +41,10 @@ func startCluster(env Env, sh *shell, st *Step, running []*cluster) (*cluster, e
 		if st.Running != "" {
 			return nil, nil
 		}
-		if err := Match(st.Expect, c.out.String()); err != nil {
-			return nil, &Failure{Err: fmt.Errorf("output of the running cluster (page line %d): %w", st.ExpectFrom, err), Out: c.out.String()}
+		if st.Exit != 0 {
+			return nil, &Failure{Err: errors.New("it runs already; the page shows it failing"), Out: c.out.String()}
 		}
-		return nil, nil
+		return nil, matchOutput(st, untilReady(c.out.String()))
 	}
 	vars, dir, err := sh.env(env.CommandTimeout)
 	if err != nil {

@@ -79,7 +79,7 @@ func TestParseErrors(t *testing.T) {
 		"<!-- doctest: skipp why -->\n```sh\nx\n```\n":         `unknown doctest directive "skipp"`,
 		"<!-- doctest: skip why -->\ntext\n```sh\nx\n```\n":    "not followed by a code block",
 		"<!-- doctest: skip why -->\n```yaml\nx: 1\n```\n":     "would not run anyway",
-		"<!-- doctest: output -->\n```text\nx\n```\n":          "no command before it",
+		"<!-- doctest: output -->\n```text\nx\n```\n":          "no command run before it",
 		"```sh\ncat <<EOF\nx\n```\n":                           "here-document EOF never ends",
 		"```sh\nx\n":                                           "never closed",
 		"<!-- doctest: running wasmkube version -->\n":         "needs a `wasmkube up …` command",
@@ -118,6 +118,7 @@ func TestMatch(t *testing.T) {
 		{"default   Active …"},
 		{"…Active…", "…Active…"},
 		{"… 3s", "kube-system … 3s"},
+		{"NAME … STATUS … AGE"}, // … may stand for nothing between words
 		{},
 	} {
 		if err := Match(ok, out); err != nil {
@@ -274,5 +275,48 @@ func TestParseShapes(t *testing.T) {
 	}
 	if p, _ := Parse("p.md", "```sh\nfalse\n# errors: none\n```\n"); p.Steps[0].Exit != 0 {
 		t.Errorf("a line beginning with the word errors taken for a failure")
+	}
+}
+
+// TestParseEdges: the cases a review found.
+func TestParseEdges(t *testing.T) {
+	// An output block after a skipped block belongs to no command that ran.
+	if _, err := Parse("p.md", "```sh\necho a\n```\n<!-- doctest: skip why -->\n```sh\necho b\n```\n<!-- doctest: output -->\n```text\nb\n```\n"); err == nil {
+		t.Error("an output block after a skipped block was accepted")
+	}
+	// A # inside quotes is not a note; a tab before a note is.
+	for line, want := range map[string]string{
+		"wasmkube up --apiserver-arg 'a= #b' --dry-run": "wasmkube up --apiserver-arg 'a= #b' --dry-run",
+		"wasmkube up\t# note":                           "wasmkube up",
+		`echo "x # y" # note`:                           `echo "x # y"`,
+		"# all note":                                    "",
+	} {
+		if got := withoutNote(line); got != want {
+			t.Errorf("withoutNote(%q) = %q, want %q", line, got, want)
+		}
+	}
+	if (&Step{Script: "wasmkube up --apiserver-arg 'a= #b' --dry-run"}).Up() {
+		t.Error("a --dry-run after a quoted # taken for a cluster start")
+	}
+	// (exit 0) stays, whatever lines follow it.
+	p, err := Parse("p.md", "```sh\necho error: none\n# (exit 0)\n# error: none\n```\n")
+	if err != nil || p.Steps[0].Exit != 0 {
+		t.Errorf("(exit 0) before an error line: %v %+v", err, p.Steps)
+	}
+	// bash ends <<EOF at EOF alone on its line, <<-EOF also after tabs.
+	if _, err := Parse("p.md", "```sh\ncat <<EOF\n  EOF\n```\n"); err == nil {
+		t.Error("an indented EOF taken for the end of <<EOF")
+	}
+	if _, err := Parse("p.md", "```sh\ncat <<-EOF\n\tEOF\n```\n"); err != nil {
+		t.Errorf("<<-EOF: %v", err)
+	}
+	// A line beginning with an inline code span is not a fence.
+	p, err = Parse("p.md", "```wasmkube up``` is the command.\n\n```sh\necho a\n```\n")
+	if err != nil || len(p.Steps) != 1 {
+		t.Errorf("inline span at a line's start: %v, %d steps", err, len(p.Steps))
+	}
+	// The text around … keeps its spaces.
+	if Match([]string{"web …"}, "webserver is down\n") == nil {
+		t.Error(`"web …" matched "webserver is down"`)
 	}
 }

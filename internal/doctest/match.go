@@ -2,6 +2,7 @@ package doctest
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 )
 
@@ -49,37 +50,35 @@ func MatchExact(expect []string, out string) error {
 
 // findLine returns the index of the first line of got at or after from that pattern matches, or -1.
 func findLine(pattern string, got []string, from int) int {
-	parts := strings.Split(normalize(pattern), "…")
+	re := patternRE(pattern)
 	for i := from; i < len(got); i++ {
-		if matchLine(parts, normalize(got[i])) {
+		if re.MatchString(normalize(got[i])) {
 			return i
 		}
 	}
 	return -1
 }
 
-// matchLine reports whether line is the pattern whose text between "…"s is parts: it begins
-// with the first part, ends with the last and has the others between, in order.
-func matchLine(parts []string, line string) bool {
-	for i := range parts {
-		parts[i] = strings.TrimSpace(parts[i])
-	}
-	if len(parts) == 1 {
-		return line == parts[0]
-	}
-	first, last := parts[0], parts[len(parts)-1]
-	if !strings.HasPrefix(line, first) {
-		return false
-	}
-	line = line[len(first):]
-	for _, part := range parts[1 : len(parts)-1] {
-		i := strings.Index(line, part)
-		if i < 0 {
-			return false
+// patternRE is the regular expression of an expected line: its text literally, white space
+// normalized, and "…" any text. "a … b" matches "a b" too (… may stand for nothing, with its
+// spaces), but "a …" does not match "ab".
+func patternRE(pattern string) *regexp.Regexp {
+	parts := strings.Split(normalize(pattern), "…")
+	var b strings.Builder
+	b.WriteString("^")
+	for i, part := range parts {
+		if i > 0 {
+			if strings.HasSuffix(parts[i-1], " ") && strings.HasPrefix(part, " ") {
+				part = part[1:]
+				b.WriteString("(?:.* )?")
+			} else {
+				b.WriteString(".*")
+			}
 		}
-		line = line[i+len(part):]
+		b.WriteString(regexp.QuoteMeta(part))
 	}
-	return strings.HasSuffix(line, last)
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
 }
 
 // normalize turns every run of white space into one space and trims the ends.

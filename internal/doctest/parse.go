@@ -39,6 +39,8 @@ type Page struct {
 	Steps []*Step
 	// Skipped counts the shell blocks a skip directive kept from running.
 	Skipped int
+	// lastSkipped is true while the last shell block was a skipped one.
+	lastSkipped bool
 }
 
 // Step is one thing the run does: a command, or making sure a cluster runs (Running set).
@@ -49,6 +51,8 @@ type Step struct {
 	Expect  []string
 	// Exit is the status the command must end with; -1 means any failure.
 	Exit int
+	// exitSet is true once "(exit N)" set Exit: an error line does not change it then.
+	exitSet bool
 	// ExpectFrom is the line the expected output was read from (for messages).
 	ExpectFrom int
 	// Exact says that Expect is the whole output (an output block), not lines of it.
@@ -62,8 +66,8 @@ func (s *Step) Up() bool {
 
 var (
 	directiveRE = regexp.MustCompile(`^<!--\s*doctest:\s*(\S+)\s*(.*?)\s*-->\s*$`)
-	fenceRE     = regexp.MustCompile("^( *)(```+|~~~+)\\s*([A-Za-z0-9_-]*)")
-	heredocRE   = regexp.MustCompile(`(?:^|[^<])<<-?\s*\\?['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?`)
+	fenceRE     = regexp.MustCompile("^( *)(```+|~~~+)\\s*([A-Za-z0-9_-]*)[^`]*$")
+	heredocRE   = regexp.MustCompile(`(?:^|[^<])<<(-?)\s*\\?['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?`)
 	upRE        = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*=\S*\s+)*((wasmkube|go run \./cmd/wasmkube)\s+up|make up)(\s|$)`)
 	exitRE      = regexp.MustCompile(`^\(exit (\d+)\)$`)
 	errorRE     = regexp.MustCompile(`(?i)^error\b`)
@@ -75,18 +79,36 @@ var (
 // its first line without the note after it, and no --dry-run anywhere.
 func isUpCommand(script string) bool {
 	first, _, _ := strings.Cut(script, "\n")
-	command, _, _ := strings.Cut(first, " #")
+	command := withoutNote(first)
 	return upRE.MatchString(command) && !strings.Contains(command, "|") && !strings.Contains(withoutNotes(script), "--dry-run")
 }
 
-// withoutNotes is script without the notes after its commands (" # …" to the end of a line).
+// withoutNotes is script without the notes after its commands.
 func withoutNotes(script string) string {
 	var b strings.Builder
 	for _, l := range strings.Split(script, "\n") {
-		l, _, _ = strings.Cut(l, " #")
-		b.WriteString(l + "\n")
+		b.WriteString(withoutNote(l) + "\n")
 	}
 	return b.String()
+}
+
+// WithoutNote is a shell line without its comment: from a # that begins a word outside quotes
+// (as bash reads it) to the end, and the white space before it.
+func withoutNote(line string) string {
+	var quote rune
+	for i, r := range line {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			}
+		case r == '\'' || r == '"':
+			quote = r
+		case r == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return strings.TrimRight(line[:i], " \t")
+		}
+	}
+	return line
 }
 
 // pending is what directives said about the next block.
@@ -185,8 +207,8 @@ func (p *Page) block(lang string, body []string, first int, next *pending) error
 	}
 	switch {
 	case next != nil && next.output:
-		if len(p.Steps) == 0 || p.Steps[len(p.Steps)-1].Script == "" && p.Steps[len(p.Steps)-1].Running == "" {
-			return fmt.Errorf("%s:%d: an output block with no command before it", p.Path, next.line)
+		if len(p.Steps) == 0 || p.lastSkipped || p.Steps[len(p.Steps)-1].Script == "" && p.Steps[len(p.Steps)-1].Running == "" {
+			return fmt.Errorf("%s:%d: an output block with no command run before it (none, or in a skipped block)", p.Path, next.line)
 		}
 		last := p.Steps[len(p.Steps)-1]
 		last.ExpectFrom, last.Exact = first, true
@@ -201,6 +223,7 @@ func (p *Page) block(lang string, body []string, first int, next *pending) error
 			return fmt.Errorf("%s:%d: doctest skip before a block that would not run anyway (```%s)", p.Path, next.line, lang)
 		}
 		p.Skipped++
+		p.lastSkipped = true
 		return nil
 	case runnable:
 		steps, err := commands(body, first)
@@ -208,6 +231,7 @@ func (p *Page) block(lang string, body []string, first int, next *pending) error
 			return fmt.Errorf("%s:%w", p.Path, err)
 		}
 		p.Steps = append(p.Steps, steps...)
+		p.lastSkipped = false
 	}
 	return nil
 }
@@ -252,16 +276,21 @@ func commandEnd(body []string, start int) (int, error) {
 		end++
 	}
 	var delimiter string
+	var stripTabs bool
 	for _, l := range body[start : end+1] {
-		if m := heredocRE.FindStringSubmatch(l); m != nil {
-			delimiter = m[1]
+		if m := heredocRE.FindStringSubmatch(withoutNote(l)); m != nil {
+			delimiter, stripTabs = m[2], m[1] == "-"
 		}
 	}
 	if delimiter == "" {
 		return end, nil
 	}
 	for j := end + 1; j < len(body); j++ {
-		if strings.TrimSpace(body[j]) == delimiter {
+		l := body[j]
+		if stripTabs {
+			l = strings.TrimLeft(l, "\t")
+		}
+		if l == delimiter { // as bash ends it: the word alone on its line
 			return j, nil
 		}
 	}
@@ -273,9 +302,10 @@ func (s *Step) expect(text string) {
 	text = strings.TrimSpace(text)
 	if m := exitRE.FindStringSubmatch(text); m != nil {
 		s.Exit, _ = strconv.Atoi(m[1])
+		s.exitSet = true
 		return
 	}
-	if errorRE.MatchString(text) && s.Exit == 0 {
+	if errorRE.MatchString(text) && !s.exitSet {
 		s.Exit = -1
 	}
 	s.Expect = append(s.Expect, text)

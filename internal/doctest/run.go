@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -92,9 +93,32 @@ func RunPage(env Env, p *Page) []error {
 			break
 		}
 	}
-	for i := len(clusters) - 1; i >= 0; i-- {
-		if err := clusters[i].stop(env.StopTimeout); err != nil {
-			errs = append(errs, withPage(p.Path, clusters[i].step, err))
+	return append(errs, stopAll(env, p.Path, clusters)...)
+}
+
+// stopAll interrupts the clusters at once and waits for each to stop, for StopTimeout at
+// most, and less when the run's deadline comes sooner.
+func stopAll(env Env, page string, clusters []*cluster) []error {
+	timeout := env.StopTimeout
+	if env.Context != nil {
+		if d, ok := env.Context.Deadline(); ok {
+			timeout = max(min(timeout, time.Until(d)), 5*time.Second)
+		}
+	}
+	results := make([]error, len(clusters))
+	var wg sync.WaitGroup
+	for i, c := range clusters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = c.stop(timeout)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i, err := range results {
+		if err != nil {
+			errs = append(errs, withPage(page, clusters[i].step, err))
 		}
 	}
 	return errs
