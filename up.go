@@ -394,20 +394,29 @@ func bootstrapRecorded(plan *apiserver.Plan) bool {
 }
 
 // startControllers starts kube-controller-manager when the plan runs it.
-func (s *starting) startControllers(ctx context.Context) (bool, string, error) {
-	if s.plan.ControllerManagerArgs == nil {
-		return false, "", nil
+func (s *starting) startControllers(ctx context.Context) (started bool, _ string, err error) {
+	s.cm, started, err = startComponent(ctx, s, s.plan.ControllerManagerArgs, "kube-controller-manager",
+		s.bundle.ControllerManagerCert(), s.bundle.ControllerManagerKey(), s.plan.Layout.ControllerManagerKubeconfig(), apiserver.StartControllerManager)
+	return started, "", err
+}
+
+// startComponent starts kube-controller-manager or kube-scheduler with start when the plan
+// runs it (args set), after writing its kubeconfig, which authenticates with its client
+// certificate (cert, key). The component runs until Stop, past ctx.
+func startComponent[T any](ctx context.Context, s *starting, args []string, name, cert, key, kubeconfigPath string,
+	start func(context.Context, *apiserver.Plan) (T, error)) (T, bool, error) {
+	var none T
+	if args == nil {
+		return none, false, nil
 	}
-	if err := writeComponentKubeconfig(s.plan.Plan, s.bundle, "kube-controller-manager",
-		s.bundle.ControllerManagerCert(), s.bundle.ControllerManagerKey(), s.plan.Layout.ControllerManagerKubeconfig()); err != nil {
-		return false, "", err
+	if err := writeComponentKubeconfig(s.plan.Plan, s.bundle, name, cert, key, kubeconfigPath); err != nil {
+		return none, false, err
 	}
-	cm, err := apiserver.StartControllerManager(context.WithoutCancel(ctx), s.plan.Plan)
+	c, err := start(context.WithoutCancel(ctx), s.plan.Plan)
 	if err != nil {
-		return false, "", err
+		return none, false, err
 	}
-	s.cm = cm
-	return true, "", nil
+	return c, true, nil
 }
 
 func (s *starting) stopControllers() error {
@@ -510,20 +519,10 @@ func withModules(hooks apiserver.Hooks, ext apiserver.Extensions, adm *hook.Admi
 }
 
 // startScheduler starts kube-scheduler when the plan runs it.
-func (s *starting) startScheduler(ctx context.Context) (bool, string, error) {
-	if s.plan.SchedulerArgs == nil {
-		return false, "", nil
-	}
-	if err := writeComponentKubeconfig(s.plan.Plan, s.bundle, "kube-scheduler",
-		s.bundle.SchedulerCert(), s.bundle.SchedulerKey(), s.plan.Layout.SchedulerKubeconfig()); err != nil {
-		return false, "", err
-	}
-	sched, err := apiserver.StartScheduler(context.WithoutCancel(ctx), s.plan.Plan)
-	if err != nil {
-		return false, "", err
-	}
-	s.sched = sched
-	return true, "", nil
+func (s *starting) startScheduler(ctx context.Context) (started bool, _ string, err error) {
+	s.sched, started, err = startComponent(ctx, s, s.plan.SchedulerArgs, "kube-scheduler",
+		s.bundle.SchedulerCert(), s.bundle.SchedulerKey(), s.plan.Layout.SchedulerKubeconfig(), apiserver.StartScheduler)
+	return started, "", err
 }
 
 func (s *starting) stopScheduler() error {

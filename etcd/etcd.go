@@ -256,38 +256,26 @@ func CheckReachable(ctx context.Context, ext External, timeout time.Duration) er
 		return fmt.Errorf("connect to external etcd %v: %w", ext.Servers, err)
 	}
 	defer cli.Close()
-	// All at once: a member that is down does not use up the time the others have to answer.
-	results := make(chan error, len(ext.Servers))
-	for _, ep := range ext.Servers {
-		go func() {
-			_, err := cli.Status(ctx, ep)
-			if err != nil {
-				err = fmt.Errorf("%s: %w", ep, err)
-			}
-			results <- err
-		}()
-	}
-	var errs []error
-	for range ext.Servers {
-		err := <-results
-		if err == nil {
-			return nil
+	err = anyServer(ext.Servers, func(ep string) error {
+		if _, err := cli.Status(ctx, ep); err != nil {
+			return fmt.Errorf("%s: %w", ep, err)
 		}
-		errs = append(errs, err)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("no external etcd server answered within %s (%w); check that etcd runs and that etcd.external.servers, caFile, certFile and keyFile in the profile are right, or remove etcd.external to use the embedded etcd",
+			timeout, err)
 	}
-	return fmt.Errorf("no external etcd server answered within %s (%w); check that etcd runs and that etcd.external.servers, caFile, certFile and keyFile in the profile are right, or remove etcd.external to use the embedded etcd",
-		timeout, errors.Join(errs...))
+	return nil
 }
 
-// dialAny returns nil as soon as one of servers (http(s):// or unix:// URLs) takes a
-// connection, else why none did. It dials them all at once: a member that drops packets does
-// not use up the time of the others.
-func dialAny(ctx context.Context, servers []string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// anyServer runs try for every server at once, so that a member that is down or drops packets
+// does not use up the time of the others, and returns nil as soon as one succeeds, else every
+// server's error. The calls still running are left to their context.
+func anyServer(servers []string, try func(server string) error) error {
 	results := make(chan error, len(servers))
 	for _, server := range servers {
-		go func() { results <- dialServer(ctx, server) }()
+		go func() { results <- try(server) }()
 	}
 	var errs []error
 	for range servers {
@@ -298,6 +286,14 @@ func dialAny(ctx context.Context, servers []string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// dialAny returns nil as soon as one of servers (http(s):// or unix:// URLs) takes a
+// connection, else why none did.
+func dialAny(ctx context.Context, servers []string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return anyServer(servers, func(server string) error { return dialServer(ctx, server) })
 }
 
 // dialServer opens and closes one connection to the etcd server at the URL server.

@@ -84,19 +84,16 @@ func (o *upOptions) run(ctx context.Context, s streams) error {
 		return err
 	}
 	opts := o.libraryOptions(dataDir)
+	// The module files and granted directories, for --dry-run too and before anything starts.
+	if err := wasmkube.CheckModuleFiles(p, opts); err != nil {
+		return err
+	}
 	if o.dryRun {
 		plan, err := wasmkube.PlanFor(p, opts)
 		if err != nil {
 			return err
 		}
-		if err := wasmkube.CheckModuleFiles(p, opts); err != nil {
-			return err
-		}
 		return printPlan(s, plan, p.Source)
-	}
-	// The module files and granted directories, before anything starts (and is rolled back).
-	if err := wasmkube.CheckModuleFiles(p, opts); err != nil {
-		return err
 	}
 	began := time.Now()
 	fmt.Fprintf(s.out, "Starting profile %s (%s), data in %s\n", p.Name, p.Source, dataDir)
