@@ -41,13 +41,41 @@ func (l *Loaded) resolveArgPaths() {
 	if l.IsBuiltin() {
 		return
 	}
+	dir := filepath.Dir(l.Source)
 	for _, args := range [][]string{l.APIServer.ExtraArgs, l.Controllers.ExtraArgs, l.Scheduler.ExtraArgs} {
 		for i, a := range args {
 			name, value, ok := SplitArg(a)
-			if !ok || !isPathFlag(name) || value == "" || value == "-" || filepath.IsAbs(value) {
-				continue
+			switch {
+			case !ok:
+			case name == "tls-sni-cert-key":
+				args[i] = name + "=" + resolveSNICertKey(dir, value)
+			case isPathFlag(name):
+				args[i] = name + "=" + resolvePath(dir, value)
 			}
-			args[i] = name + "=" + filepath.Join(filepath.Dir(l.Source), value)
 		}
 	}
+}
+
+// resolvePath joins a relative path to dir; empty, "-" and absolute values stay.
+func resolvePath(dir, value string) string {
+	if value == "" || value == "-" || filepath.IsAbs(value) {
+		return value
+	}
+	return filepath.Join(dir, value)
+}
+
+// resolveSNICertKey resolves the two files of a --tls-sni-cert-key value,
+// "cert.pem,key.pem[:domain,domain…]", read as kube-apiserver reads it (cliflag.NamedCertKey:
+// the paths end at the first colon); the domains stay.
+func resolveSNICertKey(dir, value string) string {
+	files, domains, hasDomains := strings.Cut(value, ":")
+	cert, key, ok := strings.Cut(files, ",")
+	if !ok {
+		return value // kube-apiserver refuses it, naming the flag
+	}
+	resolved := resolvePath(dir, cert) + "," + resolvePath(dir, key)
+	if hasDomains {
+		resolved += ":" + domains
+	}
+	return resolved
 }

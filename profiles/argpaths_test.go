@@ -15,7 +15,8 @@ func TestExtraArgPathsFromProfileDir(t *testing.T) {
 kind: Profile
 name: audited
 apiserver:
-  extraArgs: [audit-policy-file=audit.yaml, --audit-log-path=logs/audit.log, "audit-log-maxage=3", "tls-cipher-suites=x"]
+  extraArgs: [audit-policy-file=audit.yaml, --audit-log-path=logs/audit.log, "audit-log-maxage=3", "tls-cipher-suites=x",
+    "tls-sni-cert-key=certs/a.crt,certs/a.key:*.a.test,a.test", "tls-sni-cert-key=b.crt,/abs/b.key", "tls-sni-cert-key=broken"]
 controllers:
   extraArgs: [cluster-signing-cert-file=/abs/ca.crt]
 scheduler:
@@ -30,7 +31,9 @@ scheduler:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"audit-policy-file=" + filepath.Join(dir, "audit.yaml"), "audit-log-path=" + filepath.Join(dir, "logs/audit.log"), "audit-log-maxage=3", "tls-cipher-suites=x"}
+	want := []string{"audit-policy-file=" + filepath.Join(dir, "audit.yaml"), "audit-log-path=" + filepath.Join(dir, "logs/audit.log"), "audit-log-maxage=3", "tls-cipher-suites=x",
+		"tls-sni-cert-key=" + filepath.Join(dir, "certs/a.crt") + "," + filepath.Join(dir, "certs/a.key") + ":*.a.test,a.test",
+		"tls-sni-cert-key=" + filepath.Join(dir, "b.crt") + ",/abs/b.key", "tls-sni-cert-key=broken"}
 	if !slices.Equal(p.APIServer.ExtraArgs, want) {
 		t.Errorf("apiserver.extraArgs = %q, want %q", p.APIServer.ExtraArgs, want)
 	}

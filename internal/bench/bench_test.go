@@ -182,6 +182,27 @@ func TestMarkdown(t *testing.T) {
 	}
 }
 
+// TestMarkdownCommand: the report names the command that writes it, make bench or a
+// before/after make bench-compare.
+func TestMarkdownCommand(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "make bench   # = go run ./internal/cmd/wasmkube-bench -o docs/benchmarks.md\n"},
+		{Config{Base: "abc123", Steps: []string{"start", "admission"}},
+			"make bench-compare BASE=abc123   # = go run ./internal/cmd/wasmkube-bench -base abc123 -only start,admission -o docs/benchmarks-before-after.md\n"},
+	} {
+		var b strings.Builder
+		if err := (&Report{Config: c.cfg}).Markdown(&b); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("report of %+v lacks %q:\n%s", c.cfg, c.want, b.String())
+		}
+	}
+}
+
 func metaKind(kind string) metav1.GroupVersionKind {
 	return metav1.GroupVersionKind{Version: "v1", Kind: kind}
 }
