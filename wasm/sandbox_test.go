@@ -77,7 +77,9 @@ func TestCloseIsBounded(t *testing.T) {
 	m := load(t, newRuntime(t), ModuleConfig{PoolSize: 1, Timeout: 2 * time.Second})
 	done := make(chan error)
 	go func() { _, err := call(m, "sleep"); done <- err }()
-	time.Sleep(100 * time.Millisecond)
+	for m.pool.free() != 0 { // until the sleeping call holds the instance
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()
