@@ -162,14 +162,20 @@ var schedulerRefusedFlags = map[string]string{
 	"logging-format":            "logging is the process's: set logging-format in apiserver.extraArgs",
 }
 
+// schedulerRefusal is why a profile may not set the kube-scheduler flag name (the
+// leader-elect-* flags as leader-elect), or "".
+func schedulerRefusal(name string) string {
+	if strings.HasPrefix(name, "leader-elect-") {
+		return schedulerRefusedFlags["leader-elect"]
+	}
+	return schedulerRefusedFlags[name]
+}
+
 func validateScheduler(s *Scheduler, fld *field.Path) field.ErrorList {
 	errs := validateExtraArgs(s.ExtraArgs, fld.Child("extraArgs"), nil)
 	for i, a := range s.ExtraArgs {
 		name, _, _ := SplitArg(a)
-		if why, refused := schedulerRefusedFlags[name]; refused || strings.HasPrefix(name, "leader-elect-") {
-			if !refused {
-				why = schedulerRefusedFlags["leader-elect"]
-			}
+		if why := schedulerRefusal(name); why != "" {
 			errs = append(errs, field.Forbidden(fld.Child("extraArgs").Index(i), "--"+name+": "+why))
 		}
 	}

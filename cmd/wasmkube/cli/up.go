@@ -243,7 +243,8 @@ func profileRef(p *profiles.Loaded) string {
 	if p.IsBuiltin() {
 		return p.Name
 	}
-	if dir, file := filepath.Split(p.Source); filepath.Clean(dir) == filepath.Clean(wasmkube.UserProfileDir()) {
+	// The user profile directory's NAME.yaml is found by NAME (profiles.Finder).
+	if dir, file := filepath.Split(p.Source); filepath.Clean(dir) == filepath.Clean(wasmkube.UserProfileDir()) && strings.HasSuffix(file, ".yaml") {
 		return strings.TrimSuffix(file, ".yaml")
 	}
 	return p.Source
